@@ -1,0 +1,40 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "vduse-export",
+    products: [
+        .executable(name: "vduse-export", targets: ["vduse-export"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // Kernel interface definitions (VDUSE, virtio), ioctl wrappers, liburing and libnl glue:
+        // only what Swift cannot express. libnl's headers stay inside the .c file.
+        .target(
+            name: "CVDUSE",
+            cSettings: [.unsafeFlags(["-I/usr/include/libnl3"])],
+            linkerSettings: [
+                .linkedLibrary("nl-genl-3"), .linkedLibrary("nl-3"), .linkedLibrary("uring"),
+            ]
+        ),
+        .target(
+            name: "Core",
+            dependencies: [
+                "CVDUSE",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "vduse-export",
+            dependencies: [
+                "Core",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "CoreTests", dependencies: ["Core"]),
+    ]
+)

@@ -1,0 +1,1 @@
+/* Placeholder; the kernel interface lands with the data path. */

@@ -1,0 +1,73 @@
+/// What the option checks hand to the server: one export that passed every create-time check,
+/// with all defaults applied and its block node resolved down to a backend.
+///
+/// This is the only type the data path needs from the option layer, so the checks (pure, testable
+/// anywhere) and the device (needs the kernel) meet here and nowhere else.
+public struct ExportPlan: Sendable, Equatable, Codable {
+    /// QEMU export id (`id=`).
+    public var id: String
+    /// VDUSE device name (`name=`): `/dev/vduse/NAME` and the vdpa device name.
+    public var deviceName: String
+    public var backend: BackendSpec
+    /// The export accepts writes (`writable=on`).
+    public var writable: Bool
+    /// Every write reaches stable storage before it completes (`writethrough=on`).
+    public var writethrough: Bool
+    /// Name of the iothread serving every queue of this export; nil = the main loop.
+    public var iothread: String?
+    public var numQueues: UInt16
+    public var queueSize: UInt16
+    /// Bytes; a power of two in 512...2 MiB.
+    public var logicalBlockSize: UInt32
+    /// Returned by VIRTIO_BLK_T_GET_ID (first 20 bytes).
+    public var serial: String
+
+    public init(
+        id: String, deviceName: String, backend: BackendSpec, writable: Bool = false,
+        writethrough: Bool = false, iothread: String? = nil, numQueues: UInt16 = 1,
+        queueSize: UInt16 = 256, logicalBlockSize: UInt32 = 512, serial: String = ""
+    ) {
+        self.id = id
+        self.deviceName = deviceName
+        self.backend = backend
+        self.writable = writable
+        self.writethrough = writethrough
+        self.iothread = iothread
+        self.numQueues = numQueues
+        self.queueSize = queueSize
+        self.logicalBlockSize = logicalBlockSize
+        self.serial = serial
+    }
+}
+
+/// The storage behind an export, after resolving `raw` → `file`/`host_device` node chains.
+public struct BackendSpec: Sendable, Equatable, Codable {
+    public enum Kind: Sendable, Equatable, Codable {
+        /// A regular file or a block device at this path.
+        case file(path: String)
+        /// QEMU's `null-co`: reads return zeros (`read-zeroes`) and writes are dropped. For benchmarks.
+        case null(size: UInt64)
+    }
+    public var kind: Kind
+    /// The node is read-only (`read-only=on` on any node of the chain).
+    public var readOnly: Bool
+    /// `cache.direct=on`: open with O_DIRECT.
+    public var direct: Bool
+
+    public init(kind: Kind, readOnly: Bool = false, direct: Bool = false) {
+        self.kind = kind
+        self.readOnly = readOnly
+        self.direct = direct
+    }
+}
+
+/// Everything `serve` needs: the iothread objects to start, and the exports in command-line order.
+public struct ServePlan: Sendable, Equatable, Codable {
+    public var iothreads: [String]
+    public var exports: [ExportPlan]
+
+    public init(iothreads: [String], exports: [ExportPlan]) {
+        self.iothreads = iothreads
+        self.exports = exports
+    }
+}

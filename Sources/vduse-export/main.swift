@@ -1,0 +1,2 @@
+import Core
+print("vduse-export: not yet")
