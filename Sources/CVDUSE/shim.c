@@ -1,1 +1,209 @@
-/* Placeholder; the kernel interface lands with the data path. */
+#define _GNU_SOURCE
+#include "CVDUSE.h"
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <liburing.h>
+#include <netlink/netlink.h>
+#include <netlink/genl/genl.h>
+#include <netlink/genl/ctrl.h>
+#include <linux/vdpa.h>
+
+long cvduse_ioctl(int fd, unsigned long request, void *arg) {
+    long r;
+    do { r = ioctl(fd, request, arg); } while (r < 0 && errno == EINTR);
+    return r < 0 ? -errno : r;
+}
+
+long cvduse_create_dev(int control_fd, const char *name, uint32_t device_id, uint64_t features,
+                       uint32_t vq_num, uint32_t vq_align, const void *config, uint32_t config_size) {
+    struct vduse_dev_config *c = calloc(1, sizeof(*c) + config_size);
+    if (!c) return -ENOMEM;
+    strncpy(c->name, name, VDUSE_NAME_MAX - 1);
+    c->device_id = device_id;
+    c->vendor_id = 0;
+    c->features = features;
+    c->vq_num = vq_num;
+    c->vq_align = vq_align;
+    c->config_size = config_size;
+    memcpy(c->config, config, config_size);
+    long r = cvduse_ioctl(control_fd, VDUSE_CREATE_DEV, c);
+    free(c);
+    return r;
+}
+
+long cvduse_set_config(int dev_fd, uint32_t offset, const void *buffer, uint32_t length) {
+    struct vduse_config_data *d = calloc(1, sizeof(*d) + length);
+    if (!d) return -ENOMEM;
+    d->offset = offset;
+    d->length = length;
+    memcpy(d->buffer, buffer, length);
+    long r = cvduse_ioctl(dev_fd, VDUSE_DEV_SET_CONFIG, d);
+    free(d);
+    return r;
+}
+
+/* ---- io_uring ---- */
+struct cvduse_ring { struct io_uring ring; };
+
+cvduse_ring *cvduse_ring_create(unsigned entries, int eventfd, int *error) {
+    cvduse_ring *r = calloc(1, sizeof(*r));
+    if (!r) { *error = -ENOMEM; return NULL; }
+    int e = io_uring_queue_init(entries, &r->ring, 0);
+    if (e < 0) { free(r); *error = e; return NULL; }
+    if (eventfd >= 0) {
+        e = io_uring_register_eventfd(&r->ring, eventfd);
+        if (e < 0) { io_uring_queue_exit(&r->ring); free(r); *error = e; return NULL; }
+    }
+    *error = 0;
+    return r;
+}
+
+void cvduse_ring_destroy(cvduse_ring *r) {
+    if (!r) return;
+    io_uring_queue_exit(&r->ring);
+    free(r);
+}
+
+static struct io_uring_sqe *next_sqe(cvduse_ring *r) { return io_uring_get_sqe(&r->ring); }
+
+int cvduse_ring_prep_readv(cvduse_ring *r, int fd, const struct iovec *iov, unsigned n, uint64_t off, uint64_t tag) {
+    struct io_uring_sqe *s = next_sqe(r);
+    if (!s) return -EBUSY;
+    io_uring_prep_readv(s, fd, iov, n, off);
+    io_uring_sqe_set_data64(s, tag);
+    return 0;
+}
+
+int cvduse_ring_prep_writev(cvduse_ring *r, int fd, const struct iovec *iov, unsigned n, uint64_t off, uint64_t tag) {
+    struct io_uring_sqe *s = next_sqe(r);
+    if (!s) return -EBUSY;
+    io_uring_prep_writev(s, fd, iov, n, off);
+    io_uring_sqe_set_data64(s, tag);
+    return 0;
+}
+
+int cvduse_ring_prep_fdatasync(cvduse_ring *r, int fd, uint64_t tag) {
+    struct io_uring_sqe *s = next_sqe(r);
+    if (!s) return -EBUSY;
+    io_uring_prep_fsync(s, fd, IORING_FSYNC_DATASYNC);
+    io_uring_sqe_set_data64(s, tag);
+    return 0;
+}
+
+int cvduse_ring_prep_fallocate(cvduse_ring *r, int fd, int mode, uint64_t off, uint64_t len, uint64_t tag) {
+    struct io_uring_sqe *s = next_sqe(r);
+    if (!s) return -EBUSY;
+    io_uring_prep_fallocate(s, fd, mode, off, len);
+    io_uring_sqe_set_data64(s, tag);
+    return 0;
+}
+
+int cvduse_ring_submit(cvduse_ring *r) {
+    int e;
+    do { e = io_uring_submit(&r->ring); } while (e == -EINTR);
+    return e;
+}
+
+unsigned cvduse_ring_reap(cvduse_ring *r, uint64_t *tags, int32_t *results, unsigned max) {
+    unsigned n = 0;
+    struct io_uring_cqe *cqe;
+    while (n < max && io_uring_peek_cqe(&r->ring, &cqe) == 0) {
+        tags[n] = io_uring_cqe_get_data64(cqe);
+        results[n] = cqe->res;
+        io_uring_cqe_seen(&r->ring, cqe);
+        n++;
+    }
+    return n;
+}
+
+int cvduse_ring_wait(cvduse_ring *r, uint64_t *tag, int32_t *result) {
+    struct io_uring_cqe *cqe;
+    int e;
+    do { e = io_uring_wait_cqe(&r->ring, &cqe); } while (e == -EINTR);
+    if (e < 0) return e;
+    *tag = io_uring_cqe_get_data64(cqe);
+    *result = cqe->res;
+    io_uring_cqe_seen(&r->ring, cqe);
+    return 0;
+}
+
+/* ---- vdpa generic netlink ---- */
+struct ack_state { int error; };
+
+static int on_error(struct sockaddr_nl *who, struct nlmsgerr *err, void *arg) {
+    (void)who;
+    struct ack_state *st = arg;
+    st->error = err->error;
+    return NL_STOP;
+}
+
+static int on_ack(struct nl_msg *msg, void *arg) {
+    (void)msg;
+    ((struct ack_state *)arg)->error = 0;
+    return NL_STOP;
+}
+
+static int on_valid(struct nl_msg *msg, void *arg) { (void)msg; (void)arg; return NL_OK; }
+
+/* libnl error codes are not errnos; map the ones that can happen before the kernel answers. */
+static int nl_to_errno(int e) {
+    switch (-e) {
+    case NLE_NOMEM: return -ENOMEM;
+    case NLE_PERM: return -EPERM;
+    case NLE_OBJ_NOTFOUND: return -ENOENT;
+    default: return -EIO;
+    }
+}
+
+/* Sends one vdpa command with the given string attributes and waits for the kernel's answer. */
+static int vdpa_transact(uint8_t cmd, int attr1, const char *v1, int attr2, const char *v2, int flags) {
+    struct nl_sock *sk = nl_socket_alloc();
+    if (!sk) return -ENOMEM;
+    int ret;
+    if ((ret = genl_connect(sk)) < 0) { ret = nl_to_errno(ret); goto out; }
+    int family = genl_ctrl_resolve(sk, VDPA_GENL_NAME);
+    if (family < 0) { ret = -ENOENT; goto out; }
+    struct nl_msg *msg = nlmsg_alloc();
+    if (!msg) { ret = -ENOMEM; goto out; }
+    if (!genlmsg_put(msg, NL_AUTO_PORT, NL_AUTO_SEQ, family, 0, flags, cmd, VDPA_GENL_VERSION)
+        || (v1 && nla_put_string(msg, attr1, v1) < 0)
+        || (v2 && nla_put_string(msg, attr2, v2) < 0)) {
+        nlmsg_free(msg); ret = -ENOMEM; goto out;
+    }
+    struct ack_state st = { .error = 1 }; /* 1 = no answer yet */
+    struct nl_cb *cb = nl_cb_alloc(NL_CB_DEFAULT);
+    if (!cb) { nlmsg_free(msg); ret = -ENOMEM; goto out; }
+    nl_cb_err(cb, NL_CB_CUSTOM, on_error, &st);
+    nl_cb_set(cb, NL_CB_ACK, NL_CB_CUSTOM, on_ack, &st);
+    nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, on_valid, &st);
+    ret = nl_send_auto(sk, msg);
+    nlmsg_free(msg);
+    if (ret < 0) { nl_cb_put(cb); ret = nl_to_errno(ret); goto out; }
+    while (st.error == 1) {
+        int r = nl_recvmsgs(sk, cb);
+        if (r < 0) { if (st.error == 1) st.error = nl_to_errno(r); break; }
+        /* A request with a reply (MGMTDEV_GET): the reply comes first, then the ack. */
+    }
+    nl_cb_put(cb);
+    ret = st.error == 1 ? 0 : st.error;
+out:
+    nl_socket_free(sk);
+    return ret;
+}
+
+int cvduse_vdpa_dev_new(const char *mgmtdev, const char *name) {
+    return vdpa_transact(VDPA_CMD_DEV_NEW, VDPA_ATTR_MGMTDEV_DEV_NAME, mgmtdev, VDPA_ATTR_DEV_NAME, name,
+                         NLM_F_REQUEST | NLM_F_ACK);
+}
+
+int cvduse_vdpa_dev_del(const char *name) {
+    return vdpa_transact(VDPA_CMD_DEV_DEL, VDPA_ATTR_DEV_NAME, name, 0, NULL, NLM_F_REQUEST | NLM_F_ACK);
+}
+
+int cvduse_vdpa_mgmtdev_get(const char *mgmtdev) {
+    return vdpa_transact(VDPA_CMD_MGMTDEV_GET, VDPA_ATTR_MGMTDEV_DEV_NAME, mgmtdev, 0, NULL,
+                         NLM_F_REQUEST | NLM_F_ACK);
+}
+
+const int cvduse_o_direct = O_DIRECT;

@@ -1,1 +1,89 @@
+/*
+ * Kernel interface for vduse-export: only what Swift cannot express.
+ *  - ioctl numbers (function-like macros in the UAPI headers) as constants;
+ *  - a non-variadic ioctl and a few wrappers for structs with flexible array members;
+ *  - memory barriers and atomic loads/stores on rings shared with the kernel;
+ *  - liburing (its API is static inline) and libnl (the vdpa generic netlink family).
+ * The UAPI structs themselves (vduse_dev_request, vduse_vq_info, ...) come from <linux/vduse.h>.
+ */
 #pragma once
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <sys/ioctl.h>
+#include <sys/eventfd.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/ioctl.h>
+#include <linux/vduse.h>
+#include <linux/virtio_blk.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_ring.h>
+#include <linux/fs.h>
+
+/* ---- ioctl numbers ---- */
+static const unsigned long CVDUSE_GET_API_VERSION = VDUSE_GET_API_VERSION;
+static const unsigned long CVDUSE_SET_API_VERSION = VDUSE_SET_API_VERSION;
+static const unsigned long CVDUSE_DESTROY_DEV = VDUSE_DESTROY_DEV;
+static const unsigned long CVDUSE_IOTLB_GET_FD = VDUSE_IOTLB_GET_FD;
+static const unsigned long CVDUSE_DEV_GET_FEATURES = VDUSE_DEV_GET_FEATURES;
+static const unsigned long CVDUSE_DEV_INJECT_CONFIG_IRQ = VDUSE_DEV_INJECT_CONFIG_IRQ;
+static const unsigned long CVDUSE_VQ_SETUP = VDUSE_VQ_SETUP;
+static const unsigned long CVDUSE_VQ_GET_INFO = VDUSE_VQ_GET_INFO;
+static const unsigned long CVDUSE_VQ_SETUP_KICKFD = VDUSE_VQ_SETUP_KICKFD;
+static const unsigned long CVDUSE_VQ_INJECT_IRQ = VDUSE_VQ_INJECT_IRQ;
+static const unsigned long CVDUSE_BLKGETSIZE64 = BLKGETSIZE64;
+static const unsigned long CVDUSE_BLKDISCARD = BLKDISCARD;
+static const unsigned long CVDUSE_BLKZEROOUT = BLKZEROOUT;
+static const unsigned long CVDUSE_BLKSSZGET = BLKSSZGET;
+
+/* O_DIRECT needs _GNU_SOURCE, which only the .c file defines. */
+extern const int cvduse_o_direct;
+
+/* ioctl(2) without varargs. Returns the result, or -errno (EINTR is retried). */
+long cvduse_ioctl(int fd, unsigned long request, void *arg);
+static inline long cvduse_ioctl_value(int fd, unsigned long request, unsigned long value) {
+    return cvduse_ioctl(fd, request, (void *)value);
+}
+
+/* VDUSE_CREATE_DEV: the config struct ends in a flexible array holding the device config space. */
+long cvduse_create_dev(int control_fd, const char *name, uint32_t device_id, uint64_t features,
+                       uint32_t vq_num, uint32_t vq_align, const void *config, uint32_t config_size);
+/* VDUSE_DEV_SET_CONFIG: header + buffer in one allocation. */
+long cvduse_set_config(int dev_fd, uint32_t offset, const void *buffer, uint32_t length);
+
+/* ---- ordering on memory shared with the kernel (virtqueue rings) ---- */
+static inline void cvduse_fence_acquire(void) { __atomic_thread_fence(__ATOMIC_ACQUIRE); }
+static inline void cvduse_fence_release(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
+static inline void cvduse_fence_full(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+static inline uint16_t cvduse_load_u16(const void *p) { return __atomic_load_n((const uint16_t *)p, __ATOMIC_RELAXED); }
+static inline uint16_t cvduse_load_acquire_u16(const void *p) { return __atomic_load_n((const uint16_t *)p, __ATOMIC_ACQUIRE); }
+static inline void cvduse_store_u16(void *p, uint16_t v) { __atomic_store_n((uint16_t *)p, v, __ATOMIC_RELAXED); }
+static inline void cvduse_store_release_u16(void *p, uint16_t v) { __atomic_store_n((uint16_t *)p, v, __ATOMIC_RELEASE); }
+
+/* ---- io_uring (liburing's API is static inline, so it is wrapped here) ---- */
+typedef struct cvduse_ring cvduse_ring;
+/* Returns NULL and sets *error (-errno) on failure. The ring signals `eventfd` on completions. */
+cvduse_ring *cvduse_ring_create(unsigned entries, int eventfd, int *error);
+void cvduse_ring_destroy(cvduse_ring *ring);
+/* Each prep returns 0, or -EBUSY when the submission queue is full (submit, then retry). */
+int cvduse_ring_prep_readv(cvduse_ring *ring, int fd, const struct iovec *iov, unsigned count, uint64_t offset, uint64_t tag);
+int cvduse_ring_prep_writev(cvduse_ring *ring, int fd, const struct iovec *iov, unsigned count, uint64_t offset, uint64_t tag);
+int cvduse_ring_prep_fdatasync(cvduse_ring *ring, int fd, uint64_t tag);
+int cvduse_ring_prep_fallocate(cvduse_ring *ring, int fd, int mode, uint64_t offset, uint64_t length, uint64_t tag);
+/* Submits what was prepared; returns the count or -errno. */
+int cvduse_ring_submit(cvduse_ring *ring);
+/* Takes up to `max` completions without blocking; returns how many. */
+unsigned cvduse_ring_reap(cvduse_ring *ring, uint64_t *tags, int32_t *results, unsigned max);
+/* Blocks for one completion (used only while draining on reset/teardown). 0 or -errno. */
+int cvduse_ring_wait(cvduse_ring *ring, uint64_t *tag, int32_t *result);
+
+/* ---- vdpa generic netlink (libnl-genl-3) ---- */
+/* Each returns 0 or the kernel's -errno (-ENOENT when the vdpa family does not exist). */
+int cvduse_vdpa_dev_new(const char *mgmtdev, const char *name);
+int cvduse_vdpa_dev_del(const char *name);
+/* 0 when the management device exists, -errno otherwise (-ENOENT: no vdpa family or no such mgmtdev). */
+int cvduse_vdpa_mgmtdev_get(const char *mgmtdev);

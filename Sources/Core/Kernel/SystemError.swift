@@ -1,0 +1,35 @@
+import Glibc
+
+/// A failed system call or ioctl: the call's name and the errno it returned.
+public struct SystemError: Error, CustomStringConvertible, Equatable, Sendable {
+    public let call: String
+    public let errno: Int32
+
+    public init(_ call: String, errno: Int32) {
+        self.call = call
+        self.errno = errno
+    }
+
+    /// The errno text alone, e.g. "Device or resource busy".
+    public var reason: String { String(cString: strerror(errno)) }
+    public var description: String { "\(call): \(reason)" }
+}
+
+/// Runs a call that returns -1 and sets errno on failure, retrying EINTR.
+@discardableResult
+func sys<T: BinaryInteger>(_ name: String, _ body: () -> T) throws(SystemError) -> T {
+    while true {
+        let r = body()
+        if r >= 0 { return r }
+        let e = Glibc.errno
+        if e == EINTR { continue }
+        throw SystemError(name, errno: e)
+    }
+}
+
+/// Runs a C wrapper that returns a value or -errno (the CVDUSE convention).
+@discardableResult
+func negErrno<T: SignedInteger>(_ name: String, _ r: T) throws(SystemError) -> T {
+    if r < 0 { throw SystemError(name, errno: Int32(-r)) }
+    return r
+}

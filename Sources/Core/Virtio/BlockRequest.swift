@@ -1,0 +1,175 @@
+/// Decoding and checking virtio-blk requests (virtio 1.x §5.2.6), as QEMU's vduse-blk export
+/// answers them. Pure: takes a walked descriptor chain and the export's parameters, returns what
+/// to do; the queue server does the I/O.
+enum BlockStatus: UInt8 {
+    case ok = 0
+    case ioError = 1
+    case unsupported = 2
+}
+
+enum BlockRequestType {
+    static let read: UInt32 = 0
+    static let write: UInt32 = 1
+    static let flush: UInt32 = 4
+    static let getID: UInt32 = 8
+    static let discard: UInt32 = 11
+    static let writeZeroes: UInt32 = 13
+    /// Legacy barrier flag, ignored when dispatching.
+    static let barrier: UInt32 = 0x8000_0000
+}
+
+/// What the export knows that decides how a request is answered.
+struct BlockExportGeometry {
+    var capacitySectors: UInt64
+    var logicalBlockSize: UInt32
+    var writable: Bool
+    var serial: [UInt8]
+}
+
+/// What serving a request takes.
+enum BlockAction: Equatable {
+    /// Read `length` bytes at `offset` into the request's data pieces.
+    case read(offset: UInt64, length: Int)
+    /// Write the request's data pieces at `offset`.
+    case write(offset: UInt64, length: Int)
+    case flush
+    case discard(offset: UInt64, length: UInt64)
+    case writeZeroes(offset: UInt64, length: UInt64, unmap: Bool)
+    /// Nothing to do but answer this status (GET_ID already copied, or the request was refused).
+    case complete(BlockStatus)
+}
+
+/// A request framed from its chain: header fields, data pieces, and where the status byte goes.
+struct BlockRequest {
+    var type: UInt32 = 0
+    var sector: UInt64 = 0
+    /// Data pieces: driver-to-device after the header (write, discard) or device-to-driver
+    /// before the status byte (read, get-id).
+    var data: [MemoryPiece] = []
+    var dataLength: Int = 0
+    var status: UnsafeMutablePointer<UInt8>?
+    /// Used length reported back: every device-writable byte, status included.
+    var usedLength: UInt32 = 0
+
+    enum FramingError: Error {
+        /// No device-writable byte to put a status in: the request cannot be answered.
+        case noStatus
+        /// Fewer than 16 header bytes (the status byte is known and gets IOERR).
+        case shortHeader
+    }
+
+    static let headerSize = 16
+
+    /// Frames `chain`; on `shortHeader`, `status` and `usedLength` are already set.
+    mutating func frame(_ chain: DescriptorChain) throws(FramingError) {
+        data.removeAll(keepingCapacity: true)
+        dataLength = 0
+        status = nil
+        usedLength = chain.writableLength
+        guard var last = chain.writable.last else { throw .noStatus }
+        status = (last.base + (last.length - 1)).assumingMemoryBound(to: UInt8.self)
+
+        var header = [UInt8](repeating: 0, count: Self.headerSize)
+        var got = 0
+        var readable = chain.readable[...]
+        while got < Self.headerSize, let piece = readable.first {
+            let take = min(piece.length, Self.headerSize - got)
+            header.withUnsafeMutableBytes { dst in
+                dst.baseAddress!.advanced(by: got).copyMemory(from: piece.base, byteCount: take)
+            }
+            got += take
+            readable = readable.dropFirst()
+            if take < piece.length {
+                var rest = piece
+                rest.base += take
+                rest.length -= take
+                readable = [rest] + readable
+            }
+        }
+        guard got == Self.headerSize else { throw .shortHeader }
+        header.withUnsafeBytes { h in
+            type = UInt32(littleEndian: h.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
+            sector = UInt64(littleEndian: h.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        }
+        let kind = type & ~BlockRequestType.barrier
+        if kind == BlockRequestType.read || kind == BlockRequestType.getID {
+            data.append(contentsOf: chain.writable.dropLast())
+            last.length -= 1
+            if last.length > 0 { data.append(last) }
+        } else {
+            data.append(contentsOf: readable)
+        }
+        dataLength = data.reduce(0) { $0 + $1.length }
+    }
+
+    /// Decides how to serve the framed request (QEMU's order of checks, spec §4).
+    func action(for export: BlockExportGeometry) -> BlockAction {
+        switch type & ~BlockRequestType.barrier {
+        case BlockRequestType.read:
+            guard inRange(offsetSector: sector, bytes: UInt64(dataLength), export) else { return .complete(.ioError) }
+            return .read(offset: sector * 512, length: dataLength)
+        case BlockRequestType.write:
+            guard export.writable else { return .complete(.ioError) }
+            guard inRange(offsetSector: sector, bytes: UInt64(dataLength), export) else { return .complete(.ioError) }
+            return .write(offset: sector * 512, length: dataLength)
+        case BlockRequestType.flush:
+            return .flush
+        case BlockRequestType.getID:
+            var remaining = min(export.serial.count + 1, dataLength, 20)
+            var source = 0
+            for piece in data where remaining > 0 {
+                let n = min(piece.length, remaining)
+                for i in 0..<n {
+                    piece.base.storeBytes(of: source + i < export.serial.count ? export.serial[source + i] : 0,
+                                          toByteOffset: i, as: UInt8.self)
+                }
+                source += n
+                remaining -= n
+            }
+            return .complete(.ok)
+        case BlockRequestType.discard, BlockRequestType.writeZeroes:
+            return rangeAction(export)
+        default:
+            return .complete(.unsupported)
+        }
+    }
+
+    /// DISCARD and WRITE_ZEROES: one 16-byte segment {sector le64, num_sectors le32, flags le32}.
+    private func rangeAction(_ export: BlockExportGeometry) -> BlockAction {
+        let isDiscard = type & ~BlockRequestType.barrier == BlockRequestType.discard
+        guard export.writable else { return .complete(.ioError) }
+        guard dataLength <= 16 else { return .complete(.unsupported) }  // one segment only
+        guard dataLength == 16 else { return .complete(.ioError) }
+        var segment = [UInt8](repeating: 0, count: 16)
+        var at = 0
+        for piece in data {
+            segment.withUnsafeMutableBytes { $0.baseAddress!.advanced(by: at).copyMemory(from: piece.base, byteCount: piece.length) }
+            at += piece.length
+        }
+        let (start, count, flags) = segment.withUnsafeBytes { s in
+            (UInt64(littleEndian: s.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
+             UInt32(littleEndian: s.loadUnaligned(fromByteOffset: 8, as: UInt32.self)),
+             UInt32(littleEndian: s.loadUnaligned(fromByteOffset: 12, as: UInt32.self)))
+        }
+        let limit = isDiscard ? VirtioBlockConfig.maxDiscardSectors : VirtioBlockConfig.maxWriteZeroesSectors
+        guard count <= limit else { return .complete(.ioError) }
+        guard inRange(offsetSector: start, bytes: UInt64(count) * 512, export) else { return .complete(.ioError) }
+        let unmapFlag: UInt32 = 1
+        guard flags & ~unmapFlag == 0 else { return .complete(.unsupported) }
+        if isDiscard {
+            guard flags & unmapFlag == 0 else { return .complete(.unsupported) }
+            return .discard(offset: start * 512, length: UInt64(count) * 512)
+        }
+        return .writeZeroes(offset: start * 512, length: UInt64(count) * 512, unmap: flags & unmapFlag != 0)
+    }
+
+    /// Offset and length are whole logical blocks and inside the capacity.
+    private func inRange(offsetSector: UInt64, bytes: UInt64, _ export: BlockExportGeometry) -> Bool {
+        let lbs = UInt64(export.logicalBlockSize)
+        guard bytes % 512 == 0, bytes % lbs == 0 else { return false }
+        guard offsetSector <= export.capacitySectors else { return false }
+        let (offset, overflow) = offsetSector.multipliedReportingOverflow(by: 512)
+        guard !overflow, offset % lbs == 0 else { return false }
+        return bytes / 512 <= export.capacitySectors - offsetSector
+    }
+}

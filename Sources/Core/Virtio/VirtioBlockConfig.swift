@@ -1,0 +1,71 @@
+/// The virtio-blk device we offer: feature bits and the 96-byte config space (virtio 1.x §5.2.4,
+/// little-endian), with the values QEMU's vduse-blk export uses.
+struct VirtioBlockConfig: Equatable {
+    enum Feature {
+        static let segMax: UInt64 = 1 << 2
+        static let readOnly: UInt64 = 1 << 5
+        static let blockSize: UInt64 = 1 << 6
+        static let flush: UInt64 = 1 << 9
+        static let topology: UInt64 = 1 << 10
+        /// Never offered: VDUSE refuses block devices with CONFIG_WCE (its config space is read-only).
+        static let configWCE: UInt64 = 1 << 11
+        static let multiQueue: UInt64 = 1 << 12
+        static let discard: UInt64 = 1 << 13
+        static let writeZeroes: UInt64 = 1 << 14
+        static let indirectDescriptors: UInt64 = 1 << 28
+        static let eventIndex: UInt64 = 1 << 29
+        static let version1: UInt64 = 1 << 32
+        /// Mandatory for every VDUSE device: all addresses are IOVAs.
+        static let accessPlatform: UInt64 = 1 << 33
+        static let ringPacked: UInt64 = 1 << 34
+    }
+
+    /// QEMU's VIRTIO_BLK_MAX_DISCARD_SECTORS / VIRTIO_BLK_MAX_WRITE_ZEROES_SECTORS.
+    static let maxDiscardSectors: UInt32 = 32768
+    static let maxWriteZeroesSectors: UInt32 = 32768
+    static let size = 96
+    static let virtioBlockDeviceID: UInt32 = 2
+
+    var capacitySectors: UInt64
+    var queueSize: UInt16
+    var numQueues: UInt16
+    var logicalBlockSize: UInt32
+    var writable: Bool
+
+    init(plan: ExportPlan, capacityBytes: UInt64) {
+        capacitySectors = capacityBytes / 512
+        queueSize = plan.queueSize
+        numQueues = plan.numQueues
+        logicalBlockSize = plan.logicalBlockSize
+        writable = plan.writable
+    }
+
+    var features: UInt64 {
+        var f = Feature.version1 | Feature.accessPlatform | Feature.indirectDescriptors | Feature.eventIndex
+            | Feature.segMax | Feature.blockSize | Feature.topology | Feature.flush
+            | Feature.discard | Feature.writeZeroes
+        if numQueues > 1 { f |= Feature.multiQueue }
+        if !writable { f |= Feature.readOnly }
+        return f
+    }
+
+    /// The config space bytes handed to VDUSE_CREATE_DEV.
+    var bytes: [UInt8] {
+        var b = [UInt8](repeating: 0, count: Self.size)
+        func put<T: FixedWidthInteger>(_ v: T, at offset: Int) {
+            withUnsafeBytes(of: v.littleEndian) { b.replaceSubrange(offset..<offset + $0.count, with: $0) }
+        }
+        put(capacitySectors, at: 0)
+        put(UInt32(queueSize) - 2, at: 12)                      // seg_max
+        put(logicalBlockSize, at: 20)                           // blk_size
+        put(UInt16(1), at: 26)                                  // min_io_size (blocks)
+        put(UInt32(1), at: 28)                                  // opt_io_size (blocks)
+        put(numQueues, at: 34)
+        put(Self.maxDiscardSectors, at: 36)
+        put(UInt32(1), at: 40)                                  // max_discard_seg
+        put(logicalBlockSize / 512, at: 44)                     // discard_sector_alignment
+        put(Self.maxWriteZeroesSectors, at: 48)
+        put(UInt32(1), at: 52)                                  // max_write_zeroes_seg
+        return b
+    }
+}
