@@ -1,0 +1,125 @@
+import Foundation
+import Glibc
+@testable import Core
+
+/// A virtio driver in memory, for tests: it lays out a split ring and buffers in one block of
+/// "IOVA space", adds descriptor chains the way a driver would (or malformed ones), and reads
+/// the used ring back. The device side under test is the real VirtqueueServer.
+final class VirtqueueDriver {
+    static let iovaBase: UInt64 = 0x10_0000
+    let size: UInt16
+    let memory: UnsafeMutableRawPointer
+    let memorySize: Int
+    let space: IOVASpace
+    let descTable: UInt64, availRing: UInt64, usedRing: UInt64
+    private var nextFreeDescriptor: UInt16 = 0
+    private var availIndex: UInt16 = 0
+    private var bump: Int
+    private(set) var usedSeen: UInt16 = 0
+
+    init(size: UInt16 = 64, memorySize: Int = 8 << 20) {
+        self.size = size
+        self.memorySize = memorySize
+        memory = UnsafeMutableRawPointer.allocate(byteCount: memorySize, alignment: 4096)
+        memory.initializeMemory(as: UInt8.self, repeating: 0, count: memorySize)
+        space = IOVASpace()
+        space.add(IOVASpace.Region(first: Self.iovaBase, last: Self.iovaBase + UInt64(memorySize) - 1,
+                                   base: memory, readable: true, writable: true, release: nil))
+        descTable = Self.iovaBase
+        availRing = descTable + UInt64(16 * Int(size))
+        usedRing = (availRing + UInt64(6 + 2 * Int(size)) + 4095) & ~4095
+        bump = Int(usedRing - Self.iovaBase) + 6 + 8 * Int(size) + 4096
+    }
+
+    deinit { memory.deallocate() }
+
+    var addresses: SplitVirtqueue.Addresses {
+        .init(size: size, descriptorTable: descTable, availRing: availRing, usedRing: usedRing)
+    }
+
+    func pointer(_ iova: UInt64) -> UnsafeMutableRawPointer { memory + Int(iova - Self.iovaBase) }
+
+    /// Allocates `length` bytes of buffer space (IOVA), 512-aligned.
+    func allocate(_ length: Int) -> UInt64 {
+        let at = (bump + 511) & ~511
+        bump = at + length
+        precondition(bump <= memorySize)
+        return Self.iovaBase + UInt64(at)
+    }
+
+    func setDescriptor(_ index: UInt16, _ d: VringDescriptor) {
+        d.store(to: pointer(descTable), index: Int(index))
+    }
+
+    /// Writes a chain into consecutive free descriptors and returns its head (not yet offered).
+    func chain(_ parts: [(iova: UInt64, len: UInt32, write: Bool)]) -> UInt16 {
+        let head = nextFreeDescriptor
+        for (i, p) in parts.enumerated() {
+            let index = nextFreeDescriptor
+            nextFreeDescriptor = (nextFreeDescriptor + 1) % size
+            let last = i == parts.count - 1
+            setDescriptor(index, VringDescriptor(
+                addr: p.iova, len: p.len,
+                flags: (p.write ? VringDescriptorFlag.write : 0) | (last ? 0 : VringDescriptorFlag.next),
+                next: last ? 0 : (index + 1) % size))
+        }
+        return head
+    }
+
+    /// Offers `head` in the available ring.
+    func offer(_ head: UInt16) {
+        let ring = pointer(availRing)
+        (ring + 4 + 2 * Int(availIndex % size)).storeBytes(of: head.littleEndian, as: UInt16.self)
+        availIndex &+= 1
+        (ring + 2).storeBytes(of: availIndex.littleEndian, as: UInt16.self)
+    }
+
+    var usedIndex: UInt16 { UInt16(littleEndian: pointer(usedRing + 2).load(as: UInt16.self)) }
+
+    /// Used elements published since the last call.
+    func takeUsed() -> [(id: UInt32, len: UInt32)] {
+        var out: [(UInt32, UInt32)] = []
+        while usedSeen != usedIndex {
+            let e = pointer(usedRing + 4 + 8 * UInt64(usedSeen % size))
+            out.append((UInt32(littleEndian: e.load(as: UInt32.self)),
+                        UInt32(littleEndian: e.load(fromByteOffset: 4, as: UInt32.self))))
+            usedSeen &+= 1
+        }
+        return out
+    }
+
+    /// Sets used_event (event index: interrupt when used idx passes it).
+    func setUsedEvent(_ value: UInt16) {
+        pointer(availRing + 4 + 2 * UInt64(size)).storeBytes(of: value.littleEndian, as: UInt16.self)
+    }
+
+    var availEvent: UInt16 { UInt16(littleEndian: pointer(usedRing + 4 + 8 * UInt64(size)).load(as: UInt16.self)) }
+
+    // MARK: virtio-blk requests
+
+    struct Request {
+        var head: UInt16
+        var header: UInt64
+        var data: UInt64
+        var status: UInt64
+    }
+
+    /// A well-formed virtio-blk request: header, optional data, status byte.
+    func blockRequest(type: UInt32, sector: UInt64, dataLength: Int, deviceWritesData: Bool,
+                      fill: UInt8 = 0) -> Request {
+        let header = allocate(16)
+        pointer(header).storeBytes(of: type.littleEndian, as: UInt32.self)
+        pointer(header).storeBytes(of: UInt32(0), toByteOffset: 4, as: UInt32.self)
+        pointer(header).storeBytes(of: sector.littleEndian, toByteOffset: 8, as: UInt64.self)
+        let data = dataLength > 0 ? allocate(dataLength) : 0
+        if dataLength > 0 { pointer(data).initializeMemory(as: UInt8.self, repeating: fill, count: dataLength) }
+        let status = allocate(1)
+        pointer(status).storeBytes(of: UInt8(0xff), as: UInt8.self)
+        var parts: [(UInt64, UInt32, Bool)] = [(header, 16, false)]
+        if dataLength > 0 { parts.append((data, UInt32(dataLength), deviceWritesData)) }
+        parts.append((status, 1, true))
+        return Request(head: chain(parts), header: header, data: data, status: status)
+    }
+
+    func status(of r: Request) -> UInt8 { pointer(r.status).load(as: UInt8.self) }
+}

@@ -1,0 +1,325 @@
+import Foundation
+import Glibc
+import Logging
+import Testing
+@testable import Core
+
+/// The virtqueue server driven by an in-memory driver against a real image file and a real
+/// io_uring: well-formed requests, and malformed chains that must be answered or returned
+/// without stopping the queue.
+final class QueueHarness {
+    let driver: VirtqueueDriver
+    let server: VirtqueueServer
+    let backend: Backend
+    let imagePath: String
+    var interrupts = 0
+
+    init(size: UInt16 = 64, imageBytes: Int = 1 << 20, writable: Bool = true, logicalBlockSize: UInt32 = 512,
+         serial: String = "", eventIndex: Bool = true) throws {
+        imagePath = NSTemporaryDirectory() + "vq-\(UUID().uuidString).img"
+        _ = FileManager.default.createFile(atPath: imagePath, contents: nil)
+        truncate(imagePath, off_t(imageBytes))
+        driver = VirtqueueDriver(size: size)
+        backend = try Backend(spec: BackendSpec(kind: .file(path: imagePath)), writable: writable, writethrough: false)
+        let queue = try SplitVirtqueue(index: 0, addresses: driver.addresses, eventIndex: eventIndex, memory: driver.space)
+        let geometry = BlockExportGeometry(capacitySectors: UInt64(imageBytes) / 512, logicalBlockSize: logicalBlockSize,
+                                           writable: writable, serial: Array(serial.utf8))
+        var counter = 0
+        let counted = { counter += 1 }
+        server = try VirtqueueServer(queue: queue, backend: backend, geometry: geometry, memory: driver.space,
+                                     logger: Logger(label: "test"), interrupt: counted)
+        _ = counter
+        interruptCounter = { counter }
+    }
+
+    private var interruptCounter: () -> Int = { 0 }
+    var interruptCount: Int { interruptCounter() }
+
+    deinit { unlink(imagePath) }
+
+    /// Lets the server take what was offered and waits until `count` more used elements appear.
+    @discardableResult
+    func run(expecting count: Int, timeoutMs: Int32 = 5000) -> [(id: UInt32, len: UInt32)] {
+        server.processAvailable()
+        var used = driver.takeUsed()
+        while used.count < count {
+            var p = pollfd(fd: server.completionFD, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, timeoutMs) == 1 else { break }
+            server.onCompletions()
+            used += driver.takeUsed()
+        }
+        return used
+    }
+
+    func image() -> [UInt8] { Array(FileManager.default.contents(atPath: imagePath)!) }
+}
+
+@Suite struct VirtqueueServerTests {
+    @Test func writeThenReadBack() throws {
+        let h = try QueueHarness()
+        let w = h.driver.blockRequest(type: 1, sector: 8, dataLength: 4096, deviceWritesData: false, fill: 0xab)
+        h.driver.offer(w.head)
+        let used = h.run(expecting: 1)
+        #expect(used.count == 1 && used[0].id == UInt32(w.head) && used[0].len == 1)
+        #expect(h.driver.status(of: w) == 0)
+        let img = h.image()
+        #expect(img[4096..<8192].allSatisfy { $0 == 0xab })
+        #expect(img[0..<4096].allSatisfy { $0 == 0 })
+
+        let r = h.driver.blockRequest(type: 0, sector: 8, dataLength: 4096, deviceWritesData: true)
+        h.driver.offer(r.head)
+        let used2 = h.run(expecting: 1)
+        #expect(used2.count == 1 && used2[0].len == 4097)
+        #expect(h.driver.status(of: r) == 0)
+        let back = UnsafeRawBufferPointer(start: h.driver.pointer(r.data), count: 4096)
+        #expect(back.allSatisfy { $0 == 0xab })
+        #expect(h.server.inFlight == 0)
+    }
+
+    @Test func manyRequestsInFlightAtOnce() throws {
+        let h = try QueueHarness(size: 128)
+        var requests: [VirtqueueDriver.Request] = []
+        for i in 0..<40 {
+            let r = h.driver.blockRequest(type: 1, sector: UInt64(i * 8), dataLength: 4096, deviceWritesData: false,
+                                          fill: UInt8(i + 1))
+            h.driver.offer(r.head)
+            requests.append(r)
+        }
+        let used = h.run(expecting: 40)
+        #expect(used.count == 40)
+        #expect(requests.allSatisfy { h.driver.status(of: $0) == 0 })
+        let img = h.image()
+        for i in 0..<40 { #expect(img[i * 4096] == UInt8(i + 1) && img[i * 4096 + 4095] == UInt8(i + 1)) }
+    }
+
+    @Test func getIDReturnsSerial() throws {
+        let h = try QueueHarness(serial: "disk-serial-1")
+        let r = h.driver.blockRequest(type: 8, sector: 0, dataLength: 20, deviceWritesData: true, fill: 0x55)
+        h.driver.offer(r.head)
+        h.run(expecting: 1)
+        #expect(h.driver.status(of: r) == 0)
+        let id = Array(UnsafeRawBufferPointer(start: h.driver.pointer(r.data), count: 20))
+        #expect(Array(id[0..<13]) == Array("disk-serial-1".utf8))
+        #expect(id[13] == 0)
+    }
+
+    @Test func serialOfTwentyBytesOrMoreIsCutWithoutTerminator() throws {
+        let h = try QueueHarness(serial: "0123456789abcdefghijXYZ")
+        let r = h.driver.blockRequest(type: 8, sector: 0, dataLength: 20, deviceWritesData: true)
+        h.driver.offer(r.head)
+        h.run(expecting: 1)
+        #expect(Array(UnsafeRawBufferPointer(start: h.driver.pointer(r.data), count: 20)) == Array("0123456789abcdefghij".utf8))
+    }
+
+    @Test(arguments: [
+        // (type, sector, length, writable, logical block size, expected status)
+        (UInt32(0), UInt64(2048), 512, true, UInt32(512), UInt8(1)),  // read past the end (1 MiB = 2048 sectors)
+        (0, 2047, 1024, true, 512, 1),                                 // read crossing the end
+        (0, 2047, 512, true, 512, 0),                                  // last sector
+        (1, 0, 512, false, 512, 1),                                    // write on a read-only export
+        (0, 1, 4096, true, 4096, 1),                                   // offset not a multiple of 4096
+        (0, 8, 512, true, 4096, 1),                                    // length not a multiple of 4096
+        (0, 8, 4096, true, 4096, 0),
+        (3, 0, 512, true, 512, 2),                                     // unknown type: UNSUPP
+        (4, 0, 0, true, 512, 0),                                       // flush
+        (4, 0, 0, false, 512, 0),                                      // flush on read-only is fine
+    ])
+    func requestChecks(type: UInt32, sector: UInt64, length: Int, writable: Bool, lbs: UInt32, expected: UInt8) throws {
+        let h = try QueueHarness(writable: writable, logicalBlockSize: lbs)
+        let r = h.driver.blockRequest(type: type, sector: sector, dataLength: length, deviceWritesData: type == 0)
+        h.driver.offer(r.head)
+        let used = h.run(expecting: 1)
+        #expect(used.count == 1)
+        #expect(h.driver.status(of: r) == expected)
+    }
+
+    @Test func discardPunchesAHoleAndWriteZeroesZeroes() throws {
+        let h = try QueueHarness(imageBytes: 4 << 20)
+        let w = h.driver.blockRequest(type: 1, sector: 0, dataLength: 1 << 20, deviceWritesData: false, fill: 0x77)
+        h.driver.offer(w.head)
+        h.run(expecting: 1)
+        func rangeRequest(_ type: UInt32, sector: UInt64, count: UInt32, flags: UInt32) -> VirtqueueDriver.Request {
+            let r = h.driver.blockRequest(type: type, sector: 0, dataLength: 16, deviceWritesData: false)
+            let p = h.driver.pointer(r.data)
+            p.storeBytes(of: sector.littleEndian, as: UInt64.self)
+            p.storeBytes(of: count.littleEndian, toByteOffset: 8, as: UInt32.self)
+            p.storeBytes(of: flags.littleEndian, toByteOffset: 12, as: UInt32.self)
+            return r
+        }
+        let d = rangeRequest(11, sector: 0, count: 512, flags: 0)          // first 256 KiB
+        let z = rangeRequest(13, sector: 512, count: 512, flags: 0)        // next 256 KiB
+        let zu = rangeRequest(13, sector: 1024, count: 512, flags: 1)      // next, with UNMAP
+        let bad = rangeRequest(11, sector: 0, count: 8, flags: 1)          // discard with UNMAP: UNSUPP
+        let tooMany = rangeRequest(13, sector: 0, count: 32769, flags: 0)  // above the limit: IOERR
+        for r in [d, z, zu, bad, tooMany] { h.driver.offer(r.head) }
+        h.run(expecting: 5)
+        #expect([d, z, zu].allSatisfy { h.driver.status(of: $0) == 0 })
+        #expect(h.driver.status(of: bad) == 2)
+        #expect(h.driver.status(of: tooMany) == 1)
+        let img = h.image()
+        #expect(img[0..<(768 << 10)].allSatisfy { $0 == 0 })
+        #expect(img[(768 << 10)..<(1 << 20)].allSatisfy { $0 == 0x77 })
+        // The discarded range is a hole in the file.
+        let fd = open(h.imagePath, O_RDONLY)
+        defer { close(fd) }
+        #expect(lseek(fd, 0, 4 /* SEEK_HOLE */) == 0)
+    }
+
+    // MARK: malformed chains: answered or returned, and the queue keeps serving
+
+    /// Offers `head`, then a valid read; the valid one must complete.
+    private func expectQueueSurvives(_ h: QueueHarness, bad head: UInt16, returned: Bool) {
+        h.driver.offer(head)
+        let good = h.driver.blockRequest(type: 0, sector: 0, dataLength: 512, deviceWritesData: true)
+        h.driver.offer(good.head)
+        let used = h.run(expecting: returned ? 2 : 1)
+        #expect(used.contains { $0.id == UInt32(good.head) })
+        #expect(h.driver.status(of: good) == 0)
+        if returned { #expect(used.contains { $0.id == UInt32(head) && $0.len == 0 }) }
+        #expect(h.server.malformedChains == 1)
+    }
+
+    @Test func loopingChain() throws {
+        let h = try QueueHarness()
+        let buf = h.driver.allocate(16)
+        h.driver.setDescriptor(60, VringDescriptor(addr: buf, len: 16, flags: VringDescriptorFlag.next, next: 61))
+        h.driver.setDescriptor(61, VringDescriptor(addr: buf, len: 16, flags: VringDescriptorFlag.next, next: 60))
+        expectQueueSurvives(h, bad: 60, returned: true)
+    }
+
+    @Test func addressOutsideTheMappedSpace() throws {
+        let h = try QueueHarness()
+        let r = h.driver.blockRequest(type: 0, sector: 0, dataLength: 512, deviceWritesData: true)
+        h.driver.setDescriptor(r.head + 1, VringDescriptor(addr: 0xdead_0000_0000, len: 512,
+                                                            flags: VringDescriptorFlag.write | VringDescriptorFlag.next,
+                                                            next: r.head + 2))
+        expectQueueSurvives(h, bad: r.head, returned: true)
+    }
+
+    @Test func rangeRunningPastTheEndOfTheSpace() throws {
+        let h = try QueueHarness()
+        let end = VirtqueueDriver.iovaBase + UInt64(h.driver.memorySize)
+        let r = h.driver.blockRequest(type: 0, sector: 0, dataLength: 512, deviceWritesData: true)
+        h.driver.setDescriptor(r.head + 1, VringDescriptor(addr: end - 256, len: 512,
+                                                            flags: VringDescriptorFlag.write | VringDescriptorFlag.next,
+                                                            next: r.head + 2))
+        expectQueueSurvives(h, bad: r.head, returned: true)
+    }
+
+    @Test func hugeLength() throws {
+        let h = try QueueHarness()
+        let r = h.driver.blockRequest(type: 0, sector: 0, dataLength: 512, deviceWritesData: true)
+        h.driver.setDescriptor(r.head + 1, VringDescriptor(addr: r.data, len: .max,
+                                                            flags: VringDescriptorFlag.write | VringDescriptorFlag.next,
+                                                            next: r.head + 2))
+        expectQueueSurvives(h, bad: r.head, returned: true)
+    }
+
+    @Test func zeroLengthDescriptor() throws {
+        let h = try QueueHarness()
+        let r = h.driver.blockRequest(type: 0, sector: 0, dataLength: 512, deviceWritesData: true)
+        h.driver.setDescriptor(r.head + 1, VringDescriptor(addr: r.data, len: 0,
+                                                            flags: VringDescriptorFlag.write | VringDescriptorFlag.next,
+                                                            next: r.head + 2))
+        expectQueueSurvives(h, bad: r.head, returned: true)
+    }
+
+    @Test func nextOutsideTheTable() throws {
+        let h = try QueueHarness()
+        let r = h.driver.blockRequest(type: 0, sector: 0, dataLength: 512, deviceWritesData: true)
+        h.driver.setDescriptor(r.head, VringDescriptor(addr: r.header, len: 16, flags: VringDescriptorFlag.next, next: 64))
+        expectQueueSurvives(h, bad: r.head, returned: true)
+    }
+
+    @Test func headOutsideTheTableIsDropped() throws {
+        let h = try QueueHarness()
+        expectQueueSurvives(h, bad: 200, returned: false)
+    }
+
+    @Test func readableAfterWritable() throws {
+        let h = try QueueHarness()
+        let a = h.driver.allocate(512), b = h.driver.allocate(16)
+        let head = h.driver.chain([(a, 512, true), (b, 16, false)])
+        expectQueueSurvives(h, bad: head, returned: true)
+    }
+
+    @Test func shortHeaderGetsIOError() throws {
+        let h = try QueueHarness()
+        let hdr = h.driver.allocate(8), st = h.driver.allocate(1)
+        let head = h.driver.chain([(hdr, 8, false), (st, 1, true)])
+        h.driver.offer(head)
+        let used = h.run(expecting: 1)
+        #expect(used.count == 1 && used[0].len == 1)
+        #expect(h.driver.pointer(st).load(as: UInt8.self) == 1)
+        #expect(h.server.malformedChains == 1)
+    }
+
+    @Test func requestWithoutStatusByteIsReturned() throws {
+        let h = try QueueHarness()
+        let hdr = h.driver.allocate(16)
+        let head = h.driver.chain([(hdr, 16, false)])
+        expectQueueSurvives(h, bad: head, returned: true)
+    }
+
+    @Test func indirectTable() throws {
+        let h = try QueueHarness()
+        // A normal request whose three descriptors live in an indirect table.
+        let r = h.driver.blockRequest(type: 1, sector: 4, dataLength: 1024, deviceWritesData: false, fill: 0x3c)
+        let table = h.driver.allocate(48)
+        for i in 0..<3 {
+            var d = VringDescriptor(table: h.driver.pointer(h.driver.descTable), index: Int(r.head) + i)
+            d.next = UInt16(i + 1)
+            d.store(to: h.driver.pointer(table), index: i)
+        }
+        h.driver.setDescriptor(50, VringDescriptor(addr: table, len: 48, flags: VringDescriptorFlag.indirect, next: 0))
+        h.driver.offer(50)
+        h.run(expecting: 1)
+        #expect(h.driver.status(of: r) == 0)
+        #expect(h.image()[2048..<3072].allSatisfy { $0 == 0x3c })
+    }
+
+    @Test func indirectTableWithBadLength() throws {
+        let h = try QueueHarness()
+        let table = h.driver.allocate(48)
+        h.driver.setDescriptor(50, VringDescriptor(addr: table, len: 40, flags: VringDescriptorFlag.indirect, next: 0))
+        expectQueueSurvives(h, bad: 50, returned: true)
+    }
+
+    @Test func indirectInsideIndirect() throws {
+        let h = try QueueHarness()
+        let table = h.driver.allocate(16)
+        VringDescriptor(addr: table, len: 16, flags: VringDescriptorFlag.indirect, next: 0).store(to: h.driver.pointer(table), index: 0)
+        h.driver.setDescriptor(50, VringDescriptor(addr: table, len: 16, flags: VringDescriptorFlag.indirect, next: 0))
+        expectQueueSurvives(h, bad: 50, returned: true)
+    }
+
+    @Test func duplicateHeadWhileInFlightIsIgnored() throws {
+        let h = try QueueHarness()
+        let r = h.driver.blockRequest(type: 1, sector: 0, dataLength: 4096, deviceWritesData: false, fill: 1)
+        h.driver.offer(r.head)
+        h.driver.offer(r.head)
+        let used = h.run(expecting: 1)
+        #expect(used.count == 1)
+        #expect(h.server.inFlight == 0)
+    }
+
+    // MARK: notifications (event index)
+
+    @Test func interruptOnlyWhenTheDriverAsks() throws {
+        let h = try QueueHarness()
+        // used_event = 2: the driver wants an interrupt once the third element is used.
+        h.driver.setUsedEvent(2)
+        var last = 0
+        var raised: [Bool] = []
+        for _ in 0..<4 {
+            let r = h.driver.blockRequest(type: 4, sector: 0, dataLength: 0, deviceWritesData: false)
+            h.driver.offer(r.head)
+            h.run(expecting: 1)
+            raised.append(h.interruptCount > last)
+            last = h.interruptCount
+        }
+        #expect(raised == [false, false, true, false])
+        // We asked to be kicked for the next request.
+        #expect(h.driver.availEvent == 4)
+    }
+}
