@@ -1,0 +1,56 @@
+# Helpers shared by the test-bed scenarios (sourced by bash inside the guest).
+# Needs VDUSE_EXPORT (the binary) from the runner.
+set -euo pipefail
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+note() { echo "-- $*"; }
+
+# start_export LOGNAME ARGS... : starts `vduse-export serve ARGS...` in the background and waits
+# for its ready line ("<export-id> <vduse-name> <device>"). Sets SERVER_PID, DEV (first export's
+# device) and READY (all ready lines).
+start_export() {
+    local log=$1; shift
+    rm -f "$log.out"
+    "$VDUSE_EXPORT" serve "$@" >"$log.out" 2>"$log.err" &
+    SERVER_PID=$!
+    local expected
+    expected=$(printf '%s\n' "$@" | grep -c '^type=vduse-blk\|"vduse-blk"' || true)
+    [ "$expected" -ge 1 ] || expected=1
+    for _ in $(seq 1 300); do
+        if [ "$(wc -l <"$log.out")" -ge "$expected" ]; then break; fi
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            cat "$log.err" >&2; fail "server exited before it was ready"
+        fi
+        sleep 0.1
+    done
+    [ "$(wc -l <"$log.out")" -ge "$expected" ] || { cat "$log.err" >&2; fail "server not ready after 30 s"; }
+    READY=$(cat "$log.out")
+    DEV=$(head -1 "$log.out" | awk '{print $3}')
+    [ -b "$DEV" ] || fail "ready line names '$DEV', which is not a block device"
+}
+
+# stop_export NAME... : SIGTERM, expect exit 0, and nothing left of these VDUSE names.
+stop_export() {
+    kill -TERM "$SERVER_PID"
+    local rc=0
+    wait "$SERVER_PID" || rc=$?
+    [ "$rc" -eq 0 ] || fail "server exited with $rc after SIGTERM"
+    local name
+    for name in "$@"; do expect_gone "$name"; done
+}
+
+# expect_gone NAME : no VDUSE device, no vdpa device of that name.
+expect_gone() {
+    [ ! -e "/dev/vduse/$1" ] || fail "/dev/vduse/$1 left behind"
+    [ ! -e "/sys/bus/vdpa/devices/$1" ] || fail "vdpa device $1 left behind"
+}
+
+# expect_no_disks : no virtio disk at all in the guest.
+expect_no_disks() {
+    local left
+    left=$(ls /sys/block | grep '^vd' || true)
+    [ -z "$left" ] || fail "disks left behind: $left"
+    [ "$(ls /dev/vduse)" = control ] || fail "VDUSE devices left behind: $(ls /dev/vduse)"
+}
+
+sysblock() { echo "/sys/block/$(basename "$DEV")"; }
