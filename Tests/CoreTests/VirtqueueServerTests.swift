@@ -323,3 +323,54 @@ final class QueueHarness {
         #expect(h.driver.availEvent == 4)
     }
 }
+
+extension VirtqueueServerTests {
+    @Test func headerSplitOverTwoDescriptorsAndDataSharingTheSecond() throws {
+        let h = try QueueHarness()
+        // 8 header bytes, then 8 header bytes followed by 512 data bytes in one descriptor.
+        let a = h.driver.allocate(8), b = h.driver.allocate(8 + 512), st = h.driver.allocate(1)
+        h.driver.pointer(a).storeBytes(of: UInt32(1).littleEndian, as: UInt32.self)   // OUT
+        h.driver.pointer(b).storeBytes(of: UInt64(3).littleEndian, as: UInt64.self)   // sector 3
+        (h.driver.pointer(b) + 8).initializeMemory(as: UInt8.self, repeating: 0x5a, count: 512)
+        let head = h.driver.chain([(a, 8, false), (b, 520, false), (st, 1, true)])
+        h.driver.offer(head)
+        h.run(expecting: 1)
+        #expect(h.driver.pointer(st).load(as: UInt8.self) == 0)
+        let img = h.image()
+        #expect(img[1536..<2048].allSatisfy { $0 == 0x5a })
+        #expect(img[1535] == 0 && img[2048] == 0)
+    }
+}
+
+@Suite struct VirtioBlockConfigTests {
+    private func plan(queues: UInt16 = 1, writable: Bool = true, lbs: UInt32 = 512) -> ExportPlan {
+        ExportPlan(id: "e", deviceName: "d", backend: BackendSpec(kind: .null(size: 0)), writable: writable,
+                   numQueues: queues, logicalBlockSize: lbs)
+    }
+
+    /// QEMU's words minus VIRTIO_F_NOTIFY_ON_EMPTY (bit 24), a legacy bit Linux drops for VERSION_1.
+    @Test(arguments: [
+        (UInt16(1), true, UInt64(0x3_3000_6644)),
+        (1, false, 0x3_3000_6664),
+        (4, true, 0x3_3000_7644),
+        (4, false, 0x3_3000_7664),
+    ])
+    func featureWords(queues: UInt16, writable: Bool, expected: UInt64) {
+        let c = VirtioBlockConfig(plan: plan(queues: queues, writable: writable), capacityBytes: 1 << 30)
+        #expect(c.features == expected)
+        #expect(c.features & VirtioBlockConfig.Feature.configWCE == 0)
+    }
+
+    @Test func configSpaceLayout() {
+        let b = VirtioBlockConfig(plan: plan(queues: 3, lbs: 4096), capacityBytes: (1 << 30) + 300).bytes
+        func u32(_ o: Int) -> UInt32 { b[o..<o + 4].reversed().reduce(0) { $0 << 8 | UInt32($1) } }
+        func u64(_ o: Int) -> UInt64 { b[o..<o + 8].reversed().reduce(0) { $0 << 8 | UInt64($1) } }
+        #expect(b.count == 96)
+        #expect(u64(0) == (1 << 30) / 512)       // capacity: whole sectors only
+        #expect(u32(12) == 254)                  // seg_max = queue-size - 2
+        #expect(u32(20) == 4096)                 // blk_size
+        #expect(b[34] == 3 && b[35] == 0)        // num_queues
+        #expect(u32(36) == 32768 && u32(40) == 1 && u32(44) == 8)
+        #expect(u32(48) == 32768 && u32(52) == 1)
+    }
+}

@@ -7,6 +7,9 @@ final class IOUring {
     private let ring: OpaquePointer
     let completions: EventFD
     private var prepared = 0
+    private static let reapBatch = 64
+    private let reapTags = UnsafeMutablePointer<UInt64>.allocate(capacity: reapBatch)
+    private let reapResults = UnsafeMutablePointer<Int32>.allocate(capacity: reapBatch)
 
     init(entries: UInt32) throws(SystemError) {
         completions = try EventFD()
@@ -17,7 +20,11 @@ final class IOUring {
         ring = r
     }
 
-    deinit { cvduse_ring_destroy(ring) }
+    deinit {
+        cvduse_ring_destroy(ring)
+        reapTags.deallocate()
+        reapResults.deallocate()
+    }
 
     enum Operation {
         case readv(fd: Int32, iov: UnsafePointer<iovec>, count: Int, offset: UInt64)
@@ -54,13 +61,10 @@ final class IOUring {
 
     /// Calls `body(tag, result)` for every completion available now.
     func reap(_ body: (UInt64, Int32) -> Void) {
-        let batch = 64
-        var tags = [UInt64](repeating: 0, count: batch)
-        var results = [Int32](repeating: 0, count: batch)
         while true {
-            let n = Int(cvduse_ring_reap(ring, &tags, &results, UInt32(batch)))
-            for i in 0..<n { body(tags[i], results[i]) }
-            if n < batch { return }
+            let n = Int(cvduse_ring_reap(ring, reapTags, reapResults, UInt32(Self.reapBatch)))
+            for i in 0..<n { body(reapTags[i], reapResults[i]) }
+            if n < Self.reapBatch { return }
         }
     }
 

@@ -69,25 +69,23 @@ struct BlockRequest {
         guard var last = chain.writable.last else { throw .noStatus }
         status = (last.base + (last.length - 1)).assumingMemoryBound(to: UInt8.self)
 
-        var header = [UInt8](repeating: 0, count: Self.headerSize)
+        // The 16-byte header may be split over several readable pieces.
+        var header = (UInt64(0), UInt64(0))
         var got = 0
-        var readable = chain.readable[...]
-        while got < Self.headerSize, let piece = readable.first {
-            let take = min(piece.length, Self.headerSize - got)
-            header.withUnsafeMutableBytes { dst in
-                dst.baseAddress!.advanced(by: got).copyMemory(from: piece.base, byteCount: take)
-            }
-            got += take
-            readable = readable.dropFirst()
-            if take < piece.length {
-                var rest = piece
-                rest.base += take
-                rest.length -= take
-                readable = [rest] + readable
+        var firstData = 0          // index of the first readable piece holding data
+        var firstDataSkip = 0      // header bytes at the start of that piece
+        withUnsafeMutableBytes(of: &header) { dst in
+            for (i, piece) in chain.readable.enumerated() {
+                let take = min(piece.length, Self.headerSize - got)
+                (dst.baseAddress! + got).copyMemory(from: piece.base, byteCount: take)
+                got += take
+                firstData = i
+                firstDataSkip = take
+                if got == Self.headerSize { break }
             }
         }
         guard got == Self.headerSize else { throw .shortHeader }
-        header.withUnsafeBytes { h in
+        withUnsafeBytes(of: &header) { h in
             type = UInt32(littleEndian: h.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
             sector = UInt64(littleEndian: h.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
         }
@@ -97,7 +95,13 @@ struct BlockRequest {
             last.length -= 1
             if last.length > 0 { data.append(last) }
         } else {
-            data.append(contentsOf: readable)
+            var first = chain.readable[firstData]
+            if firstDataSkip < first.length {
+                first.base += firstDataSkip
+                first.length -= firstDataSkip
+                data.append(first)
+            }
+            data.append(contentsOf: chain.readable[(firstData + 1)...])
         }
         dataLength = data.reduce(0) { $0 + $1.length }
     }
