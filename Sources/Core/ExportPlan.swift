@@ -8,6 +8,8 @@ public struct ExportPlan: Sendable, Equatable, Codable {
     public var id: String
     /// VDUSE device name (`name=`): `/dev/vduse/NAME` and the vdpa device name.
     public var deviceName: String
+    /// The block node exported (`node-name=`), as query-block-exports and block_resize name it.
+    public var nodeName: String
     public var backend: BackendSpec
     /// The export accepts writes (`writable=on`).
     public var writable: Bool
@@ -23,12 +25,13 @@ public struct ExportPlan: Sendable, Equatable, Codable {
     public var serial: String
 
     public init(
-        id: String, deviceName: String, backend: BackendSpec, writable: Bool = false,
+        id: String, deviceName: String, nodeName: String = "", backend: BackendSpec, writable: Bool = false,
         writethrough: Bool = false, iothread: String? = nil, numQueues: UInt16 = 1,
         queueSize: UInt16 = 256, logicalBlockSize: UInt32 = 512, serial: String = ""
     ) {
         self.id = id
         self.deviceName = deviceName
+        self.nodeName = nodeName
         self.backend = backend
         self.writable = writable
         self.writethrough = writethrough

@@ -72,6 +72,12 @@ final class Backend {
         }
     }
 
+    /// Sets the image size (regular files only; QEMU's block_resize on a file node).
+    func resize(to bytes: UInt64) throws(SystemError) {
+        guard kind == .regularFile else { throw SystemError("resize: only image files can be resized", errno: ENOTSUP) }
+        try sys("ftruncate") { ftruncate(fd, off_t(bytes)) }
+    }
+
     /// Completes a transfer that io_uring returned short, synchronously. Returns the status.
     func finishTransfer(write: Bool, iov: UnsafeMutablePointer<iovec>, count: Int, offset: UInt64,
                         done: Int, total: Int) -> BlockStatus {

@@ -3,101 +3,26 @@ import Foundation
 import Glibc
 import Logging
 
-/// What `serve` reports for each export once its disk exists.
-public struct ExportReadiness: Sendable, Codable, Equatable {
-    public var id: String
-    public var name: String
-    /// The block device node, e.g. /dev/vda.
-    public var device: String
-    public var sizeBytes: UInt64
-}
-
-/// Runs exports until SIGINT/SIGTERM: creates each VDUSE device, serves it on its iothread,
-/// binds it to the vdpa bus, reports the disk, and on the signal tears everything down in the
-/// order the kernel needs (vdpa DEV_DEL, close, VDUSE_DESTROY_DEV).
+/// Runs exports until SIGINT/SIGTERM, then deletes them all (the kernel's order: vdpa DEV_DEL,
+/// close, VDUSE_DESTROY_DEV) and returns 0. A failure while creating undoes what was created.
 public enum ExportServer {
     public static func run(_ plan: ServePlan, logger: Logger,
-                           onReady: (ExportReadiness) -> Void = { _ in }) throws -> Int32 {
+                           onReady: (ExportStatus) -> Void = { _ in }) throws -> Int32 {
         // Signals are taken by sigwait on this thread only; block them before any thread starts.
         var signals = sigset_t()
         sigemptyset(&signals)
         for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&signals, s) }
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
-        try KernelSupport.ensureVDUSE(logger: logger)
-        let control: VDUSEControl
-        do {
-            control = try VDUSEControl()
-        } catch {
-            throw ServeError("failed to create vduse device: \(error)")
+        let manager = try ExportManager(iothreads: plan.iothreads, logger: logger)
+        defer { manager.shutdown() }
+        for export in plan.exports {
+            onReady(try manager.add(export))
         }
-
-        var threads: [String: IOThread] = [:]
-        let mainLoop = try IOThread(name: "main-loop")
-        mainLoop.start()
-        for name in plan.iothreads {
-            let t = try IOThread(name: name)
-            t.start()
-            threads[name] = t
-        }
-        var running: [VDUSEBlockExport] = []
-        defer {
-            for export in running.reversed() { teardown(export, control: control, logger: logger) }
-            for t in threads.values { t.stop() }
-            mainLoop.stop()
-        }
-
-        for exportPlan in plan.exports {
-            let iothread = exportPlan.iothread.flatMap { threads[$0] } ?? mainLoop
-            let export = try iothread.run {
-                let e = try VDUSEBlockExport(plan: exportPlan, control: control, iothread: iothread, logger: logger)
-                try e.attach()
-                return e
-            }
-            do {
-                try VDPANetlink.addDevice(name: exportPlan.deviceName)
-            } catch {
-                destroy(export, control: control, logger: logger)
-                throw ServeError("vdpa: cannot add device '\(exportPlan.deviceName)': \(error.reason)")
-            }
-            running.append(export)
-            let disk = try DiskLocator.waitForDisk(vdpaName: exportPlan.deviceName)
-            logger.info("export \(exportPlan.id) ready: \(disk)")
-            onReady(ExportReadiness(id: exportPlan.id, name: exportPlan.deviceName, device: disk,
-                                    sizeBytes: export.config.capacitySectors * 512))
-        }
-
         var received: Int32 = 0
         sigwait(&signals, &received)
         logger.info("signal \(received): shutting down")
         return 0
-    }
-
-    /// Unbinds from vdpa (the kernel flushes and waits for in-flight I/O, which the iothread
-    /// keeps serving), then stops serving and destroys the VDUSE device.
-    static func teardown(_ export: VDUSEBlockExport, control: VDUSEControl, logger: Logger) {
-        do {
-            try VDPANetlink.removeDevice(name: export.plan.deviceName)
-        } catch {
-            logger.error("vdpa: cannot remove device '\(export.plan.deviceName)': \(error.reason)")
-        }
-        destroy(export, control: control, logger: logger)
-    }
-
-    static func destroy(_ export: VDUSEBlockExport, control: VDUSEControl, logger: Logger) {
-        try? export.iothread.run { export.detach() }
-        // The kernel may hold the device for a moment after the last close.
-        for attempt in 0..<50 {
-            do {
-                try control.destroyDevice(name: export.plan.deviceName)
-                return
-            } catch where error.errno == EBUSY && attempt < 49 {
-                usleep(20_000)
-            } catch {
-                logger.error("cannot destroy vduse device '\(export.plan.deviceName)': \(error.reason)")
-                return
-            }
-        }
     }
 }
 

@@ -12,7 +12,7 @@ final class VDUSEBlockExport: @unchecked Sendable {
     let plan: ExportPlan
     let iothread: IOThread
     let backend: Backend
-    let config: VirtioBlockConfig
+    private(set) var config: VirtioBlockConfig
     private let device: VDUSEDevice
     private let logger: Logger
     private var memory: IOVASpace?
@@ -180,6 +180,16 @@ final class VDUSEBlockExport: @unchecked Sendable {
         queues.removeAll()
         memory?.unmapAll()
         memory = nil
+    }
+
+    /// Grows or shrinks the image, then tells the driver the new capacity (config space +
+    /// config interrupt, as QEMU's resize callback does). Iothread only.
+    func resize(to bytes: UInt64) throws {
+        try backend.resize(to: bytes)
+        config.capacitySectors = bytes / 512
+        for server in queues { server.geometry = geometry }
+        guard status & Self.statusDriverOK != 0 else { return }
+        try device.updateConfig(offset: 0, bytes: withUnsafeBytes(of: config.capacitySectors.littleEndian) { Array($0) })
     }
 
     /// Requests still in flight on all queues (for tests and teardown logs).

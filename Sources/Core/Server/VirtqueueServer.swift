@@ -10,7 +10,8 @@ final class VirtqueueServer {
     let kick: EventFD
     private let ring: IOUring
     private let backend: Backend
-    private let geometry: BlockExportGeometry
+    /// Capacity can change at run time (resize); everything else is fixed.
+    var geometry: BlockExportGeometry
     private let memory: IOVASpace
     private let interrupt: () -> Void
     private let logger: Logger
