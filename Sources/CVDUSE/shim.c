@@ -207,3 +207,11 @@ int cvduse_vdpa_mgmtdev_get(const char *mgmtdev) {
 }
 
 const int cvduse_o_direct = O_DIRECT;
+
+#include <sched.h>
+#include <sys/mount.h>
+int cvduse_private_mount_namespace(void) {
+    if (unshare(CLONE_NEWNS) < 0) return -errno;
+    if (mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) return -errno;
+    return 0;
+}

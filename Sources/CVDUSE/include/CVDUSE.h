@@ -43,6 +43,9 @@ static const unsigned long CVDUSE_BLKSSZGET = BLKSSZGET;
 /* O_DIRECT needs _GNU_SOURCE, which only the .c file defines. */
 extern const int cvduse_o_direct;
 
+/* unshare(CLONE_NEWNS) + make / recursively private (needs _GNU_SOURCE). 0 or -errno. */
+int cvduse_private_mount_namespace(void);
+
 /* ioctl(2) without varargs. Returns the result, or -errno (EINTR is retried). */
 long cvduse_ioctl(int fd, unsigned long request, void *arg);
 static inline long cvduse_ioctl_value(int fd, unsigned long request, unsigned long value) {

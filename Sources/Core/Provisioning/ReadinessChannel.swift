@@ -1,0 +1,68 @@
+import Foundation
+import Glibc
+
+/// How a server tells whoever started it that its disks are ready (or why it failed):
+/// - a pipe inherited as `--ready-fd N` (used by `add`, which daemonizes the server): one JSON
+///   line per ready export, or one line `error: MESSAGE`, then the pipe is closed;
+/// - systemd's `NOTIFY_SOCKET` (Type=notify units): `READY=1` once every export is ready.
+public struct ReadinessChannel: Sendable {
+    private let fd: Int32?
+
+    public init(fd: Int32?) {
+        self.fd = fd
+        if let fd { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+    }
+
+    public func ready(_ status: ExportStatus) {
+        guard let fd else { return }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        guard var line = try? encoder.encode(status) else { return }
+        line.append(0x0a)
+        writeAll(fd, line)
+    }
+
+    public func failed(_ message: String) {
+        guard let fd else { return }
+        writeAll(fd, Data("error: \(message)\n".utf8))
+    }
+
+    /// Closes the pipe (the starter sees EOF) and tells systemd, if it asked.
+    public func finish() {
+        if let fd { close(fd) }
+        SystemdNotify.send("READY=1")
+    }
+
+    private func writeAll(_ fd: Int32, _ data: Data) {
+        data.withUnsafeBytes { b in
+            var off = 0
+            while off < b.count {
+                let n = write(fd, b.baseAddress! + off, b.count - off)
+                if n <= 0 { if errno == EINTR { continue }; return }
+                off += n
+            }
+        }
+    }
+}
+
+/// sd_notify(3) without libsystemd: one datagram to `$NOTIFY_SOCKET`.
+public enum SystemdNotify {
+    public static func send(_ message: String) {
+        guard var path = ProcessInfo.processInfo.environment["NOTIFY_SOCKET"], !path.isEmpty else { return }
+        if path.hasPrefix("@") { path = "\0" + path.dropFirst() }  // abstract socket
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { return }
+        withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: bytes) }
+        let length = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count)
+        _ = withUnsafePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                message.withCString { sendto(fd, $0, strlen($0), 0, sa, length) }
+            }
+        }
+    }
+}
