@@ -126,6 +126,26 @@ public final class ExportManager: Sendable {
         state.withLock { $0[entry.status.id]?.status.sizeBytes = bytes / 512 * 512 }
     }
 
+    /// Cleans up after a server that died: reconnects to its VDUSE device (answering the kernel
+    /// and serving the idle disk), unbinds it from vdpa and destroys it.
+    public func removeOrphan(_ plan: ExportPlan) throws {
+        commandLock.lock()
+        defer { commandLock.unlock() }
+        let control = self.control
+        let logger = self.logger
+        let mainLoop = self.mainLoop
+        let export = try mainLoop.run {
+            let e = try VDUSEBlockExport(plan: plan, control: control, iothread: mainLoop, logger: logger, adopt: true)
+            try e.attach()
+            return e
+        }
+        if FileManager.default.fileExists(atPath: "/sys/bus/vdpa/devices/\(plan.deviceName)") {
+            teardown(export)
+        } else {
+            destroy(export)
+        }
+    }
+
     /// Deletes every export (newest first) and stops the iothreads.
     public func shutdown() {
         for status in exports { try? remove(id: status.id) }

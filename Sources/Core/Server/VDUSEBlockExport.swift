@@ -19,13 +19,19 @@ final class VDUSEBlockExport: @unchecked Sendable {
     private var queues: [VirtqueueServer] = []
     private var status: UInt8 = 0
     private var attached = false
+    /// Taking over a device whose server died (see init).
+    private let adopting: Bool
 
     private static let statusDriverOK: UInt8 = 4
     private static let statusFeaturesOK: UInt8 = 8
 
     /// Opens the backend and creates the kernel device with every queue set up.
     /// Undoes what it did when a step fails.
-    init(plan: ExportPlan, control: VDUSEControl, iothread: IOThread, logger: Logger) throws {
+    ///
+    /// With `adopt`, the device already exists and its previous server is gone: we open it
+    /// instead of creating it, and on `attach()` take over its running queues (see `attach`).
+    init(plan: ExportPlan, control: VDUSEControl, iothread: IOThread, logger: Logger, adopt: Bool = false) throws {
+        self.adopting = adopt
         self.plan = plan
         self.iothread = iothread
         var logger = logger
@@ -39,6 +45,14 @@ final class VDUSEBlockExport: @unchecked Sendable {
         }
         self.backend = backend
         config = VirtioBlockConfig(plan: plan, capacityBytes: backend.size)
+        if adopt {
+            do {
+                device = try VDUSEDevice(name: plan.deviceName)
+            } catch {
+                throw ServeError("cannot reconnect to vduse device '\(plan.deviceName)': \(error.reason)")
+            }
+            return
+        }
         do {
             try control.createBlockDevice(name: plan.deviceName, config: config)
         } catch {
@@ -65,9 +79,18 @@ final class VDUSEBlockExport: @unchecked Sendable {
     }
 
     /// Starts answering device messages on the iothread. Iothread only.
+    ///
+    /// When adopting a device whose driver is live (queues ready), serving resumes at once from
+    /// the used index in each ring: requests the dead server had taken but not completed are
+    /// lost (the kernel keeps no record of them), so this is for idle devices (cleanup).
     func attach() throws {
         try iothread.watch(device.fd) { [unowned self] in self.handleMessages() }
         attached = true
+        if adopting, (try? device.queueInfo(index: 0))?.ready ?? 0 != 0 {
+            status = Self.statusDriverOK | Self.statusFeaturesOK
+            startQueues()
+        }
+        handleMessages()  // messages the dead server left unanswered are queued again for us
     }
 
     /// Stops serving and closes the device fd (so VDUSE_DESTROY_DEV can succeed). Iothread only.
@@ -150,6 +173,7 @@ final class VDUSEBlockExport: @unchecked Sendable {
                 let queue = try SplitVirtqueue(
                     index: index, addresses: addresses,
                     eventIndex: negotiated & VirtioBlockConfig.Feature.eventIndex != 0, memory: memory)
+                if adopting { queue.resumeFromUsedIndex() }
                 let server = try VirtqueueServer(
                     queue: queue, backend: backend, geometry: geometry, memory: memory, logger: logger,
                     interrupt: { [unowned device, logger] in

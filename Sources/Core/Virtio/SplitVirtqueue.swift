@@ -54,6 +54,14 @@ final class SplitVirtqueue {
         self.publishedUsedIndex = usedIndex
     }
 
+    /// After a reconnect: continue from what the driver has seen completed (used->idx).
+    func resumeFromUsedIndex() {
+        let used = UInt16(littleEndian: cvduse_load_acquire_u16(usedIdxPointer))
+        lastAvailIndex = used
+        usedIndex = used
+        publishedUsedIndex = used
+    }
+
     private var availIdxPointer: UnsafeMutableRawPointer { avail + 2 }
     private var usedEventPointer: UnsafeMutableRawPointer { avail + 4 + 2 * Int(size) }
     private var usedIdxPointer: UnsafeMutableRawPointer { used + 2 }
