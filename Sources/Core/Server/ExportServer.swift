@@ -49,6 +49,17 @@ enum DiskLocator {
     }
 }
 
+extension DiskLocator {
+    /// The disk of a vdpa device now, if any (no waiting).
+    static func currentDisk(vdpaName: String) -> String? {
+        let base = "/sys/bus/vdpa/devices/\(vdpaName)"
+        let fm = FileManager.default
+        guard let virtio = (try? fm.contentsOfDirectory(atPath: base))?.first(where: { $0.hasPrefix("virtio") }),
+              let disk = (try? fm.contentsOfDirectory(atPath: "\(base)/\(virtio)/block"))?.first else { return nil }
+        return "/dev/\(disk)"
+    }
+}
+
 /// Checks (and once tries to load) what the kernel needs: vduse, vdpa, virtio_vdpa, virtio_blk.
 enum KernelSupport {
     static let modules = ["vduse", "virtio_vdpa", "virtio_blk"]
