@@ -55,13 +55,25 @@ public struct AddRequest: Sendable, Equatable {
 
     /// The `serve` arguments for this export.
     public var serveArguments: [String] {
+        objects.flatMap { ["--object", $0] } + blockdevs.flatMap { ["--blockdev", $0] } + ["--export", exportSpec]
+    }
+
+    /// `--object` values: one iothread per `--iothread` name.
+    public var objects: [String] { iothreads.map { "iothread,id=\(Self.escape($0))" } }
+
+    /// `--blockdev` values: the image as a file node under a raw node.
+    public var blockdevs: [String] {
         var args: [String] = []
-        for t in iothreads { args += ["--object", "iothread,id=\(Self.escape(t))"] }
         var file = "driver=file,node-name=file0,filename=\(Self.escape(absoluteImage))"
         if readOnly { file += ",read-only=on" }
         if direct { file += ",cache.direct=on" }
-        args += ["--blockdev", file]
-        args += ["--blockdev", "driver=raw,node-name=disk0,file=file0" + (readOnly ? ",read-only=on" : "")]
+        args.append(file)
+        args.append("driver=raw,node-name=disk0,file=file0" + (readOnly ? ",read-only=on" : ""))
+        return args
+    }
+
+    /// The `--export` value.
+    public var exportSpec: String {
         var export = "type=vduse-blk,id=\(Self.escape(exportID)),node-name=disk0,name=\(Self.escape(resolvedName))"
         export += ",writable=\(readOnly ? "off" : "on")"
         if writethrough { export += ",writethrough=on" }
@@ -74,7 +86,6 @@ public struct AddRequest: Sendable, Equatable {
         } else {
             for (i, t) in iothreads.enumerated() { export += ",iothread.\(i)=\(Self.escape(t))" }
         }
-        args += ["--export", export]
-        return args
+        return export
     }
 }
