@@ -6,8 +6,9 @@ export PATH="$(dirname "$VDUSE_EXPORT"):$PATH"
 show() { echo "# $*"; "$@"; }
 truncate -s 1G web01.img
 echo "# truncate -s 1G web01.img"
-show vduse-export add web01.img
+echo "# vduse-export add web01.img"
 DEV=$(vduse-export add web01.img)
+echo "$DEV"
 show mkfs.ext4 -q "$DEV"
 show mkdir -p /mnt/web01
 show mount "$DEV" /mnt/web01
