@@ -59,7 +59,10 @@ public struct Provisioner: Sendable {
         let name = request.resolvedName
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw ProvisioningError(.kernel, "pipe: \(String(cString: strerror(errno)))") }
+        // Both ends close-on-exec: the child gets the write end only as its fd 3 (dup2 clears the
+        // flag there), so the read below sees EOF as soon as the server closes it or dies.
         _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let argv = [exe, "serve"] + serveArguments + ["--ready-fd", "3", "--qmp", state.socketPath(name), "--record"]
         var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
