@@ -85,7 +85,7 @@ public struct IOThreadObject: Equatable, Sendable {
     public init(_ value: OptionValue, syntax: OptionSyntax) throws(OptionError) {
         var r = try OptionReader(value, syntax: syntax)
         guard let qomType = try r.string("qom-type") else { throw OptionError("Parameter 'qom-type' is missing") }
-        guard qomType == "iothread" else { throw OptionError("invalid object type: \(qomType)") }
+        guard qomType == "iothread" else { throw OptionError("Parameter 'qom-type' does not accept value '\(qomType)'") }
         id = try r.requiredString("id")
         guard ExportChecks.isWellFormedID(id) else { throw OptionError("Parameter 'id' expects an identifier") }
         // Polling knobs of QEMU's iothread object: accepted for compatibility, not used.

@@ -3,8 +3,11 @@ import Glibc
 /// What the create-time checks need to know about the server around the export. The probes
 /// default to the real host; tests pass their own, so the checks stay pure.
 public struct CheckContext: Sendable {
-    /// Block nodes by node-name, resolved down to their backend.
+    /// Block nodes by node-name, resolved down to their backend (whose `readOnly` says whether
+    /// any node of the chain is read-only).
     public var nodes: [String: BackendSpec] = [:]
+    /// The nodes' own `read-only` option.
+    public var nodesMarkedReadOnly: [String: Bool] = [:]
     public var iothreads: Set<String> = []
     /// Ids of live exports (and earlier ones on the same command line).
     public var exportIDs: Set<String> = []
@@ -47,7 +50,9 @@ public enum ExportChecks {
             throw OptionError("Cannot find device='' nor node-name='\(o.nodeName)'")
         }
         let writable = o.writable ?? false
-        if writable && backend.readOnly { throw OptionError("Cannot export read-only node as writable") }
+        if writable && context.nodesMarkedReadOnly[o.nodeName] ?? backend.readOnly {
+            throw OptionError("Cannot export read-only node as writable")
+        }
         var iothread: String?
         switch o.iothread {
         case nil:
@@ -66,6 +71,9 @@ public enum ExportChecks {
         // Our nodes are always active (we have no migration), and vduse-blk does not support
         // inactive nodes: QEMU refuses allow-inactive for it with this message.
         if o.allowInactive == true { throw OptionError("Export type does not support inactive exports") }
+        // QEMU's permission step: the export takes WRITE on the node, which a read-only node
+        // further down the chain refuses (the text qemu-storage-daemon prints).
+        if writable && backend.readOnly { throw OptionError("Block node is read-only") }
 
         // vduse_blk_exp_create
         if let n = o.numQueues, n == 0 { throw OptionError("num-queues must be greater than 0") }

@@ -48,6 +48,11 @@ public enum KeyvalParser {
         return try nest(pairs)
     }
 
+    private static func isName(_ s: String) -> Bool {
+        guard let f = s.unicodeScalars.first, f.isASCII, f.properties.isAlphabetic else { return false }
+        return s.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "-" || $0 == "_") }
+    }
+
     /// Builds the tree from dotted keys; an object whose keys are all 0,1,2… becomes a list.
     private static func nest(_ pairs: [(key: String, value: String)]) throws(OptionError) -> OptionValue {
         final class Node {
@@ -63,7 +68,11 @@ public enum KeyvalParser {
             var node = root
             let parts = key.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
             for (depth, part) in parts.enumerated() {
-                guard !part.isEmpty else { throw OptionError("Invalid parameter '\(key)'") }
+                // Each fragment is a QAPI name (a letter, then letters, digits, '-', '_'), or
+                // after the first one a list index.
+                guard isName(part) || depth > 0 && !part.isEmpty && part.allSatisfy({ $0.isASCII && $0.isNumber }) else {
+                    throw OptionError("Invalid parameter '\(key)'")
+                }
                 let prefix = parts[0...depth].joined(separator: ".")
                 if depth < parts.count - 1 {
                     node = node.child(part)

@@ -95,10 +95,12 @@ struct OptionReader {
         return s
     }
 
-    /// Rejects members nobody asked for.
+    /// Rejects members nobody asked for (the same text for both syntaxes, as qemu-storage-daemon
+    /// 7.2 prints it; keyval's "Invalid parameter" is for malformed keys, see KeyvalParser).
     func finish() throws(OptionError) {
         for m in members where !used.contains(m.key) {
-            throw OptionError(syntax == .json ? "Parameter '\(full(m.key))' is unexpected" : "Invalid parameter '\(full(m.key))'")
+            if syntax == .keyval, case .object = m.value { throw OptionError("Parameters '\(full(m.key)).*' are unexpected") }
+            throw OptionError("Parameter '\(full(m.key))' is unexpected")
         }
     }
 
