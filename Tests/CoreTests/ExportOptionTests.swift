@@ -271,7 +271,8 @@ import Testing
         #expect(try KeyvalParser.parse("a=1,b=x,,y", impliedKey: nil) == .object([("a", .string("1")), ("b", .string("x,y"))]))
         #expect(try KeyvalParser.parse("vduse-blk,id=e", impliedKey: "type") == .object([("type", .string("vduse-blk")), ("id", .string("e"))]))
         #expect(try KeyvalParser.parse("cache.direct=on", impliedKey: nil) == .object([("cache", .object([("direct", .string("on"))]))]))
-        #expect(throws: OptionError.self) { try KeyvalParser.parse("a=1,a=2", impliedKey: nil) }
+        #expect(try KeyvalParser.parse("a=1,a=2", impliedKey: nil) == .object([("a", .string("2"))]))
+        #expect(OptionReader.parseUnsigned("010") == 8 && OptionReader.parseUnsigned("0x10") == 16 && OptionReader.parseUnsigned("10") == 10)
         #expect(throws: OptionError.self) { try KeyvalParser.parse("x=1,novalue", impliedKey: "type") }
         #expect(throws: OptionError.self) { try KeyvalParser.parse("iothread=a,iothread.0=b", impliedKey: nil) }
         #expect(throws: OptionError.self) { try KeyvalParser.parse("iothread.1=b", impliedKey: nil) }

@@ -80,8 +80,7 @@ public enum KeyvalParser {
                 } else {
                     let leaf = node.child(part)
                     guard leaf.children.isEmpty else { throw OptionError("Parameters '\(prefix).*' used inconsistently") }
-                    guard leaf.value == nil else { throw OptionError("Parameter '\(key)' is given more than once") }
-                    leaf.value = value
+                    leaf.value = value  // a repeated key keeps its last value, as in QEMU
                 }
             }
         }

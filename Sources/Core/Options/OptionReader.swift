@@ -106,9 +106,10 @@ struct OptionReader {
 
     // MARK: number syntax
 
-    /// Decimal or 0x-hex, no sign (QEMU's parse_uint_full).
+    /// Decimal, 0x-hex or 0-octal, no sign (QEMU's parse_uint_full, base 0).
     static func parseUnsigned(_ s: String) -> UInt64? {
         if s.hasPrefix("0x") || s.hasPrefix("0X") { return UInt64(s.dropFirst(2), radix: 16) }
+        if s.count > 1 && s.hasPrefix("0") { return UInt64(s.dropFirst(), radix: 8) }
         guard !s.isEmpty, s.allSatisfy(\.isASCII), s.allSatisfy(\.isNumber) else { return nil }
         return UInt64(s)
     }
