@@ -238,3 +238,23 @@ int cvduse_spawn_daemon(const char *path, char *const argv[], int ready_fd, cons
     posix_spawnattr_destroy(&attr);
     return -e;
 }
+
+#include <sys/wait.h>
+/* Runs argv[0]=path with stdio on /dev/null and waits: its exit status, or -errno. (No
+   Foundation Process: it needs a run-loop socket pair, which is not always available.) */
+int cvduse_run_quietly(const char *path, char *const argv[]) {
+    posix_spawn_file_actions_t fa;
+    int e = posix_spawn_file_actions_init(&fa);
+    if (e) return -e;
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    extern char **environ;
+    pid_t pid;
+    e = posix_spawn(&pid, path, &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (e) return -e;
+    int status;
+    while (waitpid(pid, &status, 0) < 0) { if (errno != EINTR) return -errno; }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}

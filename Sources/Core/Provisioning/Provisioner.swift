@@ -92,7 +92,7 @@ public struct Provisioner: Sendable {
             waitpid(pid, &waitStatus, 0)
             throw ProvisioningError(.kernel, "the server exited before its disk was ready (log: \(state.logPath(name)))")
         }
-        Udev.settle()
+        Udev.settle(device: status.device)
         logger.info("export \(name) ready: \(status.device), server pid \(pid)")
         return state.read(name) ?? ExportRecord(
             name: name, id: status.id, device: status.device, image: request.absoluteImage, size: status.sizeBytes,
@@ -154,13 +154,21 @@ public struct Provisioner: Sendable {
     }
 }
 
-/// Waiting for udev, where it runs, so that /dev/disk/by-* links exist when `add` returns.
+/// Waiting for udev, where it runs, so that /dev/disk/by-* links exist when `add` returns:
+/// udev has a database entry for the disk (/run/udev/data/bMAJOR:MINOR) and no events queued.
+/// Read from udev's run-time files rather than `udevadm settle`, which refuses to work in a chroot.
 enum Udev {
-    static func settle() {
+    static func settle(device: String, timeout: TimeInterval = 30) {
         guard FileManager.default.fileExists(atPath: "/run/udev/control") else { return }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/udevadm")
-        p.arguments = ["settle", "--timeout=30"]
-        if (try? p.run()) != nil { p.waitUntilExit() }
+        let disk = (device as NSString).lastPathComponent
+        guard let number = try? String(contentsOfFile: "/sys/class/block/\(disk)/dev", encoding: .utf8) else { return }
+        let entry = "/run/udev/data/b" + number.trimmingCharacters(in: .whitespacesAndNewlines)
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if FileManager.default.fileExists(atPath: entry) && !FileManager.default.fileExists(atPath: "/run/udev/queue") {
+                return
+            }
+            usleep(10_000)
+        }
     }
 }

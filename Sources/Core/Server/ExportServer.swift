@@ -151,12 +151,7 @@ enum KernelSupport {
             return
         }
         logger.info("loading kernel modules: \(modules.joined(separator: " "))")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/sbin/modprobe")
-        p.arguments = ["-a"] + modules
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        if (try? p.run()) != nil { p.waitUntilExit() }
+        _ = runQuietly("/sbin/modprobe", ["-a"] + modules)
         guard FileManager.default.fileExists(atPath: VDUSEControl.path) else {
             throw ServeError("this kernel has no VDUSE: \(VDUSEControl.path) is missing and 'modprobe vduse' failed (the kernel needs CONFIG_VDPA_USER and CONFIG_VIRTIO_VDPA; on such a host, try the test bed demo: see README)")
         }
@@ -164,4 +159,13 @@ enum KernelSupport {
             throw ServeError("the vdpa management device 'vduse' is not registered (vdpa netlink family missing?)")
         }
     }
+}
+
+/// Runs a helper program (modprobe) and waits for it; its exit status, or nil if it could not run.
+@discardableResult
+func runQuietly(_ path: String, _ arguments: [String]) -> Int32? {
+    var argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
+    defer { for p in argv { free(p) } }
+    let r = cvduse_run_quietly(path, &argv)
+    return r < 0 ? nil : r
 }
