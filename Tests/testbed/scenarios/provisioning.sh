@@ -30,6 +30,11 @@ echo "$l"
 echo "$l" | grep -E "^web01 +$dev +running" >/dev/null || fail "list does not show web01 running"
 echo "$l" | grep -E "^db +$dbdev +running" >/dev/null || fail "list does not show db running"
 [ "$($X list --json | json 'sorted(e["name"] + ":" + e["state"] for e in d)')" = "['db:running', 'web01:running']" ] || fail "list --json"
+[ "$(stat -c %a /run/vduse-export)" = 700 ] && [ "$(stat -c %a /run/vduse-export/web01.json)" = 600 ] \
+    && [ "$(stat -c %a /run/vduse-export/web01.sock)" = 600 ] || fail "state directory modes: $(ls -la /run/vduse-export)"
+srv=$($X list --json | json '[e["pid"] for e in d if e["name"] == "web01"][0]')
+[ "$(readlink /proc/$srv/ns/mnt)" != "$(readlink /proc/self/ns/mnt)" ] || fail "the server shares the host's mount namespace"
+note "state in /run/vduse-export (0700, records and socket 0600); server in its own mount namespace"
 
 mkfs.ext4 -q -F "$dev"; mkdir -p mnt; mount "$dev" mnt
 rc=0; $X del web01 2>err.txt || rc=$?
