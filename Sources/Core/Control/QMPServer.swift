@@ -82,14 +82,7 @@ public final class QMPServer: @unchecked Sendable {
     private func send(_ fd: Int32, _ object: [String: Any]) {
         guard var data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
         data.append(contentsOf: [0x0d, 0x0a])
-        data.withUnsafeBytes { b in
-            var off = 0
-            while off < b.count {
-                let n = write(fd, b.baseAddress! + off, b.count - off)
-                if n <= 0 { if errno == EINTR { continue }; return }
-                off += n
-            }
-        }
+        writeAll(fd, data)
     }
 
     private func serve(_ fd: Int32) {
