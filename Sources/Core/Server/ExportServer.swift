@@ -121,6 +121,9 @@ enum DiskLocator {
                 let node = "/dev/\(disk)"
                 if fm.fileExists(atPath: node) { return node }
             }
+            // Bound to another bus driver (vhost_vdpa): no disk will ever come.
+            if let d = (try? fm.destinationOfSymbolicLink(atPath: "\(base)/driver")).map({ ($0 as NSString).lastPathComponent }),
+               d != "virtio_vdpa" { break }
             usleep(10_000)
         }
         let driver = (try? fm.destinationOfSymbolicLink(atPath: "\(base)/driver")).map { ($0 as NSString).lastPathComponent }
