@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Logging
+import Synchronization
 
 /// A QMP-compatible control socket (the JSON subset that qemu-storage-daemon tooling uses):
 /// greeting, `qmp_capabilities` negotiation, `{"execute": …, "arguments": …, "id": …}` commands
@@ -54,7 +55,14 @@ public final class QMPServer: @unchecked Sendable {
         }
     }
 
-    deinit {
+    deinit { stop() }
+
+    private let stopped = Mutex(false)
+
+    /// Stops accepting (the accept loop ends) and removes the socket file.
+    public func stop() {
+        guard stopped.withLock({ s in defer { s = true }; return !s }) else { return }
+        shutdown(listener, Int32(SHUT_RDWR))
         close(listener)
         unlink(path)
     }

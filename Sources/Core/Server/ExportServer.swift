@@ -53,6 +53,7 @@ public enum ExportServer {
             onReady(status)
         }
         var qmp: QMPServer?
+        defer { qmp?.stop() }
         if let path = settings.qmpSocket {
             let commands = QMPCommands(manager: manager, configuration: configuration, records: records, logger: logger)
             qmp = try QMPServer(path: path, logger: logger, handler: commands.handle)
@@ -62,7 +63,6 @@ public enum ExportServer {
         var received: Int32 = 0
         sigwait(&signals, &received)
         logger.info("signal \(received): shutting down")
-        _ = qmp
     }
 }
 
