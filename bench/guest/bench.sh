@@ -123,6 +123,10 @@ stop_all() {
     local q=$1 round=$2
     echo "rss ours $q $round $(hwm_kb "$OURS_PID")" >>"$EVENTS"
     echo "rss qsd $q $round $(hwm_kb "$QSD_PID")" >>"$EVENTS"
+    # What the resident memory is made of at the end (anonymous, file-backed, shared = the
+    # VDUSE bounce/IOVA mappings).
+    echo "rssparts ours $q $round $(awk '/^Rss(Anon|File|Shmem)/ {printf "%s=%s ", $1, $2}' "/proc/$OURS_PID/status" 2>/dev/null)" >>"$EVENTS"
+    echo "rssparts qsd $q $round $(awk '/^Rss(Anon|File|Shmem)/ {printf "%s=%s ", $1, $2}' "/proc/$QSD_PID/status" 2>/dev/null)" >>"$EVENTS"
     kill -TERM "$OURS_PID" 2>/dev/null; wait "$OURS_PID" 2>/dev/null
     vdpa dev del qsd 2>/dev/null || true
     kill -TERM "$QSD_PID" 2>/dev/null; wait "$QSD_PID" 2>/dev/null  # QSD 7.2 may abort here: harmless
