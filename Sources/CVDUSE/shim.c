@@ -215,3 +215,46 @@ int cvduse_private_mount_namespace(void) {
     if (mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) return -errno;
     return 0;
 }
+
+#include <spawn.h>
+#include <fcntl.h>
+#include <unistd.h>
+/* Starts `argv` as a daemon: its own session, stdin/stdout on /dev/null, stderr appended to
+   `log_path`, and `ready_fd` as its fd 3. */
+int cvduse_spawn_daemon(const char *path, char *const argv[], int ready_fd, const char *log_path, pid_t *pid) {
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    int e;
+    if ((e = posix_spawn_file_actions_init(&fa))) return -e;
+    if ((e = posix_spawnattr_init(&attr))) { posix_spawn_file_actions_destroy(&fa); return -e; }
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    posix_spawn_file_actions_adddup2(&fa, ready_fd, 3);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+    extern char **environ;
+    e = posix_spawn(pid, path, &fa, &attr, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    return -e;
+}
+
+#include <sys/wait.h>
+/* Runs argv[0]=path with stdio on /dev/null and waits: its exit status, or -errno. (No
+   Foundation Process: it needs a run-loop socket pair, which is not always available.) */
+int cvduse_run_quietly(const char *path, char *const argv[]) {
+    posix_spawn_file_actions_t fa;
+    int e = posix_spawn_file_actions_init(&fa);
+    if (e) return -e;
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    extern char **environ;
+    pid_t pid;
+    e = posix_spawn(&pid, path, &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (e) return -e;
+    int status;
+    while (waitpid(pid, &status, 0) < 0) { if (errno != EINTR) return -errno; }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}

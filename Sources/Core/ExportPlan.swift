@@ -3,7 +3,7 @@
 ///
 /// This is the only type the data path needs from the option layer, so the checks (pure, testable
 /// anywhere) and the device (needs the kernel) meet here and nowhere else.
-public struct ExportPlan: Sendable, Equatable, Codable {
+public struct ExportPlan: Sendable, Equatable, Encodable {
     /// QEMU export id (`id=`).
     public var id: String
     /// VDUSE device name (`name=`): `/dev/vduse/NAME` and the vdpa device name.
@@ -44,8 +44,8 @@ public struct ExportPlan: Sendable, Equatable, Codable {
 }
 
 /// The storage behind an export, after resolving `raw` → `file`/`host_device` node chains.
-public struct BackendSpec: Sendable, Equatable, Codable {
-    public enum Kind: Sendable, Equatable, Codable {
+public struct BackendSpec: Sendable, Equatable, Encodable {
+    public enum Kind: Sendable, Equatable {
         /// A regular file or a block device at this path.
         case file(path: String)
         /// QEMU's `null-co`: reads return zeros (`read-zeroes`) and writes are dropped. For benchmarks.
@@ -65,12 +65,56 @@ public struct BackendSpec: Sendable, Equatable, Codable {
 }
 
 /// Everything `serve` needs: the iothread objects to start, and the exports in command-line order.
-public struct ServePlan: Sendable, Equatable, Codable {
+public struct ServePlan: Sendable, Equatable, Encodable {
     public var iothreads: [String]
     public var exports: [ExportPlan]
 
     public init(iothreads: [String], exports: [ExportPlan]) {
         self.iothreads = iothreads
         self.exports = exports
+    }
+}
+
+// MARK: JSON in QAPI's vocabulary (what `check` prints): every member with its default applied.
+
+private struct QAPIKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(_ s: String) { stringValue = s }
+    init?(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}
+
+extension ExportPlan {
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: QAPIKey.self)
+        try c.encode("vduse-blk", forKey: QAPIKey("type"))
+        try c.encode(id, forKey: QAPIKey("id"))
+        try c.encode(nodeName, forKey: QAPIKey("node-name"))
+        try c.encode(deviceName, forKey: QAPIKey("name"))
+        try c.encode(writable, forKey: QAPIKey("writable"))
+        try c.encode(writethrough, forKey: QAPIKey("writethrough"))
+        try c.encode(iothread, forKey: QAPIKey("iothread"))
+        try c.encode(numQueues, forKey: QAPIKey("num-queues"))
+        try c.encode(queueSize, forKey: QAPIKey("queue-size"))
+        try c.encode(logicalBlockSize, forKey: QAPIKey("logical-block-size"))
+        try c.encode(serial, forKey: QAPIKey("serial"))
+        try c.encode(backend, forKey: QAPIKey("backend"))
+    }
+}
+
+extension BackendSpec {
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: QAPIKey.self)
+        switch kind {
+        case let .file(path):
+            try c.encode("file", forKey: QAPIKey("driver"))
+            try c.encode(path, forKey: QAPIKey("filename"))
+        case let .null(size):
+            try c.encode("null-co", forKey: QAPIKey("driver"))
+            try c.encode(size, forKey: QAPIKey("size"))
+        }
+        try c.encode(readOnly, forKey: QAPIKey("read-only"))
+        try c.encode(direct, forKey: QAPIKey("cache.direct"))
     }
 }

@@ -46,6 +46,13 @@ extern const int cvduse_o_direct;
 /* unshare(CLONE_NEWNS) + make / recursively private (needs _GNU_SOURCE). 0 or -errno. */
 int cvduse_private_mount_namespace(void);
 
+/* posix_spawn in a new session (needs _GNU_SOURCE): stdin/stdout /dev/null, stderr appended to
+   log_path, ready_fd becomes fd 3. 0 or -errno. */
+int cvduse_spawn_daemon(const char *path, char *const argv[], int ready_fd, const char *log_path, pid_t *pid);
+
+/* Runs a program with stdio on /dev/null and waits: exit status, or -errno. */
+int cvduse_run_quietly(const char *path, char *const argv[]);
+
 /* ioctl(2) without varargs. Returns the result, or -errno (EINTR is retried). */
 long cvduse_ioctl(int fd, unsigned long request, void *arg);
 static inline long cvduse_ioctl_value(int fd, unsigned long request, unsigned long value) {

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Logging
+import Synchronization
 
 /// A QMP-compatible control socket (the JSON subset that qemu-storage-daemon tooling uses):
 /// greeting, `qmp_capabilities` negotiation, `{"execute": …, "arguments": …, "id": …}` commands
@@ -18,7 +19,7 @@ public final class QMPServer: @unchecked Sendable {
     }
 
     /// Runs one command; returns the JSON value of `return`. Runs on the QMP thread.
-    public typealias Handler = (_ command: String, _ arguments: [String: Any], _ emit: (String, [String: Any]) -> Void) throws -> Any
+    public typealias Handler = (_ command: String, _ arguments: OptionValue, _ emit: (String, [String: Any]) -> Void) throws -> Any
 
     public let path: String
     private let listener: Int32
@@ -54,7 +55,14 @@ public final class QMPServer: @unchecked Sendable {
         }
     }
 
-    deinit {
+    deinit { stop() }
+
+    private let stopped = Mutex(false)
+
+    /// Stops accepting (the accept loop ends) and removes the socket file.
+    public func stop() {
+        guard stopped.withLock({ s in defer { s = true }; return !s }) else { return }
+        shutdown(listener, Int32(SHUT_RDWR))
         close(listener)
         unlink(path)
     }
@@ -82,14 +90,7 @@ public final class QMPServer: @unchecked Sendable {
     private func send(_ fd: Int32, _ object: [String: Any]) {
         guard var data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
         data.append(contentsOf: [0x0d, 0x0a])
-        data.withUnsafeBytes { b in
-            var off = 0
-            while off < b.count {
-                let n = write(fd, b.baseAddress! + off, b.count - off)
-                if n <= 0 { if errno == EINTR { continue }; return }
-                off += n
-            }
-        }
+        writeAll(fd, data)
     }
 
     private func serve(_ fd: Int32) {
@@ -121,19 +122,21 @@ public final class QMPServer: @unchecked Sendable {
             if let id { reply["id"] = id }
             send(fd, reply)
         }
-        guard let object = try? JSONSerialization.jsonObject(with: line), let request = object as? [String: Any] else {
+        guard let request = try? JSONParser.parse(String(decoding: line, as: UTF8.self)),
+              case let .object(members) = request else {
             error(CommandError("JSON parse error, expecting a JSON object"), id: nil)
             return false
         }
-        let id = request["id"]
-        guard let command = request["execute"] as? String else {
+        func member(_ name: String) -> OptionValue? { members.first { $0.key == name }?.value }
+        let id = member("id").map(Self.jsonObject)
+        guard case let .string(command)? = member("execute") else {
             error(CommandError("QMP input lacks member 'execute'"), id: id)
             return false
         }
-        let arguments: [String: Any]
-        switch request["arguments"] {
-        case nil: arguments = [:]
-        case let a as [String: Any]: arguments = a
+        let arguments: OptionValue
+        switch member("arguments") {
+        case nil: arguments = .object([])
+        case let a? where { if case .object = a { return true }; return false }(): arguments = a
         default:
             error(CommandError("QMP input member 'arguments' must be an object"), id: id)
             return false
@@ -167,6 +170,20 @@ public final class QMPServer: @unchecked Sendable {
             error(CommandError("\(e)"), id: id)
         }
         return command == "quit"
+    }
+
+    /// An option value as a Foundation JSON object (to echo a command's `id`).
+    static func jsonObject(_ v: OptionValue) -> Any {
+        switch v {
+        case let .string(s): return s
+        case let .bool(b): return b
+        case let .number(n):
+            if let i = Int64(n) { return i }
+            return Double(n) ?? 0
+        case .null: return NSNull()
+        case let .list(items): return items.map(jsonObject)
+        case let .object(members): return Dictionary(members.map { ($0.key, jsonObject($0.value)) }, uniquingKeysWith: { a, _ in a })
+        }
     }
 
     private func reply(_ fd: Int32, _ result: Any, id: Any?) {

@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 
 /// A failed system call or ioctl: the call's name and the errno it returned.
@@ -32,4 +33,19 @@ func sys<T: BinaryInteger>(_ name: String, _ body: () -> T) throws(SystemError) 
 func negErrno<T: SignedInteger>(_ name: String, _ r: T) throws(SystemError) -> T {
     if r < 0 { throw SystemError(name, errno: Int32(-r)) }
     return r
+}
+
+/// Writes all of `data` to `fd` (retrying short writes and EINTR); false when the peer is gone.
+@discardableResult
+func writeAll(_ fd: Int32, _ data: Data) -> Bool {
+    data.withUnsafeBytes { b in
+        var off = 0
+        while off < b.count {
+            let n = write(fd, b.baseAddress! + off, b.count - off)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return false }
+            off += n
+        }
+        return true
+    }
 }

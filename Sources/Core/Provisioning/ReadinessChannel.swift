@@ -32,17 +32,6 @@ public struct ReadinessChannel: Sendable {
         if let fd { close(fd) }
         SystemdNotify.send("READY=1")
     }
-
-    private func writeAll(_ fd: Int32, _ data: Data) {
-        data.withUnsafeBytes { b in
-            var off = 0
-            while off < b.count {
-                let n = write(fd, b.baseAddress! + off, b.count - off)
-                if n <= 0 { if errno == EINTR { continue }; return }
-                off += n
-            }
-        }
-    }
 }
 
 /// sd_notify(3) without libsystemd: one datagram to `$NOTIFY_SOCKET`.

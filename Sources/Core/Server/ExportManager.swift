@@ -76,9 +76,13 @@ public final class ExportManager: Sendable {
         let control = self.control
         let logger = self.logger
         let export = try iothread.run {
-            let e = try VDUSEBlockExport(plan: plan, control: control, iothread: iothread, logger: logger)
-            try e.attach()
-            return e
+            try VDUSEBlockExport(plan: plan, control: control, iothread: iothread, logger: logger)
+        }
+        do {
+            try iothread.run { try export.attach() }
+        } catch {
+            destroy(export)
+            throw error
         }
         do {
             try VDPANetlink.addDevice(name: plan.deviceName)

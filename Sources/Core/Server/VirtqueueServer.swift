@@ -120,75 +120,54 @@ final class VirtqueueServer {
             return
         }
         let action = request.action(for: geometry)
+        if case let .complete(status) = action {
+            answer(head: head, status: status, into: request.status, used: request.usedLength)
+            return
+        }
+        if backend.kind == .null {
+            // null-co: reads return zeros, everything else succeeds at once.
+            if case .read = action {
+                for piece in request.data { piece.base.initializeMemory(as: UInt8.self, repeating: 0, count: piece.length) }
+            }
+            answer(head: head, status: .ok, into: request.status, used: request.usedLength)
+            return
+        }
         var slot = slots[Int(head)]
         slot.status = request.status
         slot.usedLength = request.usedLength
+        let tag = UInt64(head)
         do {
             switch action {
-            case let .complete(status):
-                answer(head: head, status: status, into: slot.status, used: slot.usedLength)
-                return
-            case let .read(offset, length):
-                if backend.kind == .null {
-                    for piece in request.data { piece.base.initializeMemory(as: UInt8.self, repeating: 0, count: piece.length) }
-                    answer(head: head, status: .ok, into: slot.status, used: slot.usedLength)
-                    return
-                }
+            case let .read(offset, length), let .write(offset, length):
+                let isRead = if case .read = action { true } else { false }
                 fillIOVec(&slot)
-                slot.operation = .read
+                slot.operation = isRead ? .read : .write
                 slot.offset = offset
                 slot.length = UInt64(length)
-                try ring.prepare(.readv(fd: backend.fd, iov: slot.iov!, count: slot.iovCount, offset: offset), tag: UInt64(head))
-            case let .write(offset, length):
-                if backend.kind == .null {
-                    answer(head: head, status: .ok, into: slot.status, used: slot.usedLength)
-                    return
-                }
-                fillIOVec(&slot)
-                slot.operation = .write
-                slot.offset = offset
-                slot.length = UInt64(length)
-                try ring.prepare(.writev(fd: backend.fd, iov: slot.iov!, count: slot.iovCount, offset: offset), tag: UInt64(head))
+                let iov = UnsafePointer(slot.iov!)
+                try ring.prepare(isRead ? .readv(fd: backend.fd, iov: iov, count: slot.iovCount, offset: offset)
+                                        : .writev(fd: backend.fd, iov: iov, count: slot.iovCount, offset: offset), tag: tag)
             case .flush:
-                if backend.kind == .null {
-                    answer(head: head, status: .ok, into: slot.status, used: slot.usedLength)
-                    return
-                }
                 slot.operation = .flush
-                try ring.prepare(.fdatasync(fd: backend.fd), tag: UInt64(head))
-            case let .discard(offset, length), let .writeZeroes(offset, length, true):
-                switch backend.kind {
-                case .null:
-                    answer(head: head, status: .ok, into: slot.status, used: slot.usedLength)
-                    return
-                case .blockDevice:
-                    let discard = if case .discard = action { true } else { false }
-                    answer(head: head, status: backend.blockDeviceRange(discard: discard, offset: offset, length: length),
+                try ring.prepare(.fdatasync(fd: backend.fd), tag: tag)
+            case let .discard(offset, length), let .writeZeroes(offset, length, _):
+                let isDiscard = if case .discard = action { true } else { false }
+                if backend.kind == .blockDevice {
+                    // BLKDISCARD / BLKZEROOUT: synchronous ioctls (rare requests).
+                    answer(head: head, status: backend.blockDeviceRange(discard: isDiscard, offset: offset, length: length),
                            into: slot.status, used: slot.usedLength)
                     return
-                case .regularFile:
-                    slot.operation = .punchHole
-                    slot.offset = offset
-                    slot.length = length
-                    try ring.prepare(.fallocate(fd: backend.fd, mode: FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                                                offset: offset, length: length), tag: UInt64(head))
                 }
-            case let .writeZeroes(offset, length, false):
-                switch backend.kind {
-                case .null:
-                    answer(head: head, status: .ok, into: slot.status, used: slot.usedLength)
-                    return
-                case .blockDevice:
-                    answer(head: head, status: backend.blockDeviceRange(discard: false, offset: offset, length: length),
-                           into: slot.status, used: slot.usedLength)
-                    return
-                case .regularFile:
-                    slot.operation = .zeroRange
-                    slot.offset = offset
-                    slot.length = length
-                    try ring.prepare(.fallocate(fd: backend.fd, mode: FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
-                                                offset: offset, length: length), tag: UInt64(head))
-                }
+                // A regular file: discard and write-zeroes-with-unmap punch a hole; plain
+                // write-zeroes zeroes the range in place (keeping it allocated).
+                let punch = isDiscard || action == .writeZeroes(offset: offset, length: length, unmap: true)
+                slot.operation = punch ? .punchHole : .zeroRange
+                slot.offset = offset
+                slot.length = length
+                let mode = (punch ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE) | FALLOC_FL_KEEP_SIZE
+                try ring.prepare(.fallocate(fd: backend.fd, mode: mode, offset: offset, length: length), tag: tag)
+            case .complete:
+                return  // answered above
             }
         } catch {
             logger.error("queue \(queue.index): \(error)")

@@ -1,0 +1,143 @@
+import Glibc
+
+/// The server's objects, block nodes and exports, built from command-line specs (keyval or
+/// JSON, as qemu-storage-daemon accepts them) and checked like QEMU does. Applied in this
+/// order: every `--object`, then every `--blockdev`, then every `--export`; each group in
+/// command-line order. Later exports (QMP) are checked against what exists by then.
+public struct ServeConfiguration: Sendable {
+    public private(set) var iothreads: [String] = []
+    public private(set) var nodeNames: [String] = []
+    public private(set) var exports: [ExportPlan] = []
+    public private(set) var context: CheckContext
+    /// What opening a node's file finds.
+    public enum OpenResult: Sendable {
+        case regularFile
+        /// A block or character device.
+        case device
+        case other
+        /// QEMU's reason text (strerror).
+        case failed(String)
+    }
+
+    /// Opens a file as a node wants it (writable or not) and says what it is.
+    private let openProbe: @Sendable (_ path: String, _ writable: Bool) -> OpenResult
+
+    public init(context: CheckContext = CheckContext(),
+                openProbe: @escaping @Sendable (String, Bool) -> OpenResult = ServeConfiguration.probeOpen) {
+        self.context = context
+        self.openProbe = openProbe
+    }
+
+    public var plan: ServePlan { ServePlan(iothreads: iothreads, exports: exports) }
+
+    /// Parses one option argument: JSON when it starts with `{`, keyval otherwise.
+    public static func parseSpec(_ text: String, impliedKey: String?) throws(OptionError) -> (OptionValue, OptionSyntax) {
+        if text.drop(while: { $0 == " " }).first == "{" { return (try JSONParser.parse(text), .json) }
+        return (try KeyvalParser.parse(text, impliedKey: impliedKey), .keyval)
+    }
+
+    public static func build(objects: [String], blockdevs: [String], exports: [String],
+                             into configuration: ServeConfiguration = ServeConfiguration()) throws(OptionError) -> ServeConfiguration {
+        var c = configuration
+        for o in objects { try c.addObject(o) }
+        for b in blockdevs { try c.addBlockdev(b) }
+        for e in exports {
+            let (v, s) = try parseSpec(e, impliedKey: "type")
+            try c.addExport(BlockExportOptions(v, syntax: s))
+        }
+        return c
+    }
+
+    /// `--object iothread,id=ID`
+    public mutating func addObject(_ spec: String) throws(OptionError) {
+        let (v, s) = try Self.parseSpec(spec, impliedKey: "qom-type")
+        let t = try IOThreadObject(v, syntax: s)
+        guard !context.iothreads.contains(t.id) else {
+            throw OptionError("attempt to add duplicate property '\(t.id)' to object (type 'container')")
+        }
+        context.iothreads.insert(t.id)
+        iothreads.append(t.id)
+    }
+
+    /// `--blockdev …`: opens (probes) the node like QEMU's blockdev-add does, with its texts:
+    /// a raw node finds its child first; a protocol node checks its name, then opens the file.
+    public mutating func addBlockdev(_ spec: String) throws(OptionError) {
+        let (v, s) = try Self.parseSpec(spec, impliedKey: "driver")
+        let n = try BlockNodeOptions(v, syntax: s)
+        let readOnly = n.readOnly ?? false
+        let backend: BackendSpec
+        switch n.driver {
+        case "file", "host_device":
+            try checkNodeName(n.nodeName)
+            let path = n.filename!
+            switch openProbe(path, !readOnly) {
+            case let .failed(reason):
+                throw OptionError("Could not open '\(path)': \(reason)")
+            case .regularFile where n.driver == "host_device", .other where n.driver == "host_device":
+                throw OptionError("'host_device' driver requires '\(path)' to be either a character or block device")
+            case .device where n.driver == "file", .other where n.driver == "file":
+                throw OptionError("'file' driver requires '\(path)' to be a regular file")
+            default:
+                break
+            }
+            let direct = n.cacheDirect ?? false
+            if n.aio == "native" && !direct {
+                throw OptionError("aio=native was specified, but it requires cache.direct=on, which was not specified.")
+            }
+            backend = BackendSpec(kind: .file(path: path), readOnly: readOnly, direct: direct)
+        case "raw":
+            guard var below = context.nodes[n.file!] else {
+                throw OptionError("Cannot find device='\(n.file!)' nor node-name='\(n.file!)'")
+            }
+            try checkNodeName(n.nodeName)
+            below.readOnly = below.readOnly || readOnly   // read-only anywhere in the chain
+            if let direct = n.cacheDirect { below.direct = direct }
+            backend = below
+        default:
+            try checkNodeName(n.nodeName)
+            backend = BackendSpec(kind: .null(size: n.size ?? 1 << 30), readOnly: readOnly)
+        }
+        context.nodes[n.nodeName] = backend
+        context.nodesMarkedReadOnly[n.nodeName] = readOnly
+        nodeNames.append(n.nodeName)
+    }
+
+    private func checkNodeName(_ name: String) throws(OptionError) {
+        guard ExportChecks.isWellFormedID(name) else { throw OptionError("Invalid node-name: '\(name)'") }
+        guard context.nodes[name] == nil else { throw OptionError("Duplicate nodes with node-name='\(name)'") }
+        // QEMU's node names fit in char[32], terminator included.
+        guard name.utf8.count < 32 else { throw OptionError("Node name too long") }
+    }
+
+    /// Checks one export against everything so far and records it.
+    @discardableResult
+    public mutating func addExport(_ options: BlockExportOptions) throws(OptionError) -> ExportPlan {
+        let plan = try ExportChecks.check(options, in: context)
+        context.exportIDs.insert(plan.id)
+        context.deviceNames.insert(plan.deviceName)
+        exports.append(plan)
+        return plan
+    }
+
+    /// Forgets a deleted export: its id and name can be used again.
+    public mutating func removeExport(id: String) {
+        guard let i = exports.firstIndex(where: { $0.id == id }) else { return }
+        context.exportIDs.remove(id)
+        context.deviceNames.remove(exports[i].deviceName)
+        exports.remove(at: i)
+    }
+
+    /// The real probe: opens the path with the wanted access and looks at its type.
+    public static let probeOpen: @Sendable (String, Bool) -> OpenResult = { path, writable in
+        let fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)
+        guard fd >= 0 else { return .failed(String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return .failed(String(cString: strerror(errno))) }
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: return .regularFile
+        case S_IFBLK, S_IFCHR: return .device
+        default: return .other
+        }
+    }
+}

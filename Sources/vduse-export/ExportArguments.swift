@@ -1,0 +1,38 @@
+import ArgumentParser
+import Core
+
+/// qemu-storage-daemon's arguments, shared by `serve` and `check`.
+struct ExportArguments: ParsableArguments {
+    @Option(name: .customLong("object"), help: ArgumentHelp(
+        "An iothread: 'iothread,id=ID' (or JSON {\"qom-type\":\"iothread\",\"id\":\"ID\"}). Repeatable.",
+        valueName: "iothread,id=ID"))
+    var objects: [String] = []
+
+    @Option(name: .customLong("blockdev"), help: ArgumentHelp(
+        """
+        A block node, keyval or JSON. Drivers: file and host_device (filename=PATH; read-only=on|off, \
+        default off; cache.direct=on|off, default off = page cache, on = O_DIRECT; aio=threads|native|io_uring, \
+        accepted, I/O always uses io_uring), raw (file=NODE-NAME), null-co (size=BYTES, default 1G: \
+        reads zeros, drops writes). node-name=NAME is required. Repeatable.
+        """, valueName: "driver=…,node-name=…"))
+    var blockdevs: [String] = []
+
+    @Option(name: .customLong("export"), help: ArgumentHelp(
+        """
+        An export, keyval (type=vduse-blk,id=…) or JSON. Keys: type (vduse-blk), id (required: a letter, \
+        then letters, digits, - . _), node-name (required), name (required: the VDUSE device name, \
+        [A-Za-z0-9._-], at most 255 bytes), writable=on|off (default off), writethrough=on|off \
+        (default off: write cache, FLUSH makes data durable), num-queues (1..65535, default 1), \
+        queue-size (power of 2 in 4..1024, default 256), logical-block-size (power of 2 in \
+        512..2M, default 512; suffixes like 4k), serial (default empty; first 20 bytes are \
+        served), iothread=ID (default: the main loop; a list iothread.0=A,iothread.1=B is \
+        multi-threading, which vduse-blk refuses as QEMU does), fixed-iothread=on|off (default \
+        off), allow-inactive=on|off (default off; vduse-blk refuses on). Repeatable.
+        """, valueName: "type=vduse-blk,…"))
+    var exports: [String] = []
+
+    /// Objects, then block nodes, then exports, each in command-line order.
+    func configuration() throws(OptionError) -> ServeConfiguration {
+        try ServeConfiguration.build(objects: objects, blockdevs: blockdevs, exports: exports)
+    }
+}

@@ -1,0 +1,157 @@
+import ArgumentParser
+import Core
+import Foundation
+
+struct AddCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "add",
+        abstract: "Export an image as /dev/vdX; print the device path once it is usable.",
+        discussion: """
+            The server runs in the background (its log: /run/vduse-export/NAME.log) unless \
+            --foreground. Adding a name that is exported already with the same image prints its \
+            device again (exit 0); with another image it fails (exit 3). The same option checks and \
+            messages as `serve` apply (exit 1).
+            """)
+
+    @Argument(help: "The image: a raw image file or a block device.")
+    var image: String
+
+    @Option(help: ArgumentHelp("VDUSE device name (default: the image's file name without extension, characters outside [A-Za-z0-9._-] replaced by '-'). Also the export id, and the /dev/disk/by-vduse/ name.", valueName: "NAME"))
+    var name: String?
+
+    @Option(help: ArgumentHelp("Virtqueues, 1..65535 (default 1). The kernel uses at most one per CPU.", valueName: "N"))
+    var numQueues: String?
+
+    @Option(help: ArgumentHelp("Ring size per queue, a power of 2 in 4..1024 (default 256).", valueName: "N"))
+    var queueSize: String?
+
+    @Option(help: ArgumentHelp("Logical block size, a power of 2 in 512..2M (default 512; 4k accepted).", valueName: "BYTES"))
+    var logicalBlockSize: String?
+
+    @Option(help: ArgumentHelp("Serial shown in /sys/block/vdX/serial and /dev/disk/by-id/virtio-SERIAL (default: the name, cut to 20 bytes).", valueName: "S"))
+    var serial: String?
+
+    @Flag(help: "Export read-only (writes fail; /sys/block/vdX/ro is 1).")
+    var readOnly = false
+
+    @Flag(help: "Complete every write only once it is on stable storage (default: write cache, FLUSH makes data durable).")
+    var writethrough = false
+
+    @Flag(help: "Open the image with O_DIRECT (cache.direct=on).")
+    var direct = false
+
+    @Option(help: ArgumentHelp("Serve the queues in this iothread (default: the main loop). A comma-separated list means multi-threading, which vduse-blk refuses.", valueName: "ID|A,B,…"))
+    var iothread: String?
+
+    @Flag(help: "Print a JSON object (name, device, image, size, queues, serial, pid, …) instead of the device path.")
+    var json = false
+
+    @Flag(help: "Serve in this process until SIGINT/SIGTERM instead of in the background.")
+    var foreground = false
+
+    @Flag(name: .shortAndLong, help: "Log what happens on stderr.")
+    var verbose = false
+
+    func run() throws {
+        var request = AddRequest(image: image)
+        request.name = name
+        request.numQueues = numQueues
+        request.queueSize = queueSize
+        request.logicalBlockSize = logicalBlockSize
+        request.serial = serial
+        request.readOnly = readOnly
+        request.writethrough = writethrough
+        request.direct = direct
+        request.iothreads = iothread.map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) } ?? []
+        let logger = Console.logger(verbose: verbose)
+        let provisioner = Provisioner(logger: logger)
+        do {
+            if let record = try provisioner.existing(request) {
+                print(record)
+                return
+            }
+            let configuration = try ServeConfiguration.build(objects: request.objects, blockdevs: request.blockdevs,
+                                                             exports: [request.exportSpec])
+            if foreground {
+                let state = StateDirectory.standard
+                try state.prepare()
+                try ExportServer.run(configuration, settings: ServeSettings(qmpSocket: state.socketPath(request.resolvedName), record: true),
+                                     logger: logger) { _ in
+                    if let r = state.read(request.resolvedName) { print(r) }
+                }
+                return
+            }
+            print(try provisioner.start(request, serveArguments: request.serveArguments))
+        } catch {
+            throw fail(error)
+        }
+    }
+
+    private func print(_ record: ExportRecord) {
+        Console.out(json ? Console.json(record) : record.device)
+    }
+}
+
+struct ListCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list",
+        abstract: "List every export on the host: name, device, state (running, dead, unmanaged), pid, image.")
+
+    @Flag(help: "Print a JSON array of objects (the fields of `add --json`, plus state).")
+    var json = false
+
+    func run() throws {
+        let entries = Provisioner(logger: Console.logger(verbose: false)).list()
+        if json {
+            struct Entry: Encodable {
+                let record: ExportRecord
+                let state: String
+                func encode(to encoder: Encoder) throws {
+                    try record.encode(to: encoder)
+                    var c = encoder.container(keyedBy: Key.self)
+                    try c.encode(state, forKey: .state)
+                }
+                enum Key: CodingKey { case state }
+            }
+            Console.out(Console.json(entries.map { Entry(record: $0.record, state: $0.state) }))
+            return
+        }
+        for (r, state) in entries {
+            let pid = r.pid > 0 ? String(r.pid) : "-"
+            Console.out([r.name.padding(16), (r.device.isEmpty ? "-" : r.device).padding(10), state.padding(10),
+                         pid.padding(8), r.image.isEmpty ? "-" : r.image].joined(separator: " "))
+        }
+    }
+}
+
+struct DelCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "del",
+        abstract: "Remove an export: its /dev/vdX, vdpa and VDUSE devices, and its server.",
+        discussion: """
+            Refuses (exit 5) while the disk or one of its partitions is mounted, held (e.g. by \
+            device-mapper) or open in a process, unless --force. An export whose server died is \
+            cleaned up. Unknown name: exit 6.
+            """)
+
+    @Argument(help: "The export's name (as `list` shows it).")
+    var name: String
+
+    @Flag(help: "Delete even while the disk is in use (users then get I/O errors).")
+    var force = false
+
+    @Flag(name: .shortAndLong, help: "Log what happens on stderr.")
+    var verbose = false
+
+    func run() throws {
+        do {
+            try Provisioner(logger: Console.logger(verbose: verbose)).delete(name: name, force: force)
+        } catch {
+            throw fail(error)
+        }
+    }
+}
+
+extension String {
+    func padding(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
+}

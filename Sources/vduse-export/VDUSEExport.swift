@@ -1,0 +1,64 @@
+import ArgumentParser
+import Core
+import Foundation
+import Logging
+
+@main
+struct VDUSEExport: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vduse-export",
+        abstract: "Turn a disk image into a kernel block device (/dev/vdX) through VDUSE, served from user space.",
+        discussion: """
+            Provisioning: `add IMAGE` prints the new /dev/vdX once it is usable, `list` shows every \
+            export, `del NAME` removes one. qemu-storage-daemon compatibility: `serve` takes \
+            --object/--blockdev/--export like qemu-storage-daemon and offers a QMP socket; `check` \
+            validates the same arguments without touching the kernel. Run as root.
+
+            Exit statuses: 0 success; 1 invalid options (QEMU's messages); 3 name conflict; \
+            4 kernel side failed (no VDUSE, device refused, no disk); 5 del refused (disk in use); \
+            6 no such export; 64 command-line usage error.
+            """,
+        subcommands: [AddCommand.self, ListCommand.self, DelCommand.self, ServeCommand.self, CheckCommand.self]
+    )
+}
+
+/// stderr output and logging shared by the commands: human messages on stderr, results only on stdout.
+enum Console {
+    static func error(_ message: String) {
+        FileHandle.standardError.write(Data("vduse-export: \(message)\n".utf8))
+    }
+
+    static func out(_ text: String) {
+        FileHandle.standardOutput.write(Data((text + "\n").utf8))
+    }
+
+    static func logger(verbose: Bool) -> Logger {
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = verbose ? .debug : .warning
+            return h
+        }
+        return Logger(label: "vduse-export")
+    }
+
+    static func json<T: Encodable>(_ value: T) -> String {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        return String(decoding: (try? e.encode(value)) ?? Data(), as: UTF8.self)
+    }
+}
+
+/// Prints the message and exits with the status that kind of failure maps to.
+func fail(_ error: Error) -> ExitCode {
+    switch error {
+    case let e as ProvisioningError:
+        Console.error(e.description)
+        return ExitCode(e.status.rawValue)
+    case let e as OptionError:
+        Console.error(e.description)
+        return ExitCode(ExitStatus.invalidOptions.rawValue)
+    default:
+        Console.error("\(error)")
+        return ExitCode(ExitStatus.kernel.rawValue)
+    }
+}

@@ -1,0 +1,74 @@
+# add / list / del as a provisioning script uses them: the device is usable as soon as `add`
+# returns, add is idempotent for the same image, del refuses while mounted, a killed server is
+# reported dead and cleaned up, bad options create nothing.
+# timeout: 400
+source "$PROJECT/Tests/testbed/scenario-lib.sh"
+X=$VDUSE_EXPORT
+truncate -s 64M web01.img other.img db.img
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+dev=$($X add web01.img)
+[ -b "$dev" ] || fail "add printed '$dev', not a block device"
+dd if=/dev/urandom of="$dev" bs=4k count=16 oflag=direct status=none || fail "device not usable right after add"
+[ "$(cat /sys/block/$(basename "$dev")/serial)" = web01 ] || fail "default serial is not the name"
+note "add web01.img -> $dev, usable at once, serial web01"
+
+[ "$($X add web01.img)" = "$dev" ] || fail "second add of the same image did not print the same device"
+rc=0; $X add other.img --name web01 2>err.txt || rc=$?
+[ "$rc" -eq 3 ] || fail "add of another image under an existing name exited $rc (want 3)"
+grep -q "already exists with another image" err.txt || fail "unexpected message: $(cat err.txt)"
+note "idempotent add; another image under the same name refused (exit 3)"
+
+j=$($X add db.img --name db --num-queues 2 --serial DB-0001 --json)
+[ "$(echo "$j" | json 'd["name"], d["queues"], d["serial"], d["size"], d["image"].endswith("/db.img"), d["pid"] > 0')" = "db 2 DB-0001 67108864 True True" ] \
+    || fail "add --json: $j"
+dbdev=$(echo "$j" | json 'd["device"]')
+[ -b "$dbdev" ] || fail "add --json device $dbdev"
+
+l=$($X list)
+echo "$l"
+echo "$l" | grep -E "^web01 +$dev +running" >/dev/null || fail "list does not show web01 running"
+echo "$l" | grep -E "^db +$dbdev +running" >/dev/null || fail "list does not show db running"
+[ "$($X list --json | json 'sorted(e["name"] + ":" + e["state"] for e in d)')" = "['db:running', 'web01:running']" ] || fail "list --json"
+[ "$(stat -c %a /run/vduse-export)" = 700 ] && [ "$(stat -c %a /run/vduse-export/web01.json)" = 600 ] \
+    && [ "$(stat -c %a /run/vduse-export/web01.sock)" = 600 ] || fail "state directory modes: $(ls -la /run/vduse-export)"
+srv=$($X list --json | json '[e["pid"] for e in d if e["name"] == "web01"][0]')
+[ "$(readlink /proc/$srv/ns/mnt)" != "$(readlink /proc/self/ns/mnt)" ] || fail "the server shares the host's mount namespace"
+note "state in /run/vduse-export (0700, records and socket 0600); server in its own mount namespace"
+
+mkfs.ext4 -q -F "$dev"; mkdir -p mnt; mount "$dev" mnt
+rc=0; $X del web01 2>err.txt || rc=$?
+[ "$rc" -eq 5 ] || fail "del of a mounted export exited $rc (want 5)"
+grep -q "is mounted on" err.txt || fail "del message: $(cat err.txt)"
+[ -b "$dev" ] || fail "refused del removed the device"
+umount mnt
+$X del web01
+[ ! -e "$dev" ] && [ ! -e /dev/vduse/web01 ] || fail "del left the device behind"
+$X list | grep -q '^web01 ' && fail "list still shows web01"
+note "del refuses while mounted (exit 5), deletes once unmounted"
+
+dev=$($X add web01.img)
+mount "$dev" mnt
+$X del --force web01 || fail "del --force failed"
+umount -l mnt || true
+[ ! -e /dev/vduse/web01 ] || fail "del --force left /dev/vduse/web01"
+note "del --force works on a mounted export"
+
+pid=$($X list --json | json '[e["pid"] for e in d if e["name"] == "db"][0]')
+kill -9 "$pid"
+sleep 0.5
+$X list | grep -E "^db .* dead" >/dev/null || fail "list does not show db as dead after kill -9: $($X list)"
+$X del db || fail "del of a dead export failed"
+$X list | grep -q '^db ' && fail "list still shows db"
+expect_gone db
+note "kill -9: list shows dead, del cleans up"
+
+rc=0; $X add web01.img --queue-size 3 2>err.txt || rc=$?
+[ "$rc" -eq 1 ] && grep -qx "vduse-export: queue-size is invalid" err.txt || fail "bad option: exit $rc, $(cat err.txt)"
+rc=0; $X add web01.img --iothread a,b 2>err.txt || rc=$?
+[ "$rc" -eq 1 ] && grep -q 'iothread "a" not found\|vduse-blk export does not support multi-threading' err.txt || fail "iothread list: exit $rc, $(cat err.txt)"
+rc=0; $X del nosuch 2>err.txt || rc=$?
+[ "$rc" -eq 6 ] || fail "del of an unknown name exited $rc (want 6)"
+[ -z "$($X list)" ] || fail "something left in list: $($X list)"
+expect_no_disks
+note "bad options exit 1 with QEMU's message and create nothing; unknown name exits 6"
