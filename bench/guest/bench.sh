@@ -1,0 +1,216 @@
+# Guest side of bench/run (do not run directly: bench/run prepends the settings and a timeout
+# header and runs it through the test bed).
+#
+# Settings (from bench/run): ROUNDS, RUNTIME, RAMP, IMAGE_MB, QUEUE_SETS, WORKLOADS, QUEUE_SIZE
+#
+# In one boot, for each queue count: every round sets up vduse-export, qemu-storage-daemon and a
+# loop device at once (each on its own image copy on the guest tmpfs; the creation order of the
+# two VDUSE servers alternates between rounds), runs every workload against the three in a
+# rotated order, records each server's peak RSS (VmHWM) and tears them down. Raw fio JSON and
+# a line-based record of everything else go to $RESULTS; bench/report turns them into the table.
+set -uo pipefail
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+note() { echo "-- $*"; }
+R=$RESULTS
+mkdir -p "$R/fio"
+META=$R/meta.txt       # key value
+EVENTS=$R/events.txt   # kind fields... (startup, rss, order, error)
+: >"$META"; : >"$EVENTS"
+
+[ -x "$VDUSE_EXPORT" ] || fail "no release binary at $VDUSE_EXPORT (bench/run builds it)"
+command -v qemu-storage-daemon >/dev/null || fail "qemu-storage-daemon not installed"
+
+{
+    echo "accel $TESTBED_ACCEL"
+    echo "kernel $(uname -r)"
+    echo "cpus $(nproc)"
+    echo "mem_mib $(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 ))"
+    echo "cpu_model $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
+    echo "fio $(fio --version)"
+    echo "qsd $(qemu-storage-daemon --version | head -1)"
+    echo "rounds $ROUNDS"
+    echo "runtime $RUNTIME"
+    echo "ramp $RAMP"
+    echo "image_mib $IMAGE_MB"
+    echo "queue_size $QUEUE_SIZE"
+    echo "queue_sets $QUEUE_SETS"
+    echo "workloads $WORKLOADS"
+    echo "ours_binary $VDUSE_EXPORT"
+    echo "ours_commit $(cat "$PROJECT/.testbed/bench-commit" 2>/dev/null || echo unknown)"
+    echo "start $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+} >>"$META"
+
+# A sleep without forking (fork+exec is slow under TCG): read with a timeout from a FIFO that
+# never gets data.
+mkfifo "$PWD/.sleep"; exec 7<>"$PWD/.sleep"
+nap() { read -r -t "$1" -u 7 _ || true; }
+now() { echo "$EPOCHREALTIME"; }
+ms_since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", (b - a) * 1000 }'; }
+
+# --- images: one per target, fully allocated so every target reads real pages -----------------
+for t in ours qsd loop; do
+    fallocate -l "${IMAGE_MB}M" "$PWD/$t.img" || fail "cannot allocate $t.img on tmpfs"
+done
+note "images: 3 x $IMAGE_MB MiB on $(df -h "$PWD" | awk 'NR==2 {print $1, $2}')"
+
+# --- targets ----------------------------------------------------------------------------------
+OURS_PID= QSD_PID= OURS_DEV= QSD_DEV= LOOP_DEV=
+
+start_ours() { # QUEUES
+    local t0; t0=$(now)
+    rm -f ours.out
+    "$VDUSE_EXPORT" serve \
+        --blockdev "driver=file,node-name=file0,filename=$PWD/ours.img" \
+        --blockdev driver=raw,node-name=disk0,file=file0 \
+        --object iothread,id=io0 \
+        --export "type=vduse-blk,id=exp0,node-name=disk0,name=ours,writable=on,num-queues=$1,queue-size=$QUEUE_SIZE,iothread=io0" \
+        >ours.out 2>>ours.err &
+    OURS_PID=$!
+    local i
+    for ((i = 0; i < 6000; i++)); do
+        [ -s ours.out ] && break
+        kill -0 "$OURS_PID" 2>/dev/null || { cat ours.err >&2; fail "vduse-export exited before it was ready"; }
+        nap 0.005
+    done
+    local ms; ms=$(ms_since "$t0")
+    OURS_DEV=$(awk '{print $3; exit}' ours.out)
+    [ -b "$OURS_DEV" ] || { cat ours.err >&2; fail "vduse-export: no block device ('$OURS_DEV')"; }
+    echo "startup ours $1 $ms" >>"$EVENTS"
+    note "vduse-export ($1 queue(s)) ready in $ms ms: $OURS_DEV"
+}
+
+start_qsd() { # QUEUES
+    local t0; t0=$(now)
+    qemu-storage-daemon \
+        --blockdev "driver=file,node-name=f0,filename=$PWD/qsd.img,aio=io_uring" \
+        --blockdev driver=raw,node-name=n0,file=f0 \
+        --object iothread,id=io0 \
+        --export "type=vduse-blk,id=e1,node-name=n0,name=qsd,num-queues=$1,queue-size=$QUEUE_SIZE,writable=on,iothread=io0" \
+        >>qsd.out 2>>qsd.err &
+    QSD_PID=$!
+    local i
+    for ((i = 0; i < 6000; i++)); do
+        [ -e /dev/vduse/qsd ] && break
+        kill -0 "$QSD_PID" 2>/dev/null || { cat qsd.err >&2; fail "qemu-storage-daemon exited early"; }
+        nap 0.005
+    done
+    vdpa dev add name qsd mgmtdev vduse || fail "vdpa dev add qsd failed"
+    local blk=
+    for ((i = 0; i < 6000; i++)); do
+        blk=$(ls /sys/bus/vdpa/devices/qsd/virtio*/block/ 2>/dev/null || true)
+        [ -n "$blk" ] && [ -b "/dev/$blk" ] && break
+        nap 0.005
+    done
+    local ms; ms=$(ms_since "$t0")
+    QSD_DEV=/dev/$blk
+    [ -b "$QSD_DEV" ] || fail "qemu-storage-daemon: no block device"
+    echo "startup qsd $1 $ms" >>"$EVENTS"
+    note "qemu-storage-daemon ($1 queue(s)) ready in $ms ms: $QSD_DEV"
+}
+
+start_loop() {
+    local t0; t0=$(now)
+    LOOP_DEV=$(losetup --direct-io=on --show -f "$PWD/loop.img") || fail "losetup failed"
+    [ "$(cat "/sys/block/$(basename "$LOOP_DEV")/loop/dio")" = 1 ] || fail "loop device is not in direct-io mode"
+    local ms; ms=$(ms_since "$t0")
+    echo "startup loop 1 $ms" >>"$EVENTS"
+}
+
+hwm_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+stop_all() {
+    local q=$1 round=$2
+    echo "rss ours $q $round $(hwm_kb "$OURS_PID")" >>"$EVENTS"
+    echo "rss qsd $q $round $(hwm_kb "$QSD_PID")" >>"$EVENTS"
+    # What the resident memory is made of at the end (anonymous, file-backed, shared = the
+    # VDUSE bounce/IOVA mappings).
+    echo "rssparts ours $q $round $(awk '/^Rss(Anon|File|Shmem)/ {printf "%s=%s ", $1, $2}' "/proc/$OURS_PID/status" 2>/dev/null)" >>"$EVENTS"
+    echo "rssparts qsd $q $round $(awk '/^Rss(Anon|File|Shmem)/ {printf "%s=%s ", $1, $2}' "/proc/$QSD_PID/status" 2>/dev/null)" >>"$EVENTS"
+    kill -TERM "$OURS_PID" 2>/dev/null; wait "$OURS_PID" 2>/dev/null
+    vdpa dev del qsd 2>/dev/null || true
+    kill -TERM "$QSD_PID" 2>/dev/null; wait "$QSD_PID" 2>/dev/null  # QSD 7.2 may abort here: harmless
+    losetup -d "$LOOP_DEV" 2>/dev/null || true
+    for ((i = 0; i < 200; i++)); do
+        [ ! -e /dev/vduse/ours ] && [ ! -e /dev/vduse/qsd ] && break
+        nap 0.05
+    done
+    OURS_PID= QSD_PID=
+}
+
+alive() { # TARGET
+    case $1 in
+        ours) kill -0 "$OURS_PID" 2>/dev/null ;;
+        qsd) kill -0 "$QSD_PID" 2>/dev/null ;;
+        loop) true ;;
+    esac
+}
+
+# --- workloads ---------------------------------------------------------------------------------
+# NAME -> fio arguments; QD is per job (2-queue runs use two jobs, one per vCPU and so one per
+# virtqueue).
+fio_args() { # WORKLOAD JOBS
+    case $1 in
+        randread-4k-qd1) echo "--rw=randread --bs=4k --iodepth=1" ;;
+        randread-4k-qd32) echo "--rw=randread --bs=4k --iodepth=32" ;;
+        randwrite-4k-qd1) echo "--rw=randwrite --bs=4k --iodepth=1" ;;
+        randwrite-4k-qd32) echo "--rw=randwrite --bs=4k --iodepth=32" ;;
+        read-1m-qd8) echo "--rw=read --bs=1M --iodepth=8" ;;
+        write-1m-qd8) echo "--rw=write --bs=1M --iodepth=8" ;;
+        *) fail "unknown workload $1" ;;
+    esac
+}
+
+run_fio() { # TARGET DEV WORKLOAD QUEUES ROUND
+    local target=$1 dev=$2 w=$3 q=$4 round=$5
+    local out="$R/fio/$w.q$q.r$round.$target.json"
+    local size=$((IMAGE_MB / q))
+    local jobargs=(--numjobs=1)
+    if ((q > 1)); then jobargs=(--numjobs="$q" --cpus_allowed="0-$((q - 1))" --cpus_allowed_policy=split --offset_increment="${size}M"); fi
+    # shellcheck disable=SC2046
+    fio --name="$w" --filename="$dev" --ioengine=io_uring --direct=1 --time_based \
+        --runtime="$RUNTIME" --ramp_time="$RAMP" --size="${size}M" --group_reporting \
+        --randrepeat=0 --norandommap "${jobargs[@]}" $(fio_args "$w") \
+        --output-format=json --output="$out" >/dev/null 2>"$R/fio/$w.q$q.r$round.$target.err" || {
+        echo "error fio $target $w $q $round" >>"$EVENTS"
+        note "fio failed: $target $w q$q r$round: $(head -c 300 "$R/fio/$w.q$q.r$round.$target.err")"
+        rm -f "$out"
+    }
+    if ! alive "$target"; then
+        echo "error died $target $w $q $round" >>"$EVENTS"
+        fail "$target server died during $w (q$q round $round)"
+    fi
+}
+
+read -ra workloads <<<"$WORKLOADS"
+read -ra queue_sets <<<"$QUEUE_SETS"
+targets=(ours qsd loop)
+t_start=$EPOCHREALTIME
+qi=0
+for q in "${queue_sets[@]}"; do
+    ((q <= $(nproc))) || note "warning: $q queues but only $(nproc) vCPUs"
+    for ((round = 1; round <= ROUNDS; round++)); do
+        # Alternate which VDUSE server is created first (the second device measured slower).
+        if (((round + qi) % 2)); then
+            start_ours "$q"; start_qsd "$q"; echo "order $q $round ours-first" >>"$EVENTS"
+        else
+            start_qsd "$q"; start_ours "$q"; echo "order $q $round qsd-first" >>"$EVENTS"
+        fi
+        start_loop
+        wi=0
+        for w in "${workloads[@]}"; do
+            # Rotate the order of the targets from workload to workload and round to round.
+            for ((k = 0; k < 3; k++)); do
+                t=${targets[$(((k + wi + round) % 3))]}
+                case $t in ours) dev=$OURS_DEV ;; qsd) dev=$QSD_DEV ;; loop) dev=$LOOP_DEV ;; esac
+                run_fio "$t" "$dev" "$w" "$q" "$round"
+            done
+            wi=$((wi + 1))
+        done
+        stop_all "$q" "$round"
+        note "queues $q round $round done at $(ms_since "$t_start") ms"
+    done
+    qi=$((qi + 1))
+done
+echo "guest_seconds $(awk -v a="$t_start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }')" >>"$META"
+note "done"
