@@ -57,6 +57,21 @@ expect_gone qmpb
 [ ! -e "/sys/block/$disk" ] || fail "/dev/$disk still exists after block-export-del"
 note "block-export-del removed it"
 
+# Many add/del cycles in one server: no fd or thread is left behind (io_uring's own kernel
+# workers, iou-wrk-*, come and go by themselves and are not counted).
+fds() { ls /proc/$SERVER_PID/fd | wc -l; }
+threads() { for t in /proc/$SERVER_PID/task/*; do cat "$t/comm"; done | grep -vc '^iou-' || true; }
+before_fds=$(fds); before_threads=$(threads)
+for i in $(seq 1 10); do
+    out=$(q '{"execute":"block-export-add","arguments":{"type":"vduse-blk","id":"cyc","node-name":"nb","name":"qmpcyc","writable":true,"num-queues":2}}' \
+            '{"execute":"block-export-del","arguments":{"id":"cyc"}}')
+    [ "$(echo "$out" | grep -c '"return": {}')" -eq 2 ] || fail "cycle $i: $out"
+done
+expect_gone qmpcyc
+[ "$(fds)" -eq "$before_fds" ] || fail "fds: $before_fds before 10 add/del cycles, $(fds) after: $(ls -l /proc/$SERVER_PID/fd)"
+[ "$(threads)" -eq "$before_threads" ] || fail "threads: $before_threads before, $(threads) after"
+note "10 QMP add/del cycles: $before_fds fds and $before_threads threads before and after"
+
 out=$(q '{"execute":"quit"}')
 expect "$out" '"return": {}'
 rc=0; wait "$SERVER_PID" || rc=$?
