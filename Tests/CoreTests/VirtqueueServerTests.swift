@@ -15,8 +15,8 @@ final class QueueHarness {
     var interrupts = 0
 
     init(size: UInt16 = 64, imageBytes: Int = 1 << 20, writable: Bool = true, logicalBlockSize: UInt32 = 512,
-         serial: String = "", eventIndex: Bool = true) throws {
-        imagePath = NSTemporaryDirectory() + "vq-\(UUID().uuidString).img"
+         serial: String = "", eventIndex: Bool = true, directory: String = NSTemporaryDirectory()) throws {
+        imagePath = directory + "/vq-\(UUID().uuidString).img"
         _ = FileManager.default.createFile(atPath: imagePath, contents: nil)
         truncate(imagePath, off_t(imageBytes))
         driver = VirtqueueDriver(size: size)
@@ -74,6 +74,27 @@ final class QueueHarness {
         let back = UnsafeRawBufferPointer(start: h.driver.pointer(r.data), count: 4096)
         #expect(back.allSatisfy { $0 == 0xab })
         #expect(h.server.inFlight == 0)
+    }
+
+    /// On tmpfs small transfers are done inline, larger ones still through io_uring.
+    @Test func memoryBackedImage() throws {
+        let h = try QueueHarness(imageBytes: 4 << 20, directory: "/dev/shm")
+        #expect(h.backend.memoryBacked)
+        let small = h.driver.blockRequest(type: 1, sector: 0, dataLength: 4096, deviceWritesData: false, fill: 0x11)
+        let large = h.driver.blockRequest(type: 1, sector: 1024, dataLength: 1 << 20, deviceWritesData: false, fill: 0x22)
+        h.driver.offer(small.head)
+        h.driver.offer(large.head)
+        h.server.processAvailable()
+        #expect(h.driver.takeUsed().map(\.id) == [UInt32(small.head)])  // inline: done before any completion
+        #expect(h.server.inFlight == 1)
+        h.run(expecting: 1)
+        #expect(h.driver.status(of: small) == 0 && h.driver.status(of: large) == 0)
+        let back = h.driver.blockRequest(type: 0, sector: 0, dataLength: 4096, deviceWritesData: true)
+        h.driver.offer(back.head)
+        h.run(expecting: 1)
+        #expect(UnsafeRawBufferPointer(start: h.driver.pointer(back.data), count: 4096).allSatisfy { $0 == 0x11 })
+        let img = h.image()
+        #expect(img[(1 << 19)..<(1 << 19) + (1 << 20)].allSatisfy { $0 == 0x22 })
     }
 
     @Test func manyRequestsInFlightAtOnce() throws {

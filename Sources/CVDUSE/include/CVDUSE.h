@@ -15,6 +15,7 @@
 #include <sys/eventfd.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/vfs.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/ioctl.h>

@@ -15,6 +15,9 @@ final class Backend {
     let fd: Int32
     let size: UInt64
     let path: String?
+    /// The image lives in memory (tmpfs, ramfs): a transfer is a copy that never waits for a
+    /// device, so small ones are done inline on the iothread instead of via io_uring's workers.
+    let memoryBacked: Bool
 
     /// Opens the backend the way the export needs it: read-only unless `writable`, O_DIRECT for
     /// `cache.direct=on`, O_DSYNC for writethrough (every write is stable when it completes).
@@ -25,6 +28,7 @@ final class Backend {
             fd = -1
             self.size = size
             path = nil
+            memoryBacked = false
         case let .file(path):
             var flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC
             if spec.direct { flags |= cvduse_o_direct }
@@ -50,6 +54,10 @@ final class Backend {
             }
             self.fd = fd
             self.path = path
+            var fs = statfs()
+            let tmpfsMagic = 0x0102_1994, ramfsMagic = 0x8584_58f6
+            memoryBacked = kind == .regularFile && !spec.direct && fstatfs(fd, &fs) == 0
+                && (Int(fs.f_type) == tmpfsMagic || Int(fs.f_type) == ramfsMagic)
         }
     }
 

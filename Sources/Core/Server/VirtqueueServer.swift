@@ -19,6 +19,10 @@ final class VirtqueueServer {
     /// with room for pieces split where IOVA regions end.
     private let maxSegments: Int
 
+    /// Largest transfer done inline on a memory-backed image (bigger copies go to io_uring,
+    /// whose workers spread them over CPUs).
+    static let inlineTransferLimit = 128 * 1024
+
     /// In-flight state, indexed by descriptor head (unique while the driver waits for it).
     private struct Slot {
         enum Operation {
@@ -141,6 +145,13 @@ final class VirtqueueServer {
             case let .read(offset, length), let .write(offset, length):
                 let isRead = if case .read = action { true } else { false }
                 fillIOVec(&slot)
+                if backend.memoryBacked && length <= Self.inlineTransferLimit {
+                    let status = backend.finishTransfer(write: !isRead, iov: slot.iov!, count: slot.iovCount,
+                                                        offset: offset, done: 0, total: length)
+                    slots[Int(head)] = slot
+                    answer(head: head, status: status, into: slot.status, used: slot.usedLength)
+                    return
+                }
                 slot.operation = isRead ? .read : .write
                 slot.offset = offset
                 slot.length = UInt64(length)
