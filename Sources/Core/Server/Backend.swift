@@ -65,21 +65,6 @@ final class Backend {
         if fd >= 0 { close(fd) }
     }
 
-    /// Current size (a resize of the image shows up here).
-    func currentSize() throws(SystemError) -> UInt64 {
-        switch kind {
-        case .null: return size
-        case .regularFile:
-            var st = stat()
-            try sys("fstat") { fstat(fd, &st) }
-            return UInt64(st.st_size)
-        case .blockDevice:
-            var bytes: UInt64 = 0
-            try negErrno("BLKGETSIZE64", cvduse_ioctl(fd, CVDUSE_BLKGETSIZE64, &bytes))
-            return bytes
-        }
-    }
-
     /// Sets the image size (regular files only; QEMU's block_resize on a file node).
     func resize(to bytes: UInt64) throws(SystemError) {
         guard kind == .regularFile else { throw SystemError("resize: only image files can be resized", errno: ENOTSUP) }

@@ -58,9 +58,6 @@ public final class ExportManager: Sendable {
         for t in threads.values { t.start() }
     }
 
-    /// The iothread objects this server has (`--object iothread`).
-    public var iothreadNames: [String] { iothreads.keys.sorted() }
-
     public var exports: [ExportStatus] {
         state.withLock { $0.values.sorted { $0.sequence > $1.sequence }.map(\.status) }
     }

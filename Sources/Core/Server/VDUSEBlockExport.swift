@@ -215,9 +215,6 @@ final class VDUSEBlockExport: @unchecked Sendable {
         guard status & Self.statusDriverOK != 0 else { return }
         try device.updateConfig(offset: 0, bytes: withUnsafeBytes(of: config.capacitySectors.littleEndian) { Array($0) })
     }
-
-    /// Requests still in flight on all queues (for tests and teardown logs).
-    var inFlight: Int { queues.reduce(0) { $0 + $1.inFlight } }
 }
 
 extension BackendSpec {

@@ -28,8 +28,6 @@ final class IOVASpace {
         regions.append(region)
     }
 
-    var regionCount: Int { regions.count }
-
     private func region(containing iova: UInt64) -> Region? {
         for r in regions where r.first <= iova && iova <= r.last { return r }
         guard let found = resolver?(iova), found.first <= iova, iova <= found.last else { return nil }
