@@ -147,19 +147,7 @@ alive() { # TARGET
 }
 
 # --- workloads ---------------------------------------------------------------------------------
-# NAME -> fio arguments; QD is per job (2-queue runs use two jobs, one per vCPU and so one per
-# virtqueue).
-fio_args() { # WORKLOAD JOBS
-    case $1 in
-        randread-4k-qd1) echo "--rw=randread --bs=4k --iodepth=1" ;;
-        randread-4k-qd32) echo "--rw=randread --bs=4k --iodepth=32" ;;
-        randwrite-4k-qd1) echo "--rw=randwrite --bs=4k --iodepth=1" ;;
-        randwrite-4k-qd32) echo "--rw=randwrite --bs=4k --iodepth=32" ;;
-        read-1m-qd8) echo "--rw=read --bs=1M --iodepth=8" ;;
-        write-1m-qd8) echo "--rw=write --bs=1M --iodepth=8" ;;
-        *) fail "unknown workload $1" ;;
-    esac
-}
+source "$PROJECT/bench/guest/workloads.sh"
 
 run_fio() { # TARGET DEV WORKLOAD QUEUES ROUND
     local target=$1 dev=$2 w=$3 q=$4 round=$5
@@ -183,6 +171,7 @@ run_fio() { # TARGET DEV WORKLOAD QUEUES ROUND
 }
 
 read -ra workloads <<<"$WORKLOADS"
+for w in "${workloads[@]}"; do fio_args "$w" >/dev/null || fail "unknown workload $w"; done
 read -ra queue_sets <<<"$QUEUE_SETS"
 targets=(ours qsd loop)
 t_start=$EPOCHREALTIME

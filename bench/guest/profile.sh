@@ -72,15 +72,7 @@ ctxsw() {
 }
 stat_cpu() { awk '/^cpu / {print $2+$3, $4, $5, $7+$8}' /proc/stat; }  # user sys idle irq+softirq (ticks)
 
-fio_args() {
-    case $1 in
-        randread-4k-qd32) echo "--rw=randread --bs=4k --iodepth=32" ;;
-        randwrite-4k-qd32) echo "--rw=randwrite --bs=4k --iodepth=32" ;;
-        randread-4k-qd1) echo "--rw=randread --bs=4k --iodepth=1" ;;
-        read-1m-qd8) echo "--rw=read --bs=1M --iodepth=8" ;;
-        write-1m-qd8) echo "--rw=write --bs=1M --iodepth=8" ;;
-    esac
-}
+source "$PROJECT/bench/guest/workloads.sh"
 fio_run() { # DEV WORKLOAD OUT
     # shellcheck disable=SC2046
     fio --name="$2" --filename="$1" --ioengine=io_uring --direct=1 --time_based --runtime="$PROFILE_SECONDS" \
