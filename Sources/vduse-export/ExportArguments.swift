@@ -12,8 +12,9 @@ struct ExportArguments: ParsableArguments {
         """
         A block node, keyval or JSON. Drivers: file and host_device (filename=PATH; read-only=on|off, \
         default off; cache.direct=on|off, default off = page cache, on = O_DIRECT; aio=threads|native|io_uring, \
-        accepted, I/O always uses io_uring), raw (file=NODE-NAME), null-co (size=BYTES, default 1G: \
-        reads zeros, drops writes). node-name=NAME is required. Repeatable.
+        accepted for compatibility, native needs cache.direct=on), raw (file=NODE-NAME of an earlier \
+        --blockdev), null-co (size=BYTES, an integer, default 1073741824: reads zeros, drops writes). \
+        node-name=NAME (at most 31 bytes) is required. Repeatable.
         """, valueName: "driver=…,node-name=…"))
     var blockdevs: [String] = []
 
