@@ -129,6 +129,17 @@ public struct Provisioner: Sendable {
                 throw ProvisioningError(.busy, "export '\(name)' is in use: \(users.joined(separator: "; ")) (use --force to delete anyway)")
             }
         }
+        // A server with other exports too (serve --record with several): delete just this one.
+        let siblings = state.all().filter { $0.pid == record.pid && $0.name != name }
+        if alive, !siblings.isEmpty, let socket = record.socket {
+            do {
+                _ = try QMPClient.execute(socket: socket, command: "block-export-del", arguments: ["id": record.id])
+            } catch {
+                throw ProvisioningError(.kernel, "cannot delete '\(name)' through its server's QMP socket: \(error)")
+            }
+            return  // the server removed its record
+
+        }
         if alive {
             kill(record.pid, SIGTERM)
             let deadline = Date().addingTimeInterval(timeout)

@@ -63,6 +63,23 @@ $X list | grep -q '^db ' && fail "list still shows db"
 expect_gone db
 note "kill -9: list shows dead, del cleans up"
 
+# A server with two exports (serve --record): del removes one and leaves the other serving.
+truncate -s 32M m1.img m2.img
+start_export multi --record --qmp "$PWD/multi.sock" \
+    --blockdev "driver=file,node-name=f1,filename=$PWD/m1.img" --blockdev "driver=file,node-name=f2,filename=$PWD/m2.img" \
+    --export type=vduse-blk,id=m1,node-name=f1,name=m1,writable=on --export type=vduse-blk,id=m2,node-name=f2,name=m2,writable=on
+[ "$($X list --json | json 'sorted(set(e["pid"] for e in d if e["name"] in ("m1", "m2")))')" = "[$SERVER_PID]" ] || fail "list: $($X list)"
+$X del m1 || fail "del m1"
+expect_gone m1
+kill -0 "$SERVER_PID" || fail "del of one export stopped the whole server"
+m2dev=$($X list --json | json '[e["device"] for e in d if e["name"] == "m2"][0]')
+dd if=/dev/zero of="$m2dev" bs=4k count=1 oflag=direct status=none || fail "m2 stopped working"
+$X del m2 || fail "del m2"
+rc=0; wait "$SERVER_PID" || rc=$?
+[ "$rc" -eq 0 ] || fail "server exit $rc after its last export was deleted"
+expect_gone m2
+note "a two-export server: del m1 over QMP left m2 serving; del m2 stopped the server (exit 0)"
+
 rc=0; $X add web01.img --queue-size 3 2>err.txt || rc=$?
 [ "$rc" -eq 1 ] && grep -qx "vduse-export: queue-size is invalid" err.txt || fail "bad option: exit $rc, $(cat err.txt)"
 rc=0; $X add web01.img --iothread a,b 2>err.txt || rc=$?
