@@ -42,16 +42,9 @@ public enum SystemdNotify {
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return }
         defer { close(fd) }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { return }
-        withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: bytes) }
-        let length = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count)
-        _ = withUnsafePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                message.withCString { sendto(fd, $0, strlen($0), 0, sa, length) }
-            }
+        guard let address = UnixSocketAddress(path) else { return }
+        _ = address.withSockaddr { sa, length in
+            message.withCString { sendto(fd, $0, strlen($0), 0, sa, length) }
         }
     }
 }
