@@ -1,6 +1,10 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// Layers, lowest first; each target may import only those listed as its dependencies, so the
+// compiler keeps the direction (see docs/architecture.md):
+//   CVDUSE → Kernel → Virtio → BlockBackends → Core (block server) → QMP → Provisioning → vduse-export
+//   QAPI (options, checks, plans) is pure and used from Core upwards.
 let package = Package(
     name: "vduse-export",
     products: [
@@ -9,6 +13,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
     ],
     targets: [
         // Kernel interface definitions (VDUSE, virtio), ioctl wrappers, liburing and libnl glue:
@@ -20,21 +25,36 @@ let package = Package(
                 .linkedLibrary("nl-genl-3"), .linkedLibrary("nl-3"), .linkedLibrary("uring"),
             ]
         ),
+        // Linux interfaces: owned fds, errno-keeping errors, eventfd, io_uring, VDUSE, vdpa netlink.
+        // Returns raw mappings and numbers, never virtio types.
+        .target(name: "Kernel", dependencies: ["CVDUSE", .product(name: "SystemPackage", package: "swift-system")]),
+        // QEMU's QAPI model, keyval/JSON parsers and create-time checks. Pure.
+        .target(name: "QAPI"),
+        // Split virtqueues, descriptor chains over checked driver memory, virtio-blk request
+        // parsing. Pure given numbers and memory (CVDUSE only for memory barriers).
+        .target(name: "Virtio", dependencies: ["CVDUSE"]),
+        // The storage behind an export, behind one interface (file/block device, null, ...).
+        .target(name: "BlockBackends", dependencies: ["Kernel", "Virtio"]),
+        // The block server: iothreads, queue servers, VDUSE exports, the export manager.
         .target(
             name: "Core",
-            dependencies: [
-                "CVDUSE",
-                .product(name: "Logging", package: "swift-log"),
-            ]
+            dependencies: ["Kernel", "Virtio", "BlockBackends", "QAPI", .product(name: "Logging", package: "swift-log")]
+        ),
+        // The QMP control socket and client.
+        .target(name: "QMP", dependencies: ["Core", "QAPI", "Kernel", .product(name: "Logging", package: "swift-log")]),
+        // add/list/del, state records, readiness, host integration, the serve loop.
+        .target(
+            name: "Provisioning",
+            dependencies: ["Core", "QMP", "QAPI", "Kernel", .product(name: "Logging", package: "swift-log")]
         ),
         .executableTarget(
             name: "vduse-export",
             dependencies: [
-                "Core",
+                "Provisioning", "Core", "QAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "CoreTests", dependencies: ["Core"]),
+        .testTarget(name: "CoreTests", dependencies: ["Core", "Virtio", "BlockBackends", "Kernel", "QAPI", "QMP", "Provisioning"]),
     ]
 )

@@ -1,6 +1,12 @@
 import Foundation
 import Glibc
 @testable import Core
+@testable import Virtio
+@testable import BlockBackends
+@testable import Kernel
+@testable import QAPI
+@testable import QMP
+@testable import Provisioning
 
 /// A virtio driver in memory, for tests: it lays out a split ring and buffers in one block of
 /// "IOVA space", adds descriptor chains the way a driver would (or malformed ones), and reads
@@ -24,7 +30,7 @@ final class VirtqueueDriver {
         memory.initializeMemory(as: UInt8.self, repeating: 0, count: memorySize)
         space = IOVASpace()
         space.add(IOVASpace.Region(first: Self.iovaBase, last: Self.iovaBase + UInt64(memorySize) - 1,
-                                   base: memory, readable: true, writable: true, release: nil))
+                                   base: memory, readable: true, writable: true))
         descTable = Self.iovaBase
         availRing = descTable + UInt64(16 * Int(size))
         usedRing = (availRing + UInt64(6 + 2 * Int(size)) + 4095) & ~4095

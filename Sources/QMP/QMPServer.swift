@@ -1,0 +1,191 @@
+import Kernel
+import QAPI
+import Core
+import Foundation
+import Glibc
+import Logging
+import Synchronization
+
+/// A QMP-compatible control socket (the JSON subset that qemu-storage-daemon tooling uses):
+/// greeting, `qmp_capabilities` negotiation, `{"execute": …, "arguments": …, "id": …}` commands
+/// answered with `{"return": …}` or `{"error": {"class": …, "desc": …}}`, and events.
+/// One client at a time, served on its own thread (commands block on the kernel).
+public final class QMPServer: @unchecked Sendable {
+    /// A command failure, in QMP's terms.
+    public struct CommandError: Error {
+        public var errorClass: String
+        public var desc: String
+        public init(_ desc: String, errorClass: String = "GenericError") {
+            self.errorClass = errorClass
+            self.desc = desc
+        }
+    }
+
+    /// Runs one command; returns the JSON value of `return`. Runs on the QMP thread.
+    public typealias Handler = (_ command: String, _ arguments: OptionValue, _ emit: (String, [String: Any]) -> Void) throws -> Any
+
+    public let path: String
+    private let listener: Int32
+    private let handler: Handler
+    private let logger: Logger
+    private var thread: Thread?
+
+    /// Binds and listens on `path` (mode 0600; a stale socket file is replaced).
+    public init(path: String, logger: Logger, handler: @escaping Handler) throws {
+        self.path = path
+        self.handler = handler
+        self.logger = logger
+        unlink(path)
+        listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard listener >= 0 else { throw ExportError("QMP socket: \(String(cString: strerror(errno)))") }
+        guard let address = UnixSocketAddress(path) else {
+            close(listener)
+            throw ExportError("QMP socket path too long: \(path)")
+        }
+        let oldMask = umask(0o177)
+        let bound = address.withSockaddr { bind(listener, $0, $1) }
+        umask(oldMask)
+        guard bound == 0, listen(listener, 4) == 0 else {
+            let e = errno
+            close(listener)
+            throw ExportError("QMP socket \(path): \(String(cString: strerror(e)))")
+        }
+    }
+
+    deinit { stop() }
+
+    private let stopped = Mutex(false)
+
+    /// Stops accepting (the accept loop ends) and removes the socket file.
+    public func stop() {
+        guard stopped.withLock({ s in defer { s = true }; return !s }) else { return }
+        shutdown(listener, Int32(SHUT_RDWR))
+        close(listener)
+        unlink(path)
+    }
+
+    public func start() {
+        let t = Thread { [self] in self.acceptLoop() }
+        t.name = "qmp"
+        thread = t
+        t.start()
+    }
+
+    private func acceptLoop() {
+        while true {
+            let client = accept(listener, nil, nil)
+            if client < 0 {
+                if errno == EINTR || errno == ECONNABORTED { continue }
+                return  // listener closed
+            }
+            _ = fcntl(client, F_SETFD, FD_CLOEXEC)
+            serve(client)
+            close(client)
+        }
+    }
+
+    private func send(_ fd: Int32, _ object: [String: Any]) {
+        guard var data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
+        data.append(contentsOf: [0x0d, 0x0a])
+        writeAll(fd, data)
+    }
+
+    private func serve(_ fd: Int32) {
+        send(fd, ["QMP": ["version": ["qemu": ["major": 10, "minor": 0, "micro": 0], "package": "vduse-export"],
+                          "capabilities": [String]()]])
+        var negotiated = false
+        var buffer = Data()
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = read(fd, &chunk, chunk.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return }
+            buffer.append(contentsOf: chunk[0..<n])
+            // Commands are newline-delimited JSON objects.
+            while let newline = buffer.firstIndex(of: 0x0a) {
+                let line = buffer[buffer.startIndex..<newline]
+                buffer = Data(buffer[(newline + 1)...])
+                guard !line.allSatisfy({ $0 == 0x20 || $0 == 0x0d || $0 == 0x09 }) else { continue }
+                let quit = handle(fd, Data(line), negotiated: &negotiated)
+                if quit { return }
+            }
+        }
+    }
+
+    /// Returns true after `quit`.
+    private func handle(_ fd: Int32, _ line: Data, negotiated: inout Bool) -> Bool {
+        func error(_ e: CommandError, id: Any?) {
+            var reply: [String: Any] = ["error": ["class": e.errorClass, "desc": e.desc]]
+            if let id { reply["id"] = id }
+            send(fd, reply)
+        }
+        guard let request = try? JSONParser.parse(String(decoding: line, as: UTF8.self)),
+              case let .object(members) = request else {
+            error(CommandError("JSON parse error, expecting a JSON object"), id: nil)
+            return false
+        }
+        func member(_ name: String) -> OptionValue? { members.first { $0.key == name }?.value }
+        let id = member("id").map(Self.jsonObject)
+        guard case let .string(command)? = member("execute") else {
+            error(CommandError("QMP input lacks member 'execute'"), id: id)
+            return false
+        }
+        let arguments: OptionValue
+        switch member("arguments") {
+        case nil: arguments = .object([])
+        case let a? where { if case .object = a { return true }; return false }(): arguments = a
+        default:
+            error(CommandError("QMP input member 'arguments' must be an object"), id: id)
+            return false
+        }
+        if command == "qmp_capabilities" {
+            if negotiated {
+                error(CommandError("Capabilities negotiation is already complete, command ignored",
+                                   errorClass: "CommandNotFound"), id: id)
+            } else {
+                negotiated = true
+                reply(fd, [String: Any](), id: id)
+            }
+            return false
+        }
+        guard negotiated else {
+            error(CommandError("Expecting capabilities negotiation with 'qmp_capabilities'",
+                               errorClass: "CommandNotFound"), id: id)
+            return false
+        }
+        logger.info("QMP: \(command)")
+        do {
+            let result = try handler(command, arguments) { event, data in
+                let now = Date().timeIntervalSince1970
+                self.send(fd, ["event": event, "data": data,
+                               "timestamp": ["seconds": Int(now), "microseconds": Int((now - now.rounded(.down)) * 1e6)]])
+            }
+            reply(fd, result, id: id)
+        } catch let e as CommandError {
+            error(e, id: id)
+        } catch let e {
+            error(CommandError("\(e)"), id: id)
+        }
+        return command == "quit"
+    }
+
+    /// An option value as a Foundation JSON object (to echo a command's `id`).
+    package static func jsonObject(_ v: OptionValue) -> Any {
+        switch v {
+        case let .string(s): return s
+        case let .bool(b): return b
+        case let .number(n):
+            if let i = Int64(n) { return i }
+            return Double(n) ?? 0
+        case .null: return NSNull()
+        case let .list(items): return items.map(jsonObject)
+        case let .object(members): return Dictionary(members.map { ($0.key, jsonObject($0.value)) }, uniquingKeysWith: { a, _ in a })
+        }
+    }
+
+    private func reply(_ fd: Int32, _ result: Any, id: Any?) {
+        var reply: [String: Any] = ["return": result]
+        if let id { reply["id"] = id }
+        send(fd, reply)
+    }
+}
