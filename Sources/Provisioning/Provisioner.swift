@@ -137,7 +137,7 @@ public struct Provisioner: Sendable {
         let siblings = state.all().filter { $0.pid == record.pid && $0.name != name }
         if alive, !siblings.isEmpty, let socket = record.socket {
             do {
-                _ = try QMPClient.execute(socket: socket, command: "block-export-del", arguments: ["id": record.id])
+                _ = try QMPClient.execute(socket: socket, command: "block-export-del", arguments: .object([("id", .string(record.id))]))
             } catch {
                 throw ProvisioningError(.kernel, "cannot delete '\(name)' through its server's QMP socket: \(error)")
             }

@@ -22,7 +22,7 @@ public final class QMPServer: @unchecked Sendable {
     }
 
     /// Runs one command; returns the JSON value of `return`. Runs on the QMP thread.
-    public typealias Handler = (_ command: String, _ arguments: OptionValue, _ emit: (String, [String: Any]) -> Void) throws -> Any
+    public typealias Handler = (_ command: String, _ arguments: OptionValue, _ emit: (String, OptionValue) -> Void) throws -> OptionValue
 
     public let path: String
     private let listener: Int32
@@ -57,15 +57,35 @@ public final class QMPServer: @unchecked Sendable {
     private let stopped = Mutex(false)
 
     /// Stops accepting (the accept loop ends) and removes the socket file.
+    /// Stops accepting, waits for a command that is running (so that what it creates is seen by
+    /// the shutdown that follows), ends the client's session, joins the accept thread, and only
+    /// then closes the listening fd (its number cannot be reused under a running `accept`).
     public func stop() {
         guard stopped.withLock({ s in defer { s = true }; return !s }) else { return }
         shutdown(listener, Int32(SHUT_RDWR))
+        session.withLock { state in
+            // A command in progress holds the session lock: this waits for it.
+            if let client = state.client { shutdown(client, Int32(SHUT_RDWR)) }
+            state.stopping = true
+        }
+        if thread != nil { acceptLoopEnded.wait() }
         close(listener)
         unlink(path)
     }
 
+    /// The client being served and whether stop() has begun; a running command holds the lock.
+    private struct Session {
+        var client: Int32?
+        var stopping = false
+    }
+    private let session = Mutex(Session())
+    private let acceptLoopEnded = DispatchSemaphore(value: 0)
+
     public func start() {
-        let t = Thread { [self] in self.acceptLoop() }
+        let t = Thread { [self] in
+            self.acceptLoop()
+            self.acceptLoopEnded.signal()
+        }
         t.name = "qmp"
         thread = t
         t.start()
@@ -76,23 +96,39 @@ public final class QMPServer: @unchecked Sendable {
             let client = accept(listener, nil, nil)
             if client < 0 {
                 if errno == EINTR || errno == ECONNABORTED { continue }
-                return  // listener closed
+                return  // listener shut down
             }
             _ = fcntl(client, F_SETFD, FD_CLOEXEC)
-            serve(client)
+            let admitted = session.withLock { state -> Bool in
+                guard !state.stopping else { return false }
+                state.client = client
+                return true
+            }
+            if admitted { serve(client) }
+            session.withLock { $0.client = nil }
             close(client)
+            if !admitted { return }
         }
     }
 
-    private func send(_ fd: Int32, _ object: [String: Any]) {
-        guard var data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
-        data.append(contentsOf: [0x0d, 0x0a])
-        writeAll(fd, data)
+    /// Sends one JSON line; MSG_NOSIGNAL: a client that went away is an error, not SIGPIPE.
+    private func send(_ fd: Int32, _ value: OptionValue) {
+        let line = Array((value.jsonText + "\r\n").utf8)
+        var offset = 0
+        while offset < line.count {
+            let n = line.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, line.count - offset, Int32(MSG_NOSIGNAL)) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return }
+            offset += n
+        }
     }
 
     private func serve(_ fd: Int32) {
-        send(fd, ["QMP": ["version": ["qemu": ["major": 10, "minor": 0, "micro": 0], "package": "vduse-export"],
-                          "capabilities": [String]()]])
+        send(fd, .object([("QMP", .object([
+            ("version", .object([("qemu", .object([("major", .integer(10)), ("minor", .integer(0)), ("micro", .integer(0))])),
+                                 ("package", .string("vduse-export"))])),
+            ("capabilities", .list([])),
+        ]))]))
         var negotiated = false
         var buffer = Data()
         var chunk = [UInt8](repeating: 0, count: 4096)
@@ -106,7 +142,11 @@ public final class QMPServer: @unchecked Sendable {
                 let line = buffer[buffer.startIndex..<newline]
                 buffer = Data(buffer[(newline + 1)...])
                 guard !line.allSatisfy({ $0 == 0x20 || $0 == 0x0d || $0 == 0x09 }) else { continue }
-                let quit = handle(fd, Data(line), negotiated: &negotiated)
+                // One command at a time, and none once stop() has begun.
+                let quit = session.withLock { state -> Bool in
+                    if state.stopping { return true }
+                    return handle(fd, Data(line), negotiated: &negotiated)
+                }
                 if quit { return }
             }
         }
@@ -114,10 +154,10 @@ public final class QMPServer: @unchecked Sendable {
 
     /// Returns true after `quit`.
     private func handle(_ fd: Int32, _ line: Data, negotiated: inout Bool) -> Bool {
-        func error(_ e: CommandError, id: Any?) {
-            var reply: [String: Any] = ["error": ["class": e.errorClass, "desc": e.desc]]
-            if let id { reply["id"] = id }
-            send(fd, reply)
+        func error(_ e: CommandError, id: OptionValue?) {
+            var reply: [(key: String, value: OptionValue)] = [("error", .object([("class", .string(e.errorClass)), ("desc", .string(e.desc))]))]
+            if let id { reply.append(("id", id)) }
+            send(fd, .object(reply))
         }
         guard let request = try? JSONParser.parse(String(decoding: line, as: UTF8.self)),
               case let .object(members) = request else {
@@ -125,7 +165,7 @@ public final class QMPServer: @unchecked Sendable {
             return false
         }
         func member(_ name: String) -> OptionValue? { members.first { $0.key == name }?.value }
-        let id = member("id").map(Self.jsonObject)
+        let id = member("id")
         guard case let .string(command)? = member("execute") else {
             error(CommandError("QMP input lacks member 'execute'"), id: id)
             return false
@@ -144,7 +184,7 @@ public final class QMPServer: @unchecked Sendable {
                                    errorClass: "CommandNotFound"), id: id)
             } else {
                 negotiated = true
-                reply(fd, [String: Any](), id: id)
+                reply(fd, .object([]), id: id)
             }
             return false
         }
@@ -156,9 +196,11 @@ public final class QMPServer: @unchecked Sendable {
         logger.info("QMP: \(command)")
         do {
             let result = try handler(command, arguments) { event, data in
-                let now = Date().timeIntervalSince1970
-                self.send(fd, ["event": event, "data": data,
-                               "timestamp": ["seconds": Int(now), "microseconds": Int((now - now.rounded(.down)) * 1e6)]])
+                var now = timespec()
+                clock_gettime(CLOCK_REALTIME, &now)
+                self.send(fd, .object([("event", .string(event)), ("data", data),
+                                       ("timestamp", .object([("seconds", .integer(now.tv_sec)),
+                                                              ("microseconds", .integer(now.tv_nsec / 1000))]))]))
             }
             reply(fd, result, id: id)
         } catch let e as CommandError {
@@ -169,23 +211,9 @@ public final class QMPServer: @unchecked Sendable {
         return command == "quit"
     }
 
-    /// An option value as a Foundation JSON object (to echo a command's `id`).
-    package static func jsonObject(_ v: OptionValue) -> Any {
-        switch v {
-        case let .string(s): return s
-        case let .bool(b): return b
-        case let .number(n):
-            if let i = Int64(n) { return i }
-            return Double(n) ?? 0
-        case .null: return NSNull()
-        case let .list(items): return items.map(jsonObject)
-        case let .object(members): return Dictionary(members.map { ($0.key, jsonObject($0.value)) }, uniquingKeysWith: { a, _ in a })
-        }
-    }
-
-    private func reply(_ fd: Int32, _ result: Any, id: Any?) {
-        var reply: [String: Any] = ["return": result]
-        if let id { reply["id"] = id }
-        send(fd, reply)
+    private func reply(_ fd: Int32, _ result: OptionValue, id: OptionValue?) {
+        var reply: [(key: String, value: OptionValue)] = [("return", result)]
+        if let id { reply.append(("id", id)) }
+        send(fd, .object(reply))
     }
 }
