@@ -80,10 +80,16 @@ public final class QMPServer: @unchecked Sendable {
     }
     private let session = Mutex(Session())
     private let acceptLoopEnded = DispatchSemaphore(value: 0)
+    private let acceptLoopActive = Mutex(false)
+
+    /// The accept thread is running (tests: stop() must end it).
+    package var acceptLoopRunning: Bool { acceptLoopActive.withLock { $0 } }
 
     public func start() {
+        acceptLoopActive.withLock { $0 = true }
         let t = Thread { [self] in
             self.acceptLoop()
+            self.acceptLoopActive.withLock { $0 = false }
             self.acceptLoopEnded.signal()
         }
         t.name = "qmp"
