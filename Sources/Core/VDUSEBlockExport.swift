@@ -21,13 +21,11 @@ final class VDUSEBlockExport: @unchecked Sendable {
     private let logger: Logger
     private var memory: IOVASpace?
     private(set) var queues: [VirtqueueServer] = []
-    private var status: UInt8 = 0
+    private var status: DeviceStatus = []
     private var attached = false
     /// Taking over a device whose server died (see `attach`).
     private let adopting: Bool
 
-    private static let statusDriverOK: UInt8 = 4
-    private static let statusFeaturesOK: UInt8 = 8
 
     init(plan: ExportPlan, device: any VDUSEDeviceChannel, backend: any BlockBackend, iothread: IOThread,
          logger: Logger, adopting: Bool = false) {
@@ -63,7 +61,7 @@ final class VDUSEBlockExport: @unchecked Sendable {
         try iothread.watch(device.fd) { [unowned self] in self.handleMessages() }
         attached = true
         if adopting, (try? device.queueInfo(index: 0))?.ready ?? 0 != 0 {
-            status = Self.statusDriverOK | Self.statusFeaturesOK
+            status = [.driverOK, .featuresOK]
             startQueues()
         }
         handleMessages()  // messages the dead server left unanswered are queued again for us
@@ -99,13 +97,13 @@ final class VDUSEBlockExport: @unchecked Sendable {
                 response.vq_state.index = UInt32(index)
                 response.vq_state.split.avail_index = queues.first { $0.queue.index == index }?.queue.lastAvailIndex ?? 0
             case let .setStatus(new):
-                logger.debug("status \(status) -> \(new)")
-                if new & Self.statusFeaturesOK != 0 && status & Self.statusFeaturesOK == 0 && !featuresAcceptable() {
+                logger.debug("status \(status.rawValue) -> \(new.rawValue)")
+                if new.contains(.featuresOK) && !status.contains(.featuresOK) && !featuresAcceptable() {
                     response.result = UInt32(VDUSE_REQ_RESULT_FAILED)
-                } else if new & Self.statusDriverOK != 0 && status & Self.statusDriverOK == 0 {
+                } else if new.contains(.driverOK) && !status.contains(.driverOK) {
                     // Interrupts work only once the kernel has recorded DRIVER_OK: start after replying.
                     afterReply = { [unowned self] in self.startQueues() }
-                } else if new == 0 {
+                } else if new.isEmpty {
                     // Reset: finish what is in flight (its buffers stay mapped until we reply), then
                     // forget the rings; the driver sets them up anew.
                     stopQueues(publish: false)
@@ -207,7 +205,7 @@ final class VDUSEBlockExport: @unchecked Sendable {
         try backend.resize(to: bytes)
         config.capacitySectors = bytes / 512
         for server in queues { server.geometry = geometry }
-        guard status & Self.statusDriverOK != 0 else { return }
+        guard status.contains(.driverOK) else { return }
         try device.updateConfig(offset: 0, bytes: withUnsafeBytes(of: config.capacitySectors.littleEndian) { Array($0) })
     }
 }
@@ -215,16 +213,27 @@ final class VDUSEBlockExport: @unchecked Sendable {
 /// A control message from the kernel, typed.
 enum DeviceMessage: Equatable {
     case getQueueState(index: Int)
-    case setStatus(UInt8)
+    case setStatus(DeviceStatus)
     case updateIOTLB(first: UInt64, last: UInt64)
     case unknown(UInt32)
 
     init(_ request: vduse_dev_request) {
         switch request.type {
         case UInt32(VDUSE_GET_VQ_STATE.rawValue): self = .getQueueState(index: Int(request.vq_state.index))
-        case UInt32(VDUSE_SET_STATUS.rawValue): self = .setStatus(request.s.status)
+        case UInt32(VDUSE_SET_STATUS.rawValue): self = .setStatus(DeviceStatus(rawValue: request.s.status))
         case UInt32(VDUSE_UPDATE_IOTLB.rawValue): self = .updateIOTLB(first: request.iova.start, last: request.iova.last)
         default: self = .unknown(request.type)
         }
     }
+}
+
+/// The virtio device status bits (virtio 1.x §2.1) the driver sets.
+struct DeviceStatus: OptionSet, Equatable {
+    let rawValue: UInt8
+    static let acknowledge = DeviceStatus(rawValue: 1)
+    static let driver = DeviceStatus(rawValue: 2)
+    static let driverOK = DeviceStatus(rawValue: 4)
+    static let featuresOK = DeviceStatus(rawValue: 8)
+    static let needsReset = DeviceStatus(rawValue: 64)
+    static let failed = DeviceStatus(rawValue: 128)
 }

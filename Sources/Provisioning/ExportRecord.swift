@@ -36,8 +36,8 @@ public struct ExportRecord: Codable, Equatable, Sendable {
         self.socket = socket
     }
 
-    /// "running" when the recorded server process is alive, "dead" otherwise (stale record).
-    public var state: String { StateDirectory.processAlive(pid) ? "running" : "dead" }
+    /// Whether the recorded server process is alive (a dead one leaves a stale record).
+    public var state: ExportState { StateDirectory.processAlive(pid) ? .running : .dead }
 }
 
 /// The state directory: one `NAME.json` per export (and `NAME.sock`, `NAME.log`).
@@ -106,4 +106,14 @@ public struct StateDirectory: Sendable {
         // A zombie has an empty cmdline: it is gone for our purposes.
         return argv0.hasSuffix("vduse-export")
     }
+}
+
+/// What `list` says of an export.
+public enum ExportState: String, Codable, Sendable {
+    /// Its server runs.
+    case running
+    /// Its record is left from a server that is gone.
+    case dead
+    /// A VDUSE device with no record of ours.
+    case unmanaged
 }
