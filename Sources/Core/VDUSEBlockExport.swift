@@ -25,11 +25,15 @@ final class VDUSEBlockExport: @unchecked Sendable {
     private var attached = false
     /// Taking over a device whose server died (see `attach`).
     private let adopting: Bool
+    /// The reconnect log (nil: none, as in tests and for cleanup of a dead server's device).
+    private let log: InflightLog?
+    var restarts: UInt32 { log?.restarts ?? 0 }
 
 
     init(plan: ExportPlan, device: any VDUSEDeviceChannel, backend: any BlockBackend, iothread: IOThread,
-         logger: Logger, adopting: Bool = false) {
+         logger: Logger, adopting: Bool = false, log: InflightLog? = nil) {
         self.plan = plan
+        self.log = log
         self.device = device
         self.backend = backend
         self.iothread = iothread
@@ -62,7 +66,7 @@ final class VDUSEBlockExport: @unchecked Sendable {
         attached = true
         if adopting, (try? device.queueInfo(index: 0))?.ready ?? 0 != 0 {
             status = [.driverOK, .featuresOK]
-            startQueues()
+            startQueues(resuming: true)
         }
         handleMessages()  // messages the dead server left unanswered are queued again for us
     }
@@ -102,11 +106,12 @@ final class VDUSEBlockExport: @unchecked Sendable {
                     response.result = UInt32(VDUSE_REQ_RESULT_FAILED)
                 } else if new.contains(.driverOK) && !status.contains(.driverOK) {
                     // Interrupts work only once the kernel has recorded DRIVER_OK: start after replying.
-                    afterReply = { [unowned self] in self.startQueues() }
+                    afterReply = { [unowned self] in self.startQueues(resuming: false) }
                 } else if new.isEmpty {
                     // Reset: finish what is in flight (its buffers stay mapped until we reply), then
                     // forget the rings; the driver sets them up anew.
                     stopQueues(publish: false)
+                    if let log { for q in 0..<log.identity.queues { log.queue(q).reset() } }
                 }
                 if response.result == UInt32(VDUSE_REQ_RESULT_OK) { status = new }
             case let .updateIOTLB(first, last):
@@ -139,7 +144,7 @@ final class VDUSEBlockExport: @unchecked Sendable {
 
     /// After DRIVER_OK: map each ready queue's rings, attach a kick eventfd, and serve it. A queue
     /// that cannot start leaves nothing watching the loop.
-    private func startQueues() {
+    private func startQueues(resuming: Bool) {
         let negotiated = (try? device.negotiatedFeatures()) ?? 0
         let memory = IOVASpace(resolver: { [unowned device] iova in
             device.mapRegion(containing: iova).map {
@@ -161,10 +166,12 @@ final class VDUSEBlockExport: @unchecked Sendable {
                 let queue = try SplitVirtqueue(
                     index: index, addresses: addresses,
                     eventIndex: negotiated & VirtioBlockConfig.Feature.eventIndex != 0, memory: memory)
-                if adopting { queue.resumeFromUsedIndex() }
+                if resuming && log == nil { queue.resumeFromUsedIndex() }
+                let queueLog = log?.queue(index)
+                if !resuming { queueLog?.reset() }
                 let started = try VirtqueueServer(
                     queue: queue, backend: backend, geometry: geometry, memory: memory, loop: iothread, logger: logger,
-                    interrupt: { [unowned device, logger] in
+                    log: queueLog, interrupt: { [unowned device, logger] in
                         do { try device.injectInterrupt(queue: index) } catch { logger.warning("\(error)") }
                     })
                 server = started
@@ -172,9 +179,13 @@ final class VDUSEBlockExport: @unchecked Sendable {
                 kickWatched = true
                 try device.setKickFD(index: index, fd: started.kick.fd)
                 queues.append(started)
-                // Kicks sent before the eventfd was attached are replayed by the kernel, but a
-                // look at the ring costs nothing.
-                started.processAvailable()
+                if resuming && queueLog != nil {
+                    started.resumeFromLog()
+                } else {
+                    // Kicks sent before the eventfd was attached are replayed by the kernel, but a
+                    // look at the ring costs nothing.
+                    started.processAvailable()
+                }
                 logger.debug("queue \(index) started: size \(info.num)")
             } catch {
                 if let server {

@@ -21,9 +21,12 @@ public struct ExportRecord: Codable, Equatable, Sendable {
     public var pid: Int32
     /// The server's QMP control socket, if it has one.
     public var socket: String?
+    /// Times a new server took the device over after its predecessor was gone (crash, upgrade).
+    public var restarts: UInt32?
 
     public init(name: String, id: String, device: String, image: String, size: UInt64, queues: UInt16,
-                serial: String, readOnly: Bool, pid: Int32, socket: String?) {
+                serial: String, readOnly: Bool, pid: Int32, socket: String?, restarts: UInt32? = nil) {
+        self.restarts = restarts
         self.name = name
         self.id = id
         self.device = device
