@@ -153,6 +153,12 @@ final class VDUSEBlockExport: @unchecked Sendable {
             }
         })
         self.memory = memory
+        var resubmitted = 0
+        defer {
+            if resuming && log != nil {
+                logger.warning("took over /dev/vduse/\(plan.deviceName) from a server that is gone (restart \(restarts)): \(resubmitted) request(s) in flight resubmitted")
+            }
+        }
         for index in 0..<Int(plan.numQueues) {
             var server: VirtqueueServer?
             var kickWatched = false
@@ -180,7 +186,7 @@ final class VDUSEBlockExport: @unchecked Sendable {
                 try device.setKickFD(index: index, fd: started.kick.fd)
                 queues.append(started)
                 if resuming && queueLog != nil {
-                    started.resumeFromLog()
+                    resubmitted += started.resumeFromLog()
                 } else {
                     // Kicks sent before the eventfd was attached are replayed by the kernel, but a
                     // look at the ring costs nothing.

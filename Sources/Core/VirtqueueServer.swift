@@ -88,18 +88,20 @@ final class VirtqueueServer: CompletionSink {
     /// Takes over from a server that died: settles the log against the ring, resubmits what was in
     /// flight in the order it was taken, serves what arrived meanwhile, and signals the driver
     /// (completions the old server published may not have been signalled).
-    func resumeFromLog() {
+    @discardableResult
+    func resumeFromLog() -> Int {
         loop.assertCurrent()
-        guard let log else { return }
+        guard let log else { return 0 }
         let ringUsed = queue.ringUsedIndex
         let (lastAvail, heads) = log.recover(ringUsedIndex: ringUsed, usedID: queue.usedID(at:))
         queue.resume(lastAvailIndex: lastAvail, usedIndex: ringUsed)
-        logger.info("queue \(queue.index): resuming at avail \(lastAvail), used \(ringUsed), \(heads.count) request(s) resubmitted")
+        logger.debug("queue \(queue.index): resuming at avail \(lastAvail), used \(ringUsed), \(heads.count) request(s) resubmitted")
         inRound = true
         for head in heads { start(head: head) }
         inRound = false
         processAvailable()
         interrupt()
+        return heads.count
     }
 
     private func answer(head: UInt16, status: BlockStatus, into pointer: UnsafeMutablePointer<UInt8>?, used: UInt32) {

@@ -36,7 +36,7 @@ for i in $(seq 1 "$kills"); do
     [ -e fio-failed ] && break
     kill -KILL "$SERVER_PID"
     wait "$SERVER_PID" 2>/dev/null || true
-    start_export srv "${ARGS[@]}"
+    start_export "srv$i" "${ARGS[@]}"
     [ "$DEV" = "$disk" ] || fail "after restart $i the disk is $DEV, not $disk"
 done
 touch stop-fio
@@ -48,8 +48,10 @@ passes=$(cat fio-passes)
 if dmesg | grep -iE "I/O error|blk_update_request|Buffer I/O" | grep -q "$(basename "$disk")"; then
     dmesg | tail -30; fail "the kernel logged I/O errors for $disk"
 fi
-note "$kills x SIGKILL under fio (4 queues, QD32, crc32c): $passes fio passes, 0 errors, verify clean, no I/O error in dmesg"
-restarts=$(grep -c "took over" srv.err || true)
+resubmitted=$(cat srv*.err | grep -o '[0-9]* request(s) in flight resubmitted' | awk '{ n += $1 } END { print n + 0 }')
+takeovers=$(cat srv*.err | grep -c 'took over /dev/vduse/crash0' || true)
+[ "$takeovers" -eq "$i" ] || fail "$i restarts but $takeovers takeovers logged"
+note "$i x SIGKILL under fio (4 queues, QD32, crc32c): $passes fio passes, $resubmitted in-flight requests resubmitted, 0 errors, verify clean, no I/O error in dmesg"
 stop_export crash0
 expect_no_disks
 [ ! -e /run/vduse-export/crash0.inflight ] || fail "the reconnect log was left behind after a clean stop"
