@@ -55,6 +55,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "CoreTests", dependencies: ["Core", "Virtio", "BlockBackends", "Kernel", "QAPI", "QMP", "Provisioning"]),
+        // A virtio driver in memory (split ring, chains, requests) for tests and the benchmark.
+        .target(name: "VirtioDriverSim", dependencies: ["Virtio"]),
+        // Host-side benchmark of our own request path: the in-memory driver against the real queue
+        // server (bench/request-path).
+        .executableTarget(name: "request-path-bench", dependencies: ["Core", "VirtioDriverSim", "BlockBackends", "Virtio", "Kernel",
+                                                               .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "CoreTests", dependencies: ["Core", "Virtio", "BlockBackends", "Kernel", "QAPI", "QMP", "Provisioning",
+                                                      "VirtioDriverSim"]),
     ]
 )

@@ -275,3 +275,26 @@ int cvduse_wait(pid_t pid) {
     while (waitpid(pid, &status, 0) < 0) { if (errno != EINTR) return -errno; }
     return WIFEXITED(status) ? WEXITSTATUS(status) : 256 + WTERMSIG(status);
 }
+
+#include <signal.h>
+static volatile pid_t forward_to = 0;
+static volatile int *forward_flag = 0;
+static void forward_sigterm(int sig) {
+    (void)sig;
+    if (forward_flag) *forward_flag = 1;
+    if (forward_to > 0) kill(forward_to, SIGTERM);
+}
+
+int cvduse_wait_forwarding_sigterm(pid_t pid, volatile int *terminated) {
+    forward_flag = terminated;
+    forward_to = pid;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = forward_sigterm;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    if (*terminated) kill(pid, SIGTERM);  /* asked to stop before this child started */
+    int r = cvduse_wait(pid);
+    forward_to = 0;
+    return r;
+}

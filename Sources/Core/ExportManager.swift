@@ -200,7 +200,12 @@ public final class ExportManager: Sendable {
     public func removeOrphan(_ plan: ExportPlan) throws {
         // With our log, the device is taken over properly first: what the dead server had in
         // flight is resubmitted and answered, so nothing waits on it when the disk goes away.
-        if InflightLog.open(path: "\(logDirectory)/\(plan.deviceName).inflight") != nil {
+        if let log = InflightLog.open(path: "\(logDirectory)/\(plan.deviceName).inflight") {
+            // The device's own shape, as logged, whatever the record kept of it.
+            var plan = plan
+            plan.numQueues = UInt16(log.identity.queues)
+            plan.queueSize = UInt16(log.identity.queueSize)
+            plan.logicalBlockSize = log.identity.logicalBlockSize
             let status = try add(plan)
             try remove(id: status.id)
             return

@@ -10,16 +10,24 @@ import Kernel
 /// Layout (little-endian): a 64-byte header {magic, version, queues, queue size, logical block
 /// size, offered features, serial hash, restarts}, then per queue a block of {used index u16,
 /// pad, sequence u64} and one 16-byte entry per head {submission counter u64, in-flight u16}.
-final class InflightLog {
+package final class InflightLog {
     /// What the device was created with; a device whose log says otherwise is not adopted.
-    struct Identity: Equatable, CustomStringConvertible {
-        var queues: Int
-        var queueSize: Int
-        var logicalBlockSize: UInt32
-        var features: UInt64
-        var serialHash: UInt64
+    package struct Identity: Equatable, CustomStringConvertible {
+        package var queues: Int
+        package var queueSize: Int
+        package var logicalBlockSize: UInt32
+        package var features: UInt64
+        package var serialHash: UInt64
 
-        var description: String {
+        package init(queues: Int, queueSize: Int, logicalBlockSize: UInt32, features: UInt64, serialHash: UInt64) {
+            self.queues = queues
+            self.queueSize = queueSize
+            self.logicalBlockSize = logicalBlockSize
+            self.features = features
+            self.serialHash = serialHash
+        }
+
+        package var description: String {
             "\(queues) queue(s) of \(queueSize), logical block size \(logicalBlockSize), features 0x\(String(features, radix: 16))"
         }
     }
@@ -28,8 +36,8 @@ final class InflightLog {
     private static let version: UInt32 = 1
     private static let headerSize = 64
 
-    let file: MappedFile
-    let identity: Identity
+    package let file: MappedFile
+    package let identity: Identity
 
     private static func queueStride(_ queueSize: Int) -> Int { (16 + 16 * queueSize + 63) & ~63 }
     private static func length(_ id: Identity) -> Int { headerSize + id.queues * queueStride(id.queueSize) }
@@ -40,7 +48,7 @@ final class InflightLog {
     }
 
     /// A fresh log for a device being created: everything zero but the header.
-    static func create(path: String, identity: Identity) throws(SystemError) -> InflightLog {
+    package static func create(path: String, identity: Identity) throws(SystemError) -> InflightLog {
         unlink(path)
         let file = try MappedFile(path: path, length: length(identity), create: true)
         file.base.initializeMemory(as: UInt8.self, repeating: 0, count: file.length)
@@ -56,7 +64,7 @@ final class InflightLog {
     }
 
     /// The log a previous server left, nil when there is none or it is not one of ours.
-    static func open(path: String) -> InflightLog? {
+    package static func open(path: String) -> InflightLog? {
         guard let size = MappedFile.size(of: path), size >= headerSize,
               let header = try? MappedFile(path: path, length: headerSize, create: false) else { return nil }
         let h = header.base
@@ -75,19 +83,19 @@ final class InflightLog {
     }
 
     /// How many times a server took this device over after its predecessor was gone.
-    var restarts: UInt32 {
+    package var restarts: UInt32 {
         get { UInt32(littleEndian: file.base.load(fromByteOffset: 40, as: UInt32.self)) }
         set { file.base.storeBytes(of: newValue.littleEndian, toByteOffset: 40, as: UInt32.self) }
     }
 
-    func queue(_ index: Int) -> QueueLog {
+    package func queue(_ index: Int) -> QueueLog {
         precondition(index < identity.queues)
         return QueueLog(base: file.base + Self.headerSize + index * Self.queueStride(identity.queueSize),
                         size: identity.queueSize, owner: file)
     }
 
     /// FNV-1a, to recognise the serial without storing it.
-    static func hash(_ s: String) -> UInt64 {
+    package static func hash(_ s: String) -> UInt64 {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
         return h
@@ -104,12 +112,12 @@ final class InflightLog {
 ///   between the two were answered, and their flags are cleared before anything else.
 /// Every head a server takes is flagged until published (immediate answers too), so the next
 /// avail slot to take is the used index plus the number of flagged heads.
-final class QueueLog {
+package final class QueueLog {
     private let base: UnsafeMutableRawPointer
-    let size: Int
+    package let size: Int
     private let owner: MappedFile
 
-    init(base: UnsafeMutableRawPointer, size: Int, owner: MappedFile) {
+    package init(base: UnsafeMutableRawPointer, size: Int, owner: MappedFile) {
         self.base = base
         self.size = size
         self.owner = owner
@@ -119,14 +127,14 @@ final class QueueLog {
         get { base.load(fromByteOffset: 8, as: UInt64.self) }
         set { base.storeBytes(of: newValue, toByteOffset: 8, as: UInt64.self) }
     }
-    var loggedUsedIndex: UInt16 { cvduse_load_acquire_u16(base) }
+    package var loggedUsedIndex: UInt16 { cvduse_load_acquire_u16(base) }
     private func entry(_ head: Int) -> UnsafeMutableRawPointer { base + 16 + 16 * head }
-    func isInFlight(_ head: Int) -> Bool { cvduse_load_acquire_u16(entry(head) + 8) != 0 }
-    func counter(_ head: Int) -> UInt64 { entry(head).load(as: UInt64.self) }
+    package func isInFlight(_ head: Int) -> Bool { cvduse_load_acquire_u16(entry(head) + 8) != 0 }
+    package func counter(_ head: Int) -> UInt64 { entry(head).load(as: UInt64.self) }
 
     /// The server took `head` from the avail ring and will answer it.
     @inline(__always)
-    func taken(_ head: UInt16) {
+    package func taken(_ head: UInt16) {
         guard Int(head) < size else { return }  // cannot be answered anyway
         sequence &+= 1
         entry(Int(head)).storeBytes(of: sequence, as: UInt64.self)
@@ -135,7 +143,7 @@ final class QueueLog {
 
     /// Used elements [old, new) were published (used->idx is `new` in the ring): clear the flags
     /// of their heads, then record `new`.
-    func published(from old: UInt16, to new: UInt16, usedID: (UInt16) -> UInt16) {
+    package func published(from old: UInt16, to new: UInt16, usedID: (UInt16) -> UInt16) {
         var i = old
         while i != new {
             let head = Int(usedID(i))
@@ -148,7 +156,7 @@ final class QueueLog {
     /// Reads the log against the ring's used index after a crash: settles a publication the
     /// crash interrupted, and returns where to take the next avail slot and the heads to
     /// resubmit, oldest first.
-    func recover(ringUsedIndex: UInt16, usedID: (UInt16) -> UInt16) -> (lastAvail: UInt16, heads: [UInt16]) {
+    package func recover(ringUsedIndex: UInt16, usedID: (UInt16) -> UInt16) -> (lastAvail: UInt16, heads: [UInt16]) {
         if loggedUsedIndex != ringUsedIndex {
             published(from: loggedUsedIndex, to: ringUsedIndex, usedID: usedID)
         }
@@ -157,7 +165,7 @@ final class QueueLog {
     }
 
     /// Device reset: the driver starts its rings anew.
-    func reset() {
+    package func reset() {
         base.initializeMemory(as: UInt8.self, repeating: 0, count: 16 + 16 * size)
     }
 }

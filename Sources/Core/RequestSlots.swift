@@ -4,28 +4,28 @@ import Virtio
 /// Per-head state of the requests a queue server has handed to its backend: where the status
 /// byte goes, the used length, and the iovec array the backend reads the data pieces from.
 /// Owns those arrays (allocated on first use, grown as needed, freed with the slots).
-final class RequestSlots {
-    struct Slot {
-        var busy = false
-        var status: UnsafeMutablePointer<UInt8>?
-        var usedLength: UInt32 = 0
-        var iov: UnsafeMutablePointer<iovec>?
-        var iovCapacity = 0
+package final class RequestSlots {
+    package struct Slot {
+        package var busy = false
+        package var status: UnsafeMutablePointer<UInt8>?
+        package var usedLength: UInt32 = 0
+        package var iov: UnsafeMutablePointer<iovec>?
+        package var iovCapacity = 0
     }
 
     private var slots: [Slot]
     private(set) var busy = 0
 
-    init(count: Int) { slots = Array(repeating: Slot(), count: count) }
+    package init(count: Int) { slots = Array(repeating: Slot(), count: count) }
 
     deinit {
         for slot in slots { slot.iov?.deallocate() }
     }
 
-    func isBusy(_ head: Int) -> Bool { head < slots.count && slots[head].busy }
+    package func isBusy(_ head: Int) -> Bool { head < slots.count && slots[head].busy }
 
     /// Copies the request's data pieces into the slot's iovec array (kept until completion).
-    func fill(_ head: Int, _ pieces: [MemoryPiece]) -> UnsafeMutableBufferPointer<iovec> {
+    package func fill(_ head: Int, _ pieces: [MemoryPiece]) -> UnsafeMutableBufferPointer<iovec> {
         if slots[head].iov == nil || slots[head].iovCapacity < pieces.count {
             slots[head].iov?.deallocate()
             let capacity = max(pieces.count, 16)
@@ -37,7 +37,7 @@ final class RequestSlots {
         return UnsafeMutableBufferPointer(start: iov, count: pieces.count)
     }
 
-    func begin(_ head: Int, status: UnsafeMutablePointer<UInt8>?, usedLength: UInt32) {
+    package func begin(_ head: Int, status: UnsafeMutablePointer<UInt8>?, usedLength: UInt32) {
         precondition(!slots[head].busy, "head \(head) started twice")
         slots[head].busy = true
         slots[head].status = status
@@ -46,7 +46,7 @@ final class RequestSlots {
     }
 
     /// Ends the request at `head`; a completion for a head not in flight is a backend bug.
-    func finish(_ head: Int) -> Slot {
+    package func finish(_ head: Int) -> Slot {
         precondition(head < slots.count && slots[head].busy, "completion for head \(head), which is not in flight")
         slots[head].busy = false
         busy -= 1

@@ -67,6 +67,13 @@ final class VDUSEBlockExport: @unchecked Sendable {
         if adopting, (try? device.queueInfo(index: 0))?.ready ?? 0 != 0 {
             status = [.driverOK, .featuresOK]
             startQueues(resuming: true)
+            // The image may have been resized just before the old server died (block_resize
+            // between ftruncate and the config update): tell the driver the size it has now.
+            do {
+                try device.updateConfig(offset: 0, bytes: withUnsafeBytes(of: config.capacitySectors.littleEndian) { Array($0) })
+            } catch {
+                logger.warning("cannot refresh the capacity after the takeover: \(error)")
+            }
         }
         handleMessages()  // messages the dead server left unanswered are queued again for us
     }

@@ -8,15 +8,15 @@ import Virtio
 /// Serves one virtqueue of a virtio-blk export on its iothread: takes requests from the ring,
 /// parses each chain into a typed request, hands it to the export's backend, and puts the
 /// completions back in the used ring, one interrupt decision per round. Knows no backend by name.
-final class VirtqueueServer: CompletionSink {
+package final class VirtqueueServer: CompletionSink {
     private(set) var queue: SplitVirtqueue
-    let kick: EventFD
+    package let kick: EventFD
     private let loop: IOThread
     private var backendQueue: (any BackendQueue)!
     /// Capacity can change at run time (resize); everything else is fixed.
-    var geometry: BlockExportGeometry
+    package var geometry: BlockExportGeometry
     /// Driver memory; requests in flight point into it, so it lives as long as this server.
-    let memory: IOVASpace
+    package let memory: IOVASpace
     private let interrupt: () -> Void
     private let logger: Logger
     /// Upper bound on memory pieces per request: seg_max data segments plus header and status,
@@ -32,7 +32,7 @@ final class VirtqueueServer: CompletionSink {
     /// This queue's part of the reconnect log (nil: no log, e.g. in unit tests).
     private let log: QueueLog?
 
-    init(queue: SplitVirtqueue, backend: any BlockBackend, geometry: BlockExportGeometry, memory: IOVASpace,
+    package init(queue: SplitVirtqueue, backend: any BlockBackend, geometry: BlockExportGeometry, memory: IOVASpace,
          loop: IOThread, logger: Logger, log: QueueLog? = nil, interrupt: @escaping () -> Void) throws(SystemError) {
         loop.assertCurrent()
         self.log = log
@@ -48,16 +48,16 @@ final class VirtqueueServer: CompletionSink {
         backendQueue = try backend.makeQueue(index: queue.index, depth: Int(queue.size), loop: loop, sink: self)
     }
 
-    var inFlight: Int { slots.busy }
+    package var inFlight: Int { slots.busy }
 
     /// The driver kicked: take everything available.
-    func onKick() {
+    package func onKick() {
         kick.drain()
         processAvailable()
     }
 
     /// Takes requests until the ring is empty and a kick is armed, then submits and completes.
-    func processAvailable() {
+    package func processAvailable() {
         loop.assertCurrent()
         inRound = true
         repeat {
@@ -71,7 +71,7 @@ final class VirtqueueServer: CompletionSink {
         finishRound()
     }
 
-    func completionsDone() {
+    package func completionsDone() {
         loop.assertCurrent()
         if !inRound { finishRound() }
     }
@@ -89,7 +89,7 @@ final class VirtqueueServer: CompletionSink {
     /// flight in the order it was taken, serves what arrived meanwhile, and signals the driver
     /// (completions the old server published may not have been signalled).
     @discardableResult
-    func resumeFromLog() -> Int {
+    package func resumeFromLog() -> Int {
         loop.assertCurrent()
         guard let log else { return 0 }
         let ringUsed = queue.ringUsedIndex
@@ -109,7 +109,7 @@ final class VirtqueueServer: CompletionSink {
         queue.putUsed(head: head, length: used)
     }
 
-    func complete(tag head: UInt16, status: BlockStatus) {
+    package func complete(tag head: UInt16, status: BlockStatus) {
         let slot = slots.finish(Int(head))
         answer(head: head, status: status, into: slot.status, used: slot.usedLength)
     }
@@ -160,7 +160,7 @@ final class VirtqueueServer: CompletionSink {
     /// Waits for every request handed to the backend and puts it in the used ring (the driver
     /// gets its answer even when a reset or re-mapping follows). Publishes unless `publish` is
     /// false (after a reset the rings may be gone).
-    func drain(publish: Bool) {
+    package func drain(publish: Bool) {
         loop.assertCurrent()
         inRound = true
         backendQueue.quiesce()
@@ -169,7 +169,7 @@ final class VirtqueueServer: CompletionSink {
     }
 
     /// Stops serving: no completion arrives after this.
-    func close() {
+    package func close() {
         loop.assertCurrent()
         backendQueue.close()
     }
@@ -184,7 +184,7 @@ final class VirtqueueServer: CompletionSink {
 
 extension VirtqueueServer {
     /// Finds the rings again after their mappings changed, keeping the queue's position.
-    func remapRings() throws(SplitVirtqueue.SetupError) {
+    package func remapRings() throws(SplitVirtqueue.SetupError) {
         loop.assertCurrent()
         queue = try SplitVirtqueue(index: queue.index, addresses: queue.addresses, eventIndex: queue.eventIndex,
                                    memory: memory, lastAvailIndex: queue.lastAvailIndex, usedIndex: queue.usedIndex)

@@ -23,10 +23,14 @@ public struct ExportRecord: Codable, Equatable, Sendable {
     public var socket: String?
     /// Times a new server took the device over after its predecessor was gone (crash, upgrade).
     public var restarts: UInt32?
+    /// The process that restarts the server (`add`'s supervisor), if any: `del` stops it first.
+    public var supervisor: Int32?
 
     public init(name: String, id: String, device: String, image: String, size: UInt64, queues: UInt16,
-                serial: String, readOnly: Bool, pid: Int32, socket: String?, restarts: UInt32? = nil) {
+                serial: String, readOnly: Bool, pid: Int32, socket: String?, restarts: UInt32? = nil,
+                supervisor: Int32? = nil) {
         self.restarts = restarts
+        self.supervisor = supervisor
         self.name = name
         self.id = id
         self.device = device

@@ -107,7 +107,7 @@ package final class RecordKeeper: ExportObserver {
                                   image: URL(fileURLWithPath: image).standardizedFileURL.resolvingSymlinksInPath().path,
                                   size: status.sizeBytes, queues: plan.numQueues, serial: plan.serial,
                                   readOnly: !plan.writable, pid: getpid(), socket: settings.qmpSocket,
-                                  restarts: status.restarts)
+                                  restarts: status.restarts, supervisor: Supervisor.ofThisProcess)
         do {
             try settings.state.write(record)
             names.withLock { _ = $0.insert(plan.deviceName) }

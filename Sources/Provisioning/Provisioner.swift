@@ -79,9 +79,10 @@ public struct Provisioner: Sendable {
             close(fds[0])
             throw ProvisioningError(.kernel, "cannot start the server: \(String(cString: strerror(-r)))")
         }
-        // The server writes one JSON line when ready, or "error: STATUS MESSAGE", then closes.
-        let reply = FileHandle(fileDescriptor: fds[0], closeOnDealloc: true).readDataToEndOfFile()
-        let lines = String(decoding: reply, as: UTF8.self).split(separator: "\n").map(String.init)
+        // The server writes one JSON line when ready, or "error: STATUS MESSAGE"; the supervisor
+        // keeps the pipe for later runs, so read one line (EOF: the supervisor gave up).
+        let lines = Self.readLine(fds[0]).map { [$0] } ?? []
+        close(fds[0])
         if let error = lines.first(where: { $0.hasPrefix("error: ") }) {
             var waitStatus: Int32 = 0
             waitpid(pid, &waitStatus, 0)
@@ -103,6 +104,19 @@ public struct Provisioner: Sendable {
             name: name, id: status.id, device: status.device, image: request.absoluteImage, size: status.sizeBytes,
             queues: status.numQueues, serial: status.serial, readOnly: request.readOnly, pid: pid,
             socket: state.socketPath(name))
+    }
+
+    /// The first line from `fd` (without its newline), nil at EOF before one.
+    static func readLine(_ fd: Int32) -> String? {
+        var line: [UInt8] = []
+        var byte: UInt8 = 0
+        while true {
+            let n = read(fd, &byte, 1)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return line.isEmpty ? nil : String(decoding: line, as: UTF8.self) }
+            if byte == 0x0a { return String(decoding: line, as: UTF8.self) }
+            line.append(byte)
+        }
     }
 
     /// `restart NAME`: asks the running server to hand its exports over (SIGUSR2) and waits until
@@ -167,10 +181,15 @@ public struct Provisioner: Sendable {
             return  // the server removed its record
 
         }
-        if alive {
-            kill(record.pid, SIGTERM)
+        // Stop the supervisor first, even when the server is gone: otherwise it could start a
+        // server again (which takes the device over, or makes a new one) while we remove it.
+        let supervisor = record.supervisor.flatMap { Supervisor.isSupervisor($0) ? $0 : nil }
+            ?? (alive ? Supervisor.of(server: record.pid) : nil)
+        if alive || supervisor != nil {
+            kill(supervisor ?? record.pid, SIGTERM)
             let deadline = Date().addingTimeInterval(timeout)
-            while StateDirectory.processAlive(record.pid) && Date() < deadline { usleep(20_000) }
+            while (StateDirectory.processAlive(record.pid) || supervisor.map(StateDirectory.processAlive) == true)
+                    && Date() < deadline { usleep(20_000) }
             guard !StateDirectory.processAlive(record.pid) else {
                 throw ProvisioningError(.kernel, "the server of '\(name)' (pid \(record.pid)) did not stop within \(Int(timeout)) s")
             }

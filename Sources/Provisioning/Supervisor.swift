@@ -8,42 +8,50 @@ import Kernel
 /// anything but a deliberate stop: killed by any signal, crashed, or exited to hand over
 /// (`restart`). The server is a separate process, so the supervisor dying takes no disk down.
 public enum Supervisor {
-    /// Exit statuses of the server that are final: a deliberate stop, or errors a restart would
-    /// only repeat (bad options, usage).
-    static let final: Set<Int32> = [0, 1, 2, 64]
+    /// A server that exits with a status (not a signal) this soon failed to start: starting it
+    /// again would only fail again, so the status is final. Later, any exit but 0 is a crash.
+    static let startupWindow: TimeInterval = 5
     /// More than this many unplanned restarts within `window` seconds: give up.
     static let burst = 5
     static let window: TimeInterval = 30
 
-    /// Runs `argv` (argv[0] is the executable). Its first run gets `readyFD` as fd 3 (the
-    /// caller of `add` waits on it); later runs get none. Returns the exit status to exit with.
+    /// Runs `argv` (argv[0] is the executable), giving every run `readyFD` as its fd 3: `add`
+    /// reads the first ready line from it, so a server that dies before it is ready is simply
+    /// started again and the caller still gets its disk. SIGTERM to the supervisor stops the
+    /// server and ends supervision (`del`). Returns the exit status to exit with.
     public static func run(argv: [String], readyFD: Int32?) -> Int32 {
-        var args = argv
-        var fd3 = readyFD ?? -1
+        let args = argv
+        let fd3 = readyFD ?? -1
         var crashes: [Date] = []
+        let terminated = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
+        terminated.pointee = 0
+        defer { terminated.deallocate() }
+        setenv(environmentKey, String(getpid()), 1)  // the server records who supervises it
         signal(SIGINT, SIG_IGN)
         signal(SIGHUP, SIG_IGN)
         signal(SIGPIPE, SIG_IGN)
         while true {
             var cargs: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
             var pid: pid_t = 0
+            let started = Date()
             let r = cvduse_spawn(args[0], &cargs, fd3, &pid)
             for p in cargs { free(p) }
-            if fd3 >= 0 {
-                close(fd3)  // the server holds it now: `add` sees EOF when the server closes it
-                fd3 = -1
-                args = withoutReadyFD(args)
-            }
             guard r == 0 else {
-                FileHandle.standardError.write(Data("vduse-export supervise: cannot start \(args[0]): \(String(cString: strerror(-r)))\n".utf8))
+                note("cannot start \(args[0]): \(String(cString: strerror(-r)))")
                 return 1
             }
-            let status = cvduse_wait(pid)
+            let status = cvduse_wait_forwarding_sigterm(pid, terminated)
+            if terminated.pointee != 0 {
+                note("stopped: server \(pid) ended (\(describe(status)))")
+                return status >= 0 && status < 256 ? status : 0
+            }
             if status == ExportServer.handOverExitStatus {
                 note("server \(pid) handed over; starting the new one")
                 continue
             }
-            if status >= 0 && status < 256 && final.contains(status) { return status }
+            if status == 0 || (status > 0 && status < 256 && Date().timeIntervalSince(started) < startupWindow) {
+                return status
+            }
             let now = Date()
             crashes = crashes.filter { now.timeIntervalSince($0) < window } + [now]
             guard crashes.count <= burst else {
@@ -55,16 +63,31 @@ public enum Supervisor {
         }
     }
 
-    static func withoutReadyFD(_ args: [String]) -> [String] {
-        var out: [String] = []
-        var skip = false
-        for a in args {
-            if skip { skip = false; continue }
-            if a == "--ready-fd" { skip = true; continue }
-            if a.hasPrefix("--ready-fd=") { continue }
-            out.append(a)
-        }
-        return out
+    /// Set for the server: the supervisor's pid.
+    static let environmentKey = "VDUSE_EXPORT_SUPERVISOR"
+
+    /// The supervisor of this process, if one of ours started it.
+    static var ofThisProcess: Int32? {
+        guard let value = getenv(environmentKey), let pid = Int32(String(cString: value)), pid == getppid() else { return nil }
+        return pid
+    }
+
+    /// Whether `pid` is a running supervisor of ours.
+    public static func isSupervisor(_ pid: Int32) -> Bool {
+        guard pid > 1, let cmdline = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8) else { return false }
+        let argv = cmdline.split(separator: "\0")
+        return argv.count > 1 && argv[1] == "supervise"
+    }
+
+    /// The supervisor of server `pid`, if one of ours started it.
+    public static func of(server pid: Int32) -> Int32? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 2, let ppid = Int32(fields[1]), ppid > 1,
+              let cmdline = try? String(contentsOfFile: "/proc/\(ppid)/cmdline", encoding: .utf8) else { return nil }
+        let argv = cmdline.split(separator: "\0")
+        return argv.count > 1 && argv[1] == "supervise" ? ppid : nil
     }
 
     static func describe(_ status: Int32) -> String {

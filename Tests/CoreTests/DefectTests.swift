@@ -3,6 +3,7 @@ import Glibc
 import Logging
 import Synchronization
 import Testing
+import VirtioDriverSim
 @testable import BlockBackends
 @testable import Core
 @testable import Kernel

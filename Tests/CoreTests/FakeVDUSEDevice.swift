@@ -1,5 +1,6 @@
 import CVDUSE
 import Glibc
+import VirtioDriverSim
 @testable import Core
 @testable import Kernel
 @testable import Virtio

@@ -59,6 +59,9 @@ int cvduse_spawn(const char *path, char *const argv[], int fd3, pid_t *pid);
 /* Waits for `pid`; returns its exit status (0-255), or 256 + signal number if a signal ended it,
    or -errno. */
 int cvduse_wait(pid_t pid);
+/* cvduse_wait, and while waiting a SIGTERM to this process is passed on to `pid` and sets
+   *terminated (so a supervisor being stopped does not start its server again). */
+int cvduse_wait_forwarding_sigterm(pid_t pid, volatile int *terminated);
 
 /* ioctl(2) without varargs. Returns the result, or -errno (EINTR is retried). */
 long cvduse_ioctl(int fd, unsigned long request, void *arg);

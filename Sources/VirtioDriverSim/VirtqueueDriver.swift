@@ -1,29 +1,23 @@
 import Foundation
 import Glibc
-@testable import Core
-@testable import Virtio
-@testable import BlockBackends
-@testable import Kernel
-@testable import QAPI
-@testable import QMP
-@testable import Provisioning
+import Virtio
 
-/// A virtio driver in memory, for tests: it lays out a split ring and buffers in one block of
+/// A virtio driver in memory, for tests and the request-path benchmark: it lays out a split ring and buffers in one block of
 /// "IOVA space", adds descriptor chains the way a driver would (or malformed ones), and reads
 /// the used ring back. The device side under test is the real VirtqueueServer.
-final class VirtqueueDriver {
-    static let iovaBase: UInt64 = 0x10_0000
-    let size: UInt16
-    let memory: UnsafeMutableRawPointer
-    let memorySize: Int
-    let space: IOVASpace
-    let descTable: UInt64, availRing: UInt64, usedRing: UInt64
+package final class VirtqueueDriver {
+    package static let iovaBase: UInt64 = 0x10_0000
+    package let size: UInt16
+    package let memory: UnsafeMutableRawPointer
+    package let memorySize: Int
+    package let space: IOVASpace
+    package let descTable: UInt64, availRing: UInt64, usedRing: UInt64
     private var nextFreeDescriptor: UInt16 = 0
     private var availIndex: UInt16 = 0
     private var bump: Int
     private(set) var usedSeen: UInt16 = 0
 
-    init(size: UInt16 = 64, memorySize: Int = 8 << 20) {
+    package init(size: UInt16 = 64, memorySize: Int = 8 << 20) {
         self.size = size
         self.memorySize = memorySize
         // A shared file mapping, so a fake device can map the same pages again (as VDUSE's
@@ -49,28 +43,28 @@ final class VirtqueueDriver {
     }
 
     /// The fd whose pages hold the driver memory (offset 0 = `iovaBase`).
-    let backingFD: Int32
+    package let backingFD: Int32
 
-    var addresses: SplitVirtqueue.Addresses {
+    package var addresses: SplitVirtqueue.Addresses {
         .init(size: size, descriptorTable: descTable, availRing: availRing, usedRing: usedRing)
     }
 
-    func pointer(_ iova: UInt64) -> UnsafeMutableRawPointer { memory + Int(iova - Self.iovaBase) }
+    package func pointer(_ iova: UInt64) -> UnsafeMutableRawPointer { memory + Int(iova - Self.iovaBase) }
 
     /// Allocates `length` bytes of buffer space (IOVA), 512-aligned.
-    func allocate(_ length: Int) -> UInt64 {
+    package func allocate(_ length: Int) -> UInt64 {
         let at = (bump + 511) & ~511
         bump = at + length
         precondition(bump <= memorySize)
         return Self.iovaBase + UInt64(at)
     }
 
-    func setDescriptor(_ index: UInt16, _ d: VringDescriptor) {
+    package func setDescriptor(_ index: UInt16, _ d: VringDescriptor) {
         d.store(to: pointer(descTable), index: Int(index))
     }
 
     /// Writes a chain into consecutive free descriptors and returns its head (not yet offered).
-    func chain(_ parts: [(iova: UInt64, len: UInt32, write: Bool)]) -> UInt16 {
+    package func chain(_ parts: [(iova: UInt64, len: UInt32, write: Bool)]) -> UInt16 {
         let head = nextFreeDescriptor
         for (i, p) in parts.enumerated() {
             let index = nextFreeDescriptor
@@ -85,17 +79,17 @@ final class VirtqueueDriver {
     }
 
     /// Offers `head` in the available ring.
-    func offer(_ head: UInt16) {
+    package func offer(_ head: UInt16) {
         let ring = pointer(availRing)
         (ring + 4 + 2 * Int(availIndex % size)).storeBytes(of: head.littleEndian, as: UInt16.self)
         availIndex &+= 1
         (ring + 2).storeBytes(of: availIndex.littleEndian, as: UInt16.self)
     }
 
-    var usedIndex: UInt16 { UInt16(littleEndian: pointer(usedRing + 2).load(as: UInt16.self)) }
+    package var usedIndex: UInt16 { UInt16(littleEndian: pointer(usedRing + 2).load(as: UInt16.self)) }
 
     /// Used elements published since the last call.
-    func takeUsed() -> [(id: UInt32, len: UInt32)] {
+    package func takeUsed() -> [(id: UInt32, len: UInt32)] {
         var out: [(UInt32, UInt32)] = []
         while usedSeen != usedIndex {
             let e = pointer(usedRing + 4 + 8 * UInt64(usedSeen % size))
@@ -107,23 +101,23 @@ final class VirtqueueDriver {
     }
 
     /// Sets used_event (event index: interrupt when used idx passes it).
-    func setUsedEvent(_ value: UInt16) {
+    package func setUsedEvent(_ value: UInt16) {
         pointer(availRing + 4 + 2 * UInt64(size)).storeBytes(of: value.littleEndian, as: UInt16.self)
     }
 
-    var availEvent: UInt16 { UInt16(littleEndian: pointer(usedRing + 4 + 8 * UInt64(size)).load(as: UInt16.self)) }
+    package var availEvent: UInt16 { UInt16(littleEndian: pointer(usedRing + 4 + 8 * UInt64(size)).load(as: UInt16.self)) }
 
     // MARK: virtio-blk requests
 
-    struct Request {
-        var head: UInt16
-        var header: UInt64
-        var data: UInt64
-        var status: UInt64
+    package struct Request {
+        package var head: UInt16
+        package var header: UInt64
+        package var data: UInt64
+        package var status: UInt64
     }
 
     /// A well-formed virtio-blk request: header, optional data, status byte.
-    func blockRequest(type: UInt32, sector: UInt64, dataLength: Int, deviceWritesData: Bool,
+    package func blockRequest(type: UInt32, sector: UInt64, dataLength: Int, deviceWritesData: Bool,
                       fill: UInt8 = 0) -> Request {
         let header = allocate(16)
         pointer(header).storeBytes(of: type.littleEndian, as: UInt32.self)
@@ -139,5 +133,5 @@ final class VirtqueueDriver {
         return Request(head: chain(parts), header: header, data: data, status: status)
     }
 
-    func status(of r: Request) -> UInt8 { pointer(r.status).load(as: UInt8.self) }
+    package func status(of r: Request) -> UInt8 { pointer(r.status).load(as: UInt8.self) }
 }
