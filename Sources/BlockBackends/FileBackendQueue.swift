@@ -61,6 +61,10 @@ final class FileBackendQueue: BackendQueue {
                 sink.complete(tag: tag, status: backend.blockDeviceRange(discard: isDiscard, offset: offset, length: length))
                 return
             }
+            if !isDiscard && !backend.canPunchHoles {
+                sink.complete(tag: tag, status: backend.writeZeros(offset: offset, length: length))
+                return
+            }
             // A regular file: discard and write-zeroes-with-unmap punch a hole; plain
             // write-zeroes zeroes the range in place (keeping it allocated).
             let punch = if case .writeZeroes(_, _, false) = io { false } else { true }

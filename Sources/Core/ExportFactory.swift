@@ -13,12 +13,16 @@ enum ExportFactory {
         case let .null(size):
             return NullBackend(size: size)
         case let .file(path):
+            let backend: FileBackend
             do {
-                return try FileBackend(path: path, writable: plan.writable, direct: plan.backend.direct,
-                                       writethrough: plan.writethrough)
+                backend = try FileBackend(path: path, writable: plan.writable, direct: plan.backend.direct,
+                                          writethrough: plan.writethrough)
             } catch {
                 throw ExportError("Could not open '\(path)': \(error.reason)", code: .invalidArgument, cause: error)
             }
+            // Two writers on one image corrupt it: QEMU-compatible locks keep them apart.
+            try ImageLock.acquire(fd: backend.fd, path: path, writable: plan.writable, forceShare: plan.backend.forceShare)
+            return backend
         }
     }
 
@@ -26,7 +30,7 @@ enum ExportFactory {
     static func create(plan: ExportPlan, control: VDUSEControl, iothread: IOThread, logger: Logger)
         throws(ExportError) -> VDUSEBlockExport {
         let backend = try openBackend(plan)
-        let config = VDUSEBlockExport.config(plan: plan, size: backend.size)
+        let config = VDUSEBlockExport.config(plan: plan, size: backend.size, capabilities: backend.capabilities)
         do {
             try control.createDevice(name: plan.deviceName, deviceID: VirtioBlockConfig.virtioBlockDeviceID,
                                      features: config.features, queues: Int(config.numQueues), config: config.bytes)

@@ -35,21 +35,41 @@ public final class QMPServer: @unchecked Sendable {
         self.path = path
         self.handler = handler
         self.logger = logger
-        unlink(path)
+        guard let address = UnixSocketAddress(path) else { throw ExportError("QMP socket path too long: \(path)") }
+        try Self.removeStale(path, address)
         listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard listener >= 0 else { throw ExportError("QMP socket: \(String(cString: strerror(errno)))") }
-        guard let address = UnixSocketAddress(path) else {
-            close(listener)
-            throw ExportError("QMP socket path too long: \(path)")
-        }
         let oldMask = umask(0o177)
         let bound = address.withSockaddr { bind(listener, $0, $1) }
         umask(oldMask)
-        guard bound == 0, listen(listener, 4) == 0 else {
+        var st = stat()
+        guard bound == 0, listen(listener, 4) == 0, lstat(path, &st) == 0 else {
             let e = errno
             close(listener)
             throw ExportError("QMP socket \(path): \(String(cString: strerror(e)))")
         }
+        identity = (st.st_dev, st.st_ino)
+    }
+
+    /// The socket file this server bound (removed at stop only if it is still that file).
+    private var identity: (dev_t, ino_t) = (0, 0)
+
+    /// Only a socket nobody listens on may be replaced: anything else at `path` is someone's
+    /// file, and a live socket is another server's.
+    private static func removeStale(_ path: String, _ address: UnixSocketAddress) throws(ExportError) {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return }
+        guard st.st_mode & S_IFMT == S_IFSOCK else {
+            throw ExportError("QMP socket path \(path) exists and is not a socket: refusing to replace it", code: .busy)
+        }
+        let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        if probe >= 0 {
+            defer { close(probe) }
+            if address.withSockaddr({ connect(probe, $0, $1) }) == 0 {
+                throw ExportError("QMP socket \(path) is in use by another server", code: .busy)
+            }
+        }
+        unlink(path)
     }
 
     deinit { stop() }
@@ -61,7 +81,8 @@ public final class QMPServer: @unchecked Sendable {
         guard stopped.withLock({ s in defer { s = true }; return !s }) else { return }
         shutdown(listener, Int32(SHUT_RDWR))
         close(listener)
-        unlink(path)
+        var st = stat()
+        if lstat(path, &st) == 0 && st.st_dev == identity.0 && st.st_ino == identity.1 { unlink(path) }
     }
 
     public func start() {
@@ -85,10 +106,14 @@ public final class QMPServer: @unchecked Sendable {
     }
 
     private func send(_ fd: Int32, _ object: [String: Any]) {
-        guard var data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
-        data.append(contentsOf: [0x0d, 0x0a])
-        writeAll(fd, data)
+        // A reply that cannot be serialised is reported, never dropped: the client would wait forever.
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]))
+            ?? Data(#"{"error": {"class": "GenericError", "desc": "reply cannot be represented in JSON"}}"#.utf8)
+        writeAll(fd, data + [0x0d, 0x0a])
     }
+
+    /// Longest command line accepted (QEMU's JSON streamer bounds its input too).
+    package static let maxLine = 1 << 20
 
     private func serve(_ fd: Int32) {
         send(fd, ["QMP": ["version": ["qemu": ["major": 10, "minor": 0, "micro": 0], "package": "vduse-export"],
@@ -101,6 +126,11 @@ public final class QMPServer: @unchecked Sendable {
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { return }
             buffer.append(contentsOf: chunk[0..<n])
+            // A client that never ends its line must not grow the buffer without end.
+            if buffer.count > Self.maxLine && buffer.firstIndex(of: 0x0a) == nil {
+                send(fd, ["error": ["class": "GenericError", "desc": "JSON parse error, input line longer than \(Self.maxLine) bytes"]])
+                return
+            }
             // Commands are newline-delimited JSON objects.
             while let newline = buffer.firstIndex(of: 0x0a) {
                 let line = buffer[buffer.startIndex..<newline]
@@ -126,6 +156,11 @@ public final class QMPServer: @unchecked Sendable {
         }
         func member(_ name: String) -> OptionValue? { members.first { $0.key == name }?.value }
         let id = member("id").map(Self.jsonObject)
+        // An id we cannot echo (a number beyond double range) would make the reply unsendable.
+        if let id, !JSONSerialization.isValidJSONObject(["id": id]) {
+            error(CommandError("QMP input member 'id' must be a JSON value that can be echoed"), id: nil)
+            return false
+        }
         guard case let .string(command)? = member("execute") else {
             error(CommandError("QMP input lacks member 'execute'"), id: id)
             return false

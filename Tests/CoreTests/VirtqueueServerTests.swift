@@ -371,7 +371,18 @@ extension VirtqueueServerTests {
 }
 
 @Suite struct VirtioBlockConfigTests {
-    private func config(_ plan: ExportPlan, _ size: UInt64) -> VirtioBlockConfig { VDUSEBlockExport.config(plan: plan, size: size) }
+    private func config(_ plan: ExportPlan, _ size: UInt64) -> VirtioBlockConfig {
+        VDUSEBlockExport.config(plan: plan, size: size, capabilities: BackendCapabilities(discard: true, writeZeroes: true, resizable: true))
+    }
+
+    /// Storage that cannot punch holes (vfat, NFSv3): no discard offered, so the guest never
+    /// turns one into an I/O error.
+    @Test func discardOnlyWhenTheBackendCanDoIt() {
+        let none = VDUSEBlockExport.config(plan: plan(), size: 1 << 30,
+                                           capabilities: BackendCapabilities(discard: false, writeZeroes: true, resizable: true))
+        #expect(none.features & VirtioBlockConfig.Feature.discard == 0)
+        #expect(none.features & VirtioBlockConfig.Feature.writeZeroes != 0)
+    }
 
     private func plan(queues: UInt16 = 1, writable: Bool = true, lbs: UInt32 = 512) -> ExportPlan {
         ExportPlan(id: "e", deviceName: "d", backend: BackendSpec(kind: .null(size: 0)), writable: writable,
