@@ -109,7 +109,21 @@ public final class QMPServer: @unchecked Sendable {
         // A reply that cannot be serialised is reported, never dropped: the client would wait forever.
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]))
             ?? Data(#"{"error": {"class": "GenericError", "desc": "reply cannot be represented in JSON"}}"#.utf8)
-        writeAll(fd, data + [0x0d, 0x0a])
+        Self.sendAll(fd, data + [0x0d, 0x0a])
+    }
+
+    /// MSG_NOSIGNAL: a client gone before its reply costs EPIPE, never SIGPIPE, whatever the
+    /// process's signal setup.
+    package static func sendAll(_ fd: Int32, _ data: Data) {
+        data.withUnsafeBytes { b in
+            var off = 0
+            while off < b.count {
+                let n = Glibc.send(fd, b.baseAddress! + off, b.count - off, Int32(MSG_NOSIGNAL))
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return }
+                off += n
+            }
+        }
     }
 
     /// Longest command line accepted (QEMU's JSON streamer bounds its input too).
