@@ -140,10 +140,14 @@ public final class QMPServer: @unchecked Sendable {
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { return }
             buffer.append(contentsOf: chunk[0..<n])
-            // A client that never ends its line must not grow the buffer without end.
-            if buffer.count > Self.maxLine && buffer.firstIndex(of: 0x0a) == nil {
-                send(fd, ["error": ["class": "GenericError", "desc": "JSON parse error, input line longer than \(Self.maxLine) bytes"]])
-                return
+            // Only new bytes can end a line (rescanning the buffer made long lines quadratic); a
+            // client that never ends its line must not grow the buffer without end.
+            guard chunk[0..<n].contains(0x0a) else {
+                if buffer.count > Self.maxLine {
+                    send(fd, ["error": ["class": "GenericError", "desc": "JSON parse error, input line longer than \(Self.maxLine) bytes"]])
+                    return
+                }
+                continue
             }
             // Commands are newline-delimited JSON objects.
             while let newline = buffer.firstIndex(of: 0x0a) {

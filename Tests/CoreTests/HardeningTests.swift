@@ -54,6 +54,7 @@ import Testing
             if w >= 0 { close(w) }
         }
         #expect(finished, "opening a FIFO blocked")
+        guard finished else { return }  // the check below would block the same way
         #expect(throws: OptionError.self) {
             try ServeConfiguration.build(objects: [], blockdevs: ["driver=file,node-name=f0,filename=\(fifo),read-only=on"], exports: [])
         }
