@@ -25,6 +25,8 @@ final class FileBackendQueue: BackendQueue {
         case write(offset: UInt64, buffers: UnsafeMutableBufferPointer<iovec>, length: Int)
         case flush
         case punchHole(offset: UInt64, length: UInt64)
+        /// Advisory: a range the file system would not deallocate is not an I/O error.
+        case discard
         case zeroRange(offset: UInt64, length: UInt64)
     }
 
@@ -69,7 +71,7 @@ final class FileBackendQueue: BackendQueue {
             // write-zeroes zeroes the range in place (keeping it allocated).
             let punch = if case .writeZeroes(_, _, false) = io { false } else { true }
             let mode = (punch ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE) | FALLOC_FL_KEEP_SIZE
-            start(punch ? .punchHole(offset: offset, length: length) : .zeroRange(offset: offset, length: length),
+            start(isDiscard ? .discard : punch ? .punchHole(offset: offset, length: length) : .zeroRange(offset: offset, length: length),
                   .fallocate(fd: backend.fd, mode: mode, offset: offset, length: length), tag: tag)
         }
     }
@@ -141,6 +143,8 @@ final class FileBackendQueue: BackendQueue {
             } catch {
                 status = .ioError
             }
+        case .discard:
+            status = .ok
         case .flush, .punchHole, .zeroRange:
             status = result == 0 ? .ok : .ioError
         }
