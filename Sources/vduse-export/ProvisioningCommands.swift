@@ -45,7 +45,7 @@ struct AddCommand: ParsableCommand {
     @Flag(help: "With --read-only: export even while another program (QEMU, another export) writes the image, which QEMU's image locks otherwise refuse (force-share=on). Reads may then see data change underneath.")
     var forceShare = false
 
-    @Option(help: ArgumentHelp("Give up after this many seconds (waiting for another add of the same host, then for the disk), stop the server and exit 4 (default 120).", valueName: "SECONDS"))
+    @Option(help: ArgumentHelp("Give up after this many seconds in all (waiting for another add on this host, then for the disk): stop the server and exit 4.", valueName: "SECONDS"))
     var timeout: Double = 120
 
     @Option(help: ArgumentHelp("Serve the queues in this iothread (default: the main loop). A comma-separated list means multi-threading, which vduse-blk refuses.", valueName: "ID|A,B,…"))

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Logging
 import Testing
+@testable import BlockBackends
 @testable import Core
 @testable import Kernel
 @testable import QAPI
@@ -38,6 +39,54 @@ import Testing
         var depth = 0
         while case let .object(m) = v { v = m[0].value; depth += 1 }
         #expect(depth == KeyvalParser.maxDepth && v == .string("1"))
+    }
+
+    // MARK: 2 image locks
+
+    /// Each open of the image is a separate lock owner, as two processes would be.
+    static func lockImage(_ path: String, writable: Bool, forceShare: Bool = false) throws -> Int32 {
+        let fd = open(path, O_RDWR | O_CLOEXEC)
+        try #require(fd >= 0)
+        do {
+            try ImageLock.acquire(fd: fd, path: path, writable: writable, forceShare: forceShare)
+        } catch {
+            close(fd)  // as a failed export drops its backend: its locks go too
+            throw error
+        }
+        return fd
+    }
+
+    /// Two writers on one image corrupted it silently; now the second gets QEMU's message.
+    @Test func aSecondWriterIsRefused() throws {
+        let image = Self.tempDir() + "/img"
+        try #require(FileManager.default.createFile(atPath: image, contents: Data(count: 4096)))
+        let writer = try Self.lockImage(image, writable: true)
+        #expect {
+            close(try Self.lockImage(image, writable: true))
+        } throws: { "\($0)" == "Failed to get \"write\" lock\nIs another process using the image [\(image)]?" }
+        #expect {
+            close(try Self.lockImage(image, writable: false))
+        } throws: { "\($0)".hasPrefix("Failed to get shared \"write\" lock") }
+        let reader = try Self.lockImage(image, writable: false, forceShare: true)
+        close(writer)  // the locks go with the open file
+        close(reader)
+        let readers = [try Self.lockImage(image, writable: false), try Self.lockImage(image, writable: false)]
+        #expect(throws: (any Error).self) { close(try Self.lockImage(image, writable: true)) }
+        readers.forEach { close($0) }
+        close(try Self.lockImage(image, writable: true))
+    }
+
+    @Test func forceShareOnlyForReadOnlyNodes() throws {
+        #expect(throws: OptionError("force-share=on can only be used with read-only images")) {
+            try ServeConfiguration.build(objects: [], blockdevs: ["driver=file,node-name=f0,filename=/etc/hostname,force-share=on"],
+                                         exports: [])
+        }
+        var context = CheckContext()
+        context.deviceNameInUse = { _ in false }
+        let c = try ServeConfiguration.build(
+            objects: [], blockdevs: ["driver=file,node-name=f0,filename=/etc/hostname,read-only=on,force-share=on"],
+            exports: ["type=vduse-blk,id=e,node-name=f0,name=fs0"], into: ServeConfiguration(context: context))
+        #expect(c.exports.first?.backend.forceShare == true)
     }
 
     // MARK: 9 FIFO
