@@ -60,7 +60,8 @@ final class FileBackendQueue: BackendQueue {
         case let .discard(offset, length), let .writeZeroes(offset, length, _):
             let isDiscard = if case .discard = io { true } else { false }
             if backend.kind == .blockDevice {
-                sink.complete(tag: tag, status: backend.blockDeviceRange(discard: isDiscard, offset: offset, length: length))
+                let status = backend.blockDeviceRange(discard: isDiscard, offset: offset, length: length)
+                sink.complete(tag: tag, status: isDiscard ? .ok : status)  // discard is advisory
                 return
             }
             if !isDiscard && !backend.canPunchHoles {
