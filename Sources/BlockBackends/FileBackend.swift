@@ -41,12 +41,41 @@ package final class FileBackend: BlockBackend {
         let tmpfsMagic = 0x0102_1994, ramfsMagic = 0x8584_58f6
         memoryBacked = kind == .regularFile && !direct && fstatfs(descriptor.rawValue, &fs) == 0
             && (Int(fs.f_type) == tmpfsMagic || Int(fs.f_type) == ramfsMagic)
+        canPunchHoles = kind == .blockDevice || writable && Self.probePunchHole(descriptor.rawValue, at: size)
         self.descriptor = descriptor
         self.path = path
     }
 
+    /// The file system deallocates ranges (ext4, xfs, tmpfs do; vfat, exFAT, NFSv3, 9p do not).
+    package let canPunchHoles: Bool
+
+    /// Discard only where it works (a failed one is an I/O error in the guest); write-zeroes
+    /// always, falling back to writing zeros.
     package var capabilities: BackendCapabilities {
-        BackendCapabilities(discard: true, writeZeroes: true, resizable: kind == .regularFile)
+        BackendCapabilities(discard: canPunchHoles, writeZeroes: true, resizable: kind == .regularFile)
+    }
+
+    /// Punches an empty range past the end: no data changes, but the file system says whether
+    /// it can.
+    private static func probePunchHole(_ fd: Int32, at end: UInt64) -> Bool {
+        cvduse_fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, end, 4096) == 0
+    }
+
+    /// Writes zeros over the range, for file systems that can neither zero nor punch in place.
+    /// Synchronous (rare, at most 16 MiB per request).
+    func writeZeros(offset: UInt64, length: UInt64) -> BlockStatus {
+        let chunk = 1 << 20
+        let zeros = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 4096)
+        defer { zeros.deallocate() }
+        zeros.initializeMemory(as: UInt8.self, repeating: 0, count: chunk)
+        var done: UInt64 = 0
+        while done < length {
+            let n = pwrite(fd, zeros, Int(min(UInt64(chunk), length - done)), off_t(offset + done))
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return .ioError }
+            done += UInt64(n)
+        }
+        return .ok
     }
 
     package func makeQueue(index: Int, depth: Int, loop: any EventLoop, sink: any CompletionSink) throws(SystemError)

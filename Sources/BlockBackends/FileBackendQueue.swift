@@ -25,6 +25,8 @@ final class FileBackendQueue: BackendQueue {
         case write(offset: UInt64, buffers: UnsafeMutableBufferPointer<iovec>, length: Int)
         case flush
         case punchHole(offset: UInt64, length: UInt64)
+        /// Advisory: a range the file system would not deallocate is not an I/O error.
+        case discard
         case zeroRange(offset: UInt64, length: UInt64)
     }
 
@@ -58,14 +60,19 @@ final class FileBackendQueue: BackendQueue {
         case let .discard(offset, length), let .writeZeroes(offset, length, _):
             let isDiscard = if case .discard = io { true } else { false }
             if backend.kind == .blockDevice {
-                sink.complete(tag: tag, status: backend.blockDeviceRange(discard: isDiscard, offset: offset, length: length))
+                let status = backend.blockDeviceRange(discard: isDiscard, offset: offset, length: length)
+                sink.complete(tag: tag, status: isDiscard ? .ok : status)  // discard is advisory
+                return
+            }
+            if !isDiscard && !backend.canPunchHoles {
+                sink.complete(tag: tag, status: backend.writeZeros(offset: offset, length: length))
                 return
             }
             // A regular file: discard and write-zeroes-with-unmap punch a hole; plain
             // write-zeroes zeroes the range in place (keeping it allocated).
             let punch = if case .writeZeroes(_, _, false) = io { false } else { true }
             let mode = (punch ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE) | FALLOC_FL_KEEP_SIZE
-            start(punch ? .punchHole(offset: offset, length: length) : .zeroRange(offset: offset, length: length),
+            start(isDiscard ? .discard : punch ? .punchHole(offset: offset, length: length) : .zeroRange(offset: offset, length: length),
                   .fallocate(fd: backend.fd, mode: mode, offset: offset, length: length), tag: tag)
         }
     }
@@ -137,6 +144,8 @@ final class FileBackendQueue: BackendQueue {
             } catch {
                 status = .ioError
             }
+        case .discard:
+            status = .ok
         case .flush, .punchHole, .zeroRange:
             status = result == 0 ? .ok : .ioError
         }

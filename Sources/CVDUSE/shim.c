@@ -208,15 +208,13 @@ int cvduse_vdpa_mgmtdev_get(const char *mgmtdev) {
 
 const int cvduse_o_direct = O_DIRECT;
 
-#include <sched.h>
-#include <sys/mount.h>
-int cvduse_private_mount_namespace(void) {
-    if (unshare(CLONE_NEWNS) < 0) return -errno;
-    if (mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) return -errno;
-    return 0;
+#include <fcntl.h>
+int cvduse_fallocate(int fd, int mode, uint64_t offset, uint64_t length) {
+    return fallocate(fd, mode, (off_t)offset, (off_t)length) < 0 ? -errno : 0;
 }
 
 #include <spawn.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <unistd.h>
 /* Starts `argv` as a daemon: its own session, stdin/stdout on /dev/null, stderr appended to
@@ -231,7 +229,14 @@ int cvduse_spawn_daemon(const char *path, char *const argv[], int ready_fd, cons
     posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_addopen(&fa, 2, log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
     posix_spawn_file_actions_adddup2(&fa, ready_fd, 3);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+    posix_spawn_file_actions_addchdir_np(&fa, "/");
+    /* A clean start: no signal blocked or ignored because the caller had it so. */
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     extern char **environ;
     e = posix_spawn(pid, path, &fa, &attr, argv, environ);
     posix_spawn_file_actions_destroy(&fa);

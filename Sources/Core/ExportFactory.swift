@@ -14,12 +14,16 @@ enum ExportFactory {
         case let .null(size):
             return NullBackend(size: size)
         case let .file(path):
+            let backend: FileBackend
             do {
-                return try FileBackend(path: path, writable: plan.writable, direct: plan.backend.direct,
-                                       writethrough: plan.writethrough)
+                backend = try FileBackend(path: path, writable: plan.writable, direct: plan.backend.direct,
+                                          writethrough: plan.writethrough)
             } catch {
                 throw ExportError("Could not open '\(path)': \(error.reason)", code: .invalidArgument, cause: error)
             }
+            // Two writers on one image corrupt it: QEMU-compatible locks keep them apart.
+            try ImageLock.acquire(fd: backend.fd, path: path, writable: plan.writable, forceShare: plan.backend.forceShare)
+            return backend
         }
     }
 
@@ -27,7 +31,7 @@ enum ExportFactory {
     static func create(plan: ExportPlan, control: VDUSEControl, iothread: IOThread, logPath: String?, logger: Logger)
         throws(ExportError) -> VDUSEBlockExport {
         let backend = try openBackend(plan)
-        let config = VDUSEBlockExport.config(plan: plan, size: backend.size)
+        let config = VDUSEBlockExport.config(plan: plan, size: backend.size, capabilities: backend.capabilities)
         var log: InflightLog?
         if let logPath {
             do {
@@ -75,7 +79,7 @@ enum ExportFactory {
     static func reattach(plan: ExportPlan, log: InflightLog, iothread: IOThread, logger: Logger)
         throws(ExportError) -> VDUSEBlockExport {
         let backend = try openBackend(plan)
-        let config = VDUSEBlockExport.config(plan: plan, size: backend.size)
+        let config = VDUSEBlockExport.config(plan: plan, size: backend.size, capabilities: backend.capabilities)
         let expected = identity(plan, config)
         guard log.identity == expected else {
             throw ExportError("vduse device '\(plan.deviceName)' exists with another configuration (\(log.identity)); "

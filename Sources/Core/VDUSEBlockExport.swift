@@ -41,13 +41,14 @@ final class VDUSEBlockExport: @unchecked Sendable {
         var logger = logger
         logger[metadataKey: "export"] = "\(plan.id)"
         self.logger = logger
-        config = Self.config(plan: plan, size: backend.size)
+        config = Self.config(plan: plan, size: backend.size, capabilities: backend.capabilities)
     }
 
     /// The virtio-blk device an export of `plan` over a backend of `size` bytes offers.
-    static func config(plan: ExportPlan, size: UInt64) -> VirtioBlockConfig {
+    static func config(plan: ExportPlan, size: UInt64, capabilities: BackendCapabilities) -> VirtioBlockConfig {
         VirtioBlockConfig(capacityBytes: size, queueSize: plan.queueSize, numQueues: plan.numQueues,
-                          logicalBlockSize: plan.logicalBlockSize, writable: plan.writable)
+                          logicalBlockSize: plan.logicalBlockSize, writable: plan.writable,
+                          discard: capabilities.discard, writeZeroes: capabilities.writeZeroes)
     }
 
     private var geometry: BlockExportGeometry {

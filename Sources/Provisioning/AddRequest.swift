@@ -3,6 +3,7 @@ import QAPI
 import QMP
 import Core
 import Foundation
+import Glibc
 
 /// `vduse-export add IMAGE …`: the friendly form of one export. It is turned into the same
 /// qemu-storage-daemon style arguments `serve` takes, so both run the very same checks.
@@ -16,6 +17,8 @@ public struct AddRequest: Sendable, Equatable {
     public var readOnly = false
     public var writethrough = false
     public var direct = false
+    /// `force-share=on`: export read-only even while another program writes the image.
+    public var forceShare = false
     /// One name = that iothread; several = multi-threading (refused by vduse-blk, as in QEMU).
     public var iothreads: [String] = []
 
@@ -65,11 +68,21 @@ public struct AddRequest: Sendable, Equatable {
     /// `--object` values: one iothread per `--iothread` name.
     public var objects: [String] { iothreads.map { "iothread,id=\(Self.escape($0))" } }
 
-    /// `--blockdev` values: the image as a file node under a raw node.
-    public var blockdevs: [String] {
+    /// A block device is a `host_device` node (QEMU's `file` driver refuses it).
+    public static func isBlockDevice(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFBLK
+    }
+
+    /// `--blockdev` values: the image as a file (or host_device) node under a raw node.
+    public var blockdevs: [String] { blockdevs(isBlockDevice: Self.isBlockDevice) }
+
+    public func blockdevs(isBlockDevice: (String) -> Bool) -> [String] {
         var args: [String] = []
-        var file = "driver=file,node-name=file0,filename=\(Self.escape(absoluteImage))"
+        let driver = isBlockDevice(absoluteImage) ? "host_device" : "file"
+        var file = "driver=\(driver),node-name=file0,filename=\(Self.escape(absoluteImage))"
         if readOnly { file += ",read-only=on" }
+        if forceShare { file += ",force-share=on" }
         if direct { file += ",cache.direct=on" }
         args.append(file)
         args.append("driver=raw,node-name=disk0,file=file0" + (readOnly ? ",read-only=on" : ""))

@@ -47,7 +47,17 @@ public struct ExportRecord: Codable, Equatable, Sendable {
     public var state: ExportState { StateDirectory.processAlive(pid) ? .running : .dead }
 }
 
-/// The state directory: one `NAME.json` per export (and `NAME.sock`, `NAME.log`).
+/// What the state directory holds for a name.
+public enum RecordLookup: Equatable, Sendable {
+    case missing
+    /// A file that is not a record of this name (torn write, edited by hand): `del` still works.
+    case damaged(path: String)
+    case found(ExportRecord)
+}
+
+/// The state directory: one `NAME.json` per export (and `NAME.sock`, `NAME.log`). Names too long
+/// for a file name or a socket address (`sun_path`) use `~HASH` instead of `NAME`; the record
+/// inside still carries the name.
 public struct StateDirectory: Sendable {
     public let path: String
 
@@ -58,9 +68,26 @@ public struct StateDirectory: Sendable {
 
     public init(path: String) { self.path = path }
 
-    public func recordPath(_ name: String) -> String { "\(path)/\(name).json" }
-    public func socketPath(_ name: String) -> String { "\(path)/\(name).sock" }
-    public func logPath(_ name: String) -> String { "\(path)/\(name).log" }
+    /// Longest name kept as is in file names (NAME.json, NAME.log and the temporary file fit 255).
+    static let longestPlainName = 200
+
+    /// `~` and 16 hex digits of FNV-1a: `~` never occurs in a name, so no name collides with it.
+    static func hashedStem(_ name: String) -> String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in name.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        let hex = String(h, radix: 16)
+        return "~" + String(repeating: "0", count: 16 - hex.count) + hex
+    }
+
+    func stem(_ name: String) -> String { name.utf8.count <= Self.longestPlainName ? name : Self.hashedStem(name) }
+
+    public func recordPath(_ name: String) -> String { "\(path)/\(stem(name)).json" }
+    public func logPath(_ name: String) -> String { "\(path)/\(stem(name)).log" }
+    /// Fits `sun_path` (107 bytes and a NUL) whenever the directory path leaves room for a hash.
+    public func socketPath(_ name: String) -> String {
+        let plain = "\(path)/\(name).sock"
+        return plain.utf8.count <= 107 ? plain : "\(path)/\(Self.hashedStem(name)).sock"
+    }
 
     /// Creates the directory (0700) if needed.
     public func prepare() throws {
@@ -70,39 +97,58 @@ public struct StateDirectory: Sendable {
         chmod(path, 0o700)
     }
 
-    /// Writes `record` atomically (temporary file + rename), mode 0600.
+    /// Writes `record` atomically (temporary file + fsync + rename), mode 0600. Throws when any
+    /// step fails (full /run, ...): a record that silently is not there makes an export
+    /// unmanageable.
     public func write(_ record: ExportRecord) throws {
         try prepare()
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
         let data = try encoder.encode(record)
-        let tmp = recordPath(record.name) + ".tmp"
+        let final = recordPath(record.name)
+        let tmp = "\(path)/.\(stem(record.name)).\(getpid()).tmp"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw ExportError("cannot write \(tmp): \(String(cString: strerror(errno)))") }
-        let ok = data.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) } == data.count
+        let ok = writeAll(fd, data) && fsync(fd) == 0
+        let e = errno
         close(fd)
-        guard ok, rename(tmp, recordPath(record.name)) == 0 else {
+        guard ok, rename(tmp, final) == 0 else {
+            let reason = String(cString: strerror(ok ? errno : e))
             unlink(tmp)
-            throw ExportError("cannot write \(recordPath(record.name))")
+            throw ExportError("cannot write the state record \(final): \(reason)")
         }
     }
 
-    public func read(_ name: String) -> ExportRecord? {
-        guard let data = FileManager.default.contents(atPath: recordPath(name)) else { return nil }
-        return try? JSONDecoder().decode(ExportRecord.self, from: data)
+    public func lookup(_ name: String) -> RecordLookup {
+        let file = recordPath(name)
+        guard let data = FileManager.default.contents(atPath: file) else {
+            return access(file, F_OK) == 0 ? .damaged(path: file) : .missing
+        }
+        guard let record = try? JSONDecoder().decode(ExportRecord.self, from: data), record.name == name else {
+            return .damaged(path: file)
+        }
+        return .found(record)
     }
 
-    /// Removes the record, socket and log of `name`.
+    public func read(_ name: String) -> ExportRecord? {
+        if case let .found(record) = lookup(name) { return record }
+        return nil
+    }
+
+    /// Removes the record and socket of `name`.
     public func remove(_ name: String) {
         unlink(recordPath(name))
         unlink(socketPath(name))
     }
 
-    /// Every record, sorted by name.
+    /// Every readable record, sorted by name.
     public func all() -> [ExportRecord] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
-        return names.filter { $0.hasSuffix(".json") }.sorted()
-            .compactMap { read(String($0.dropLast(5))) }
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        return files.filter { $0.hasSuffix(".json") }
+            .compactMap { FileManager.default.contents(atPath: "\(path)/\($0)") }
+            .compactMap { try? JSONDecoder().decode(ExportRecord.self, from: $0) }
+            .filter { read($0.name) == $0 }
+            .sorted { $0.name < $1.name }
     }
 
     /// The process exists and is a vduse-export (not a recycled pid).
@@ -112,6 +158,21 @@ public struct StateDirectory: Sendable {
         let argv0 = cmdline.split(separator: 0).first.map { String(decoding: $0, as: UTF8.self) } ?? ""
         // A zombie has an empty cmdline: it is gone for our purposes.
         return argv0.hasSuffix("vduse-export")
+    }
+
+    /// The vduse-export process that holds `/dev/vduse/NAME` open: the server of that name, found
+    /// without its record.
+    public static func serverHolding(vduseName name: String) -> Int32? {
+        let target = "/dev/vduse/\(name)"
+        let fm = FileManager.default
+        for entry in (try? fm.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(entry), pid != getpid(), processAlive(pid) else { continue }
+            for fd in (try? fm.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+            where (try? fm.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)")) == target {
+                return pid
+            }
+        }
+        return nil
     }
 }
 
@@ -123,4 +184,6 @@ public enum ExportState: String, Codable, Sendable {
     case dead
     /// A VDUSE device with no record of ours.
     case unmanaged
+    /// A VDUSE device whose record cannot be read (`del` still removes it).
+    case damaged
 }

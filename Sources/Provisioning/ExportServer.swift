@@ -16,16 +16,13 @@ public struct ServeSettings: Sendable {
     /// Write a record per export into the state directory (and remove it at exit).
     public var record: Bool
     public var state: StateDirectory
-    /// Run in a private mount namespace.
-    public var privateMountNamespace: Bool
 
     public init(readiness: ReadinessChannel = ReadinessChannel(fd: nil), qmpSocket: String? = nil, record: Bool = false,
-                state: StateDirectory = .standard, privateMountNamespace: Bool = true) {
+                state: StateDirectory = .standard) {
         self.readiness = readiness
         self.qmpSocket = qmpSocket
         self.record = record
         self.state = state
-        self.privateMountNamespace = privateMountNamespace
     }
 }
 
@@ -50,9 +47,12 @@ public enum ExportServer {
         for s in [SIGINT, SIGTERM, SIGHUP, SIGUSR2] { sigaddset(&signals, s) }
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
-        if settings.privateMountNamespace {
-            do { try MountNamespace.enterPrivate() } catch { logger.warning("\(error)") }
-        }
+        // A client that goes away (a QMP probe, an interrupted `add`) must cost a write an
+        // EPIPE, not the server its life and the disk its server.
+        signal(SIGPIPE, SIG_IGN)
+        // No private mount namespace: a copy of the host's mounts would keep every file system
+        // mounted at start alive in here after the host unmounts it (no flush, device busy). The
+        // server mounts nothing, so it can never hold a mount of its own disk at exit either.
         let manager = try ExportManager(iothreads: configuration.iothreads, logger: logger)
         let records = RecordKeeper(settings: settings)
         var outcome = Outcome.stopped
@@ -66,7 +66,8 @@ public enum ExportServer {
         }
         for plan in configuration.exports {
             let status = try manager.add(plan)
-            records.add(plan, status)
+            // An export that list and del cannot see is unmanageable: fail instead.
+            try records.add(plan, status)
             settings.readiness.ready(status)
             onReady(status)
         }
@@ -97,7 +98,7 @@ package final class RecordKeeper: ExportObserver {
 
     package init(settings: ServeSettings) { self.settings = settings }
 
-    package func add(_ plan: ExportPlan, _ status: ExportStatus) {
+    package func add(_ plan: ExportPlan, _ status: ExportStatus) throws {
         guard settings.record else { return }
         var image = plan.backend.pathDescription
         if !image.hasPrefix("/"), case .file = plan.backend.kind {
@@ -108,12 +109,8 @@ package final class RecordKeeper: ExportObserver {
                                   size: status.sizeBytes, queues: plan.numQueues, serial: plan.serial,
                                   readOnly: !plan.writable, pid: getpid(), socket: settings.qmpSocket,
                                   restarts: status.restarts, supervisor: Supervisor.ofThisProcess)
-        do {
-            try settings.state.write(record)
-            names.withLock { _ = $0.insert(plan.deviceName) }
-        } catch {
-            // The export works; only list/del will not see it.
-        }
+        try settings.state.write(record)
+        names.withLock { _ = $0.insert(plan.deviceName) }
     }
 
     package func resized(name: String, to bytes: UInt64) {
@@ -128,8 +125,9 @@ package final class RecordKeeper: ExportObserver {
     }
 
     package func removeAll() {
+        // The QMP socket is removed by its server, and only if it is still its own: a server
+        // that failed to start must not remove the socket of the one that owns the name.
         for name in names.withLock({ $0 }) { remove(name: name) }
-        if settings.record, let path = settings.qmpSocket { unlink(path) }
     }
 }
 

@@ -6,18 +6,6 @@ import CVDUSE
 import Foundation
 import Glibc
 
-/// The server's own mount namespace: mounts and unmounts made on the host afterwards do not
-/// propagate into it, so unmounting (even lazily) a file system the server uses cannot pin or
-/// deadlock it, and the server's view stays stable for its lifetime.
-public enum MountNamespace {
-    public static func enterPrivate() throws {
-        let r = cvduse_private_mount_namespace()
-        guard r == 0 else {
-            throw ExportError("cannot enter a private mount namespace: \(String(cString: strerror(-r)))")
-        }
-    }
-}
-
 /// Who uses a disk: mounts (of it or its partitions), holders (device-mapper, md) and processes
 /// that have it open. `del` refuses while any of these exist, unless forced.
 public enum DeviceUsage {
@@ -30,10 +18,12 @@ public enum DeviceUsage {
         for entry in (try? fm.contentsOfDirectory(atPath: "/sys/block/\(disk)")) ?? [] where entry.hasPrefix(disk) {
             nodes.insert("/dev/\(entry)")
         }
-        if let mounts = try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8) {
+        for (table, owner) in mountTables() {
+            guard let mounts = try? String(contentsOfFile: table, encoding: .utf8) else { continue }
             for line in mounts.split(separator: "\n") {
                 let f = line.split(separator: " ")
-                if f.count > 1, nodes.contains(String(f[0])) { reasons.append("\(f[0]) is mounted on \(f[1])") }
+                guard f.count > 1, nodes.contains(String(f[0])) else { continue }
+                reasons.append("\(f[0]) is mounted on \(f[1])" + (owner.map { " in the mount namespace of process \($0)" } ?? ""))
             }
         }
         for node in nodes {
@@ -52,5 +42,20 @@ public enum DeviceUsage {
             }
         }
         return reasons
+    }
+
+    /// Our mount table, then one per other mount namespace (containers, services with private
+    /// mounts), with a process that lives in it: a disk mounted there is in use too.
+    private static func mountTables() -> [(path: String, owner: Int32?)] {
+        let fm = FileManager.default
+        let own = try? fm.destinationOfSymbolicLink(atPath: "/proc/self/ns/mnt")
+        var seen = Set([own ?? ""])
+        var tables: [(String, Int32?)] = [("/proc/self/mounts", nil)]
+        for entry in (try? fm.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(entry), let ns = try? fm.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/mnt"),
+                  seen.insert(ns).inserted else { continue }
+            tables.append(("/proc/\(pid)/mounts", pid))
+        }
+        return tables
     }
 }

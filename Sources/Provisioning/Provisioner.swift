@@ -12,7 +12,8 @@ public enum ExitStatus: Int32, Sendable {
     case success = 0
     /// Invalid options (QEMU's messages).
     case invalidOptions = 1
-    /// The name is exported already with another image, or is held by something else.
+    /// The name is exported already with another image, or is held by something else (the
+    /// image by another writer, QEMU's image locks).
     case conflict = 3
     /// The kernel side failed: no VDUSE, device creation refused, no disk appeared.
     case kernel = 4
@@ -20,6 +21,19 @@ public enum ExitStatus: Int32, Sendable {
     case busy = 5
     /// `del`: no export of that name.
     case notFound = 6
+}
+
+extension ExitStatus {
+    /// The status a failure maps to: locked images and held names are conflicts, bad input is
+    /// invalid options, the rest is the kernel side.
+    public static func of(_ error: any Error) -> ExitStatus {
+        switch error {
+        case let e as ProvisioningError: e.status
+        case is OptionError: .invalidOptions
+        case let e as ExportError where e.code == .busy: .conflict
+        default: .kernel
+        }
+    }
 }
 
 /// A failure with the exit status it maps to.
@@ -46,7 +60,13 @@ public struct Provisioner: Sendable {
     /// What `add` does when the name exists: the same image → the existing export (idempotent).
     public func existing(_ request: AddRequest) throws -> ExportRecord? {
         let name = request.resolvedName
-        guard let record = state.read(name) else { return nil }
+        let record: ExportRecord
+        switch state.lookup(name) {
+        case .missing: return nil
+        case let .damaged(path):
+            throw ProvisioningError(.conflict, "the state record of export '\(name)' (\(path)) is damaged: run 'vduse-export del \(name)' to remove the export")
+        case let .found(r): record = r
+        }
         guard record.image == request.absoluteImage else {
             throw ProvisioningError(.conflict, "export '\(name)' already exists with another image (\(record.image))")
         }
@@ -54,9 +74,30 @@ public struct Provisioner: Sendable {
         return record.state == .running ? record : nil
     }
 
+    /// Runs `body` while holding the state directory's lock, so that concurrent `add`s take
+    /// turns: the second sees the first's record and returns the same disk. Gives up at `deadline`.
+    public func whileLocked<T>(until deadline: Date?, _ body: () throws -> T) throws -> T {
+        try state.prepare()
+        let fd = open(state.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw ProvisioningError(.kernel, "cannot open \(state.path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }  // releases the lock
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            guard errno == EWOULDBLOCK || errno == EINTR else {
+                throw ProvisioningError(.kernel, "cannot lock \(state.path): \(String(cString: strerror(errno)))")
+            }
+            if let deadline, Date() >= deadline {
+                throw ProvisioningError(.kernel, "timed out waiting for another vduse-export add to finish")
+            }
+            usleep(20_000)
+        }
+        return try body()
+    }
+
     /// Starts a daemonized server for `request` (already checked) and waits until its disk is
-    /// usable. `serveArguments` are the full `serve` arguments.
-    public func start(_ request: AddRequest, serveArguments: [String]) throws -> ExportRecord {
+    /// usable, or until `deadline` (then the server is stopped). `serveArguments` are the full
+    /// `serve` arguments; `executable` is this program unless a test says otherwise.
+    public func start(_ request: AddRequest, serveArguments: [String], deadline: Date? = nil,
+                      executable: String? = nil) throws -> ExportRecord {
         try state.prepare()
         let name = request.resolvedName
         var fds: [Int32] = [0, 0]
@@ -65,7 +106,8 @@ public struct Provisioner: Sendable {
         // flag there), so the read below sees EOF as soon as the server closes it or dies.
         _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
         _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let exe = executable
+            ?? (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         // The supervisor starts the server (handing it the readiness pipe) and starts it again
         // after a crash or a hand-over.
         let argv = [exe, "supervise", "--ready-fd", "3", "--", exe, "serve"] + serveArguments
@@ -79,19 +121,26 @@ public struct Provisioner: Sendable {
             close(fds[0])
             throw ProvisioningError(.kernel, "cannot start the server: \(String(cString: strerror(-r)))")
         }
-        // The server writes one JSON line when ready, or "error: STATUS MESSAGE"; the supervisor
-        // keeps the pipe for later runs, so read one line (EOF: the supervisor gave up).
-        let lines = Self.readLine(fds[0]).map { [$0] } ?? []
+        // The server writes one JSON line when ready, or "error: STATUS MESSAGE" and exits; the
+        // supervisor keeps the pipe for later runs, so a ready line ends the wait, not EOF.
+        guard let reply = Self.readReply(fds[0], until: deadline) else {
+            close(fds[0])
+            Self.stop(pid)
+            throw ProvisioningError(.kernel, "the disk of '\(name)' was not ready within the time limit (--timeout); its server was stopped (log: \(state.logPath(name)))")
+        }
         close(fds[0])
-        if let error = lines.first(where: { $0.hasPrefix("error: ") }) {
+        let lines = String(decoding: reply, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        if let index = lines.firstIndex(where: { $0.hasPrefix("error: ") }) {
             var waitStatus: Int32 = 0
             waitpid(pid, &waitStatus, 0)
-            let rest = error.dropFirst(7)
+            // The message may span lines (QEMU's lock hint).
+            let rest = ([String(lines[index].dropFirst(7))] + lines[(index + 1)...]).joined(separator: "\n")
+                .trimmingCharacters(in: .whitespacesAndNewlines)
             let code = rest.split(separator: " ", maxSplits: 1)
             if code.count == 2, let n = Int32(code[0]), let status = ExitStatus(rawValue: n) {
                 throw ProvisioningError(status, String(code[1]))
             }
-            throw ProvisioningError(.kernel, String(rest))
+            throw ProvisioningError(.kernel, rest)
         }
         guard let first = lines.first, let status = try? JSONDecoder().decode(ExportStatus.self, from: Data(first.utf8)) else {
             var waitStatus: Int32 = 0
@@ -106,17 +155,40 @@ public struct Provisioner: Sendable {
             socket: state.socketPath(name))
     }
 
-    /// The first line from `fd` (without its newline), nil at EOF before one.
-    static func readLine(_ fd: Int32) -> String? {
-        var line: [UInt8] = []
-        var byte: UInt8 = 0
+    /// Up to the end of a first line that is not an error, or else to EOF; nil when `deadline`
+    /// passes first.
+    static func readReply(_ fd: Int32, until deadline: Date?) -> Data? {
+        var data = Data()
+        var chunk = [UInt8](repeating: 0, count: 4096)
         while true {
-            let n = read(fd, &byte, 1)
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return line.isEmpty ? nil : String(decoding: line, as: UTF8.self) }
-            if byte == 0x0a { return String(decoding: line, as: UTF8.self) }
-            line.append(byte)
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let wait = deadline.map { Int32(max(0, min($0.timeIntervalSinceNow * 1000, 60_000))) } ?? -1
+            let ready = poll(&p, 1, wait)
+            if ready < 0 && errno == EINTR { continue }
+            if ready == 0 {
+                if let deadline, Date() >= deadline { return nil }
+                continue
+            }
+            let n = read(fd, &chunk, chunk.count)
+            if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
+            if n <= 0 { return data }
+            data.append(contentsOf: chunk[0..<n])
+            if let newline = data.firstIndex(of: 0x0a), !data[..<newline].starts(with: Array("error: ".utf8)) {
+                return data
+            }
         }
+    }
+
+    /// SIGTERM (the server removes what it created), then SIGKILL after 10 s; reaps it.
+    static func stop(_ pid: pid_t) {
+        kill(pid, SIGTERM)
+        var status: Int32 = 0
+        for _ in 0..<500 {
+            if waitpid(pid, &status, WNOHANG) == pid { return }
+            usleep(20_000)
+        }
+        kill(pid, SIGKILL)
+        waitpid(pid, &status, 0)
     }
 
     /// `restart NAME`: asks the running server to hand its exports over (SIGUSR2) and waits until
@@ -141,73 +213,20 @@ public struct Provisioner: Sendable {
         throw ProvisioningError(.kernel, "no new server took '\(name)' over within \(Int(timeout)) s (log: \(state.logPath(name)))")
     }
 
-    /// Every export with a record, plus VDUSE devices on the host that have none.
+    /// Every export with a record, plus VDUSE devices on the host that have none ("unmanaged")
+    /// or a damaged one ("damaged").
     public func list() -> [(record: ExportRecord, state: ExportState)] {
         var out = state.all().map { ($0, $0.state) }
         let known = Set(out.map(\.0.name))
         for name in ((try? FileManager.default.contentsOfDirectory(atPath: "/dev/vduse")) ?? []).sorted()
         where name != "control" && !known.contains(name) {
             let device = DiskLocator.currentDisk(vdpaName: name) ?? ""
+            let damaged = if case .damaged = state.lookup(name) { true } else { false }
+            let pid = damaged ? StateDirectory.serverHolding(vduseName: name) ?? 0 : 0
             out.append((ExportRecord(name: name, id: "", device: device, image: "", size: 0, queues: 0, serial: "",
-                                     readOnly: false, pid: 0, socket: nil), .unmanaged))
+                                     readOnly: false, pid: pid, socket: nil), damaged ? .damaged : .unmanaged))
         }
         return out
-    }
-
-    /// Removes the export `name`: refuses while its disk is in use unless `force`; stops a live
-    /// server (SIGTERM, then waits), or cleans up after a dead one.
-    public func delete(name: String, force: Bool, timeout: TimeInterval = 120) throws {
-        guard let record = state.read(name) else {
-            if FileManager.default.fileExists(atPath: "/dev/vduse/\(name)") {
-                throw ProvisioningError(.notFound, "no export named '\(name)' is managed here (/dev/vduse/\(name) belongs to another program)")
-            }
-            throw ProvisioningError(.notFound, "no export named '\(name)'")
-        }
-        let alive = StateDirectory.processAlive(record.pid)
-        if !force, !record.device.isEmpty, FileManager.default.fileExists(atPath: record.device) {
-            let users = DeviceUsage.users(of: record.device, ignoringPID: record.pid)
-            if !users.isEmpty {
-                throw ProvisioningError(.busy, "export '\(name)' is in use: \(users.joined(separator: "; ")) (use --force to delete anyway)")
-            }
-        }
-        // A server with other exports too (serve --record with several): delete just this one.
-        let siblings = state.all().filter { $0.pid == record.pid && $0.name != name }
-        if alive, !siblings.isEmpty, let socket = record.socket {
-            do {
-                _ = try QMPClient.execute(socket: socket, command: "block-export-del", arguments: .object([("id", .string(record.id))]))
-            } catch {
-                throw ProvisioningError(.kernel, "cannot delete '\(name)' through its server's QMP socket: \(error)")
-            }
-            return  // the server removed its record
-
-        }
-        // Stop the supervisor first, even when the server is gone: otherwise it could start a
-        // server again (which takes the device over, or makes a new one) while we remove it.
-        let supervisor = record.supervisor.flatMap { Supervisor.isSupervisor($0) ? $0 : nil }
-            ?? (alive ? Supervisor.of(server: record.pid) : nil)
-        if alive || supervisor != nil {
-            kill(supervisor ?? record.pid, SIGTERM)
-            let deadline = Date().addingTimeInterval(timeout)
-            while (StateDirectory.processAlive(record.pid) || supervisor.map(StateDirectory.processAlive) == true)
-                    && Date() < deadline { usleep(20_000) }
-            guard !StateDirectory.processAlive(record.pid) else {
-                throw ProvisioningError(.kernel, "the server of '\(name)' (pid \(record.pid)) did not stop within \(Int(timeout)) s")
-            }
-        }
-        if FileManager.default.fileExists(atPath: "/dev/vduse/\(name)") {
-            // Dead server (or one that could not finish): reconnect and tear down ourselves.
-            let plan = ExportPlan(id: record.id, deviceName: name, backend: BackendSpec(kind: .file(path: record.image), readOnly: record.readOnly),
-                                  writable: !record.readOnly, numQueues: max(record.queues, 1), serial: record.serial)
-            do {
-                let manager = try ExportManager(iothreads: [], logger: logger)
-                defer { manager.shutdown() }
-                try manager.removeOrphan(plan)
-            } catch {
-                throw ProvisioningError(.kernel, "cannot clean up '\(name)': \(error)")
-            }
-        }
-        state.remove(name)
-        unlink(state.logPath(name))
     }
 }
 

@@ -22,6 +22,8 @@ public struct BlockNodeOptions: Equatable, Sendable {
     public var nodeName: String
     public var readOnly: Bool?
     public var cacheDirect: Bool?
+    /// `force-share=on`: take no lock that keeps other writers out (read-only nodes only).
+    public var forceShare: Bool?
     /// file / host_device
     public var filename: String?
     /// file / host_device: threads, native or io_uring (accepted; we always use io_uring)
@@ -45,6 +47,10 @@ public struct BlockNodeOptions: Equatable, Sendable {
         guard let nodeName = try r.string("node-name") else { throw OptionError("'node-name' must be specified for the root node") }
         self.nodeName = nodeName
         readOnly = try r.bool("read-only")
+        forceShare = try r.bool("force-share")
+        if forceShare == true && readOnly != true {
+            throw OptionError("force-share=on can only be used with read-only images")
+        }
         if let cache = r.raw("cache") {
             var c = try OptionReader(cache, syntax: syntax, prefix: "cache.")
             cacheDirect = try c.bool("direct")

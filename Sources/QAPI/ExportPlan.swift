@@ -56,11 +56,14 @@ public struct BackendSpec: Sendable, Equatable, Encodable {
     public var readOnly: Bool
     /// `cache.direct=on`: open with O_DIRECT.
     public var direct: Bool
+    /// `force-share=on`: share the image with writers (QEMU's image locks; read-only only).
+    public var forceShare: Bool
 
-    public init(kind: Kind, readOnly: Bool = false, direct: Bool = false) {
+    public init(kind: Kind, readOnly: Bool = false, direct: Bool = false, forceShare: Bool = false) {
         self.kind = kind
         self.readOnly = readOnly
         self.direct = direct
+        self.forceShare = forceShare
     }
 }
 
@@ -116,6 +119,7 @@ extension BackendSpec {
         }
         try c.encode(readOnly, forKey: QAPIKey("read-only"))
         try c.encode(direct, forKey: QAPIKey("cache.direct"))
+        try c.encode(forceShare, forKey: QAPIKey("force-share"))
     }
 }
 

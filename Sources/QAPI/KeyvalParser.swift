@@ -53,6 +53,9 @@ public enum KeyvalParser {
         return s.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "-" || $0 == "_") }
     }
 
+    /// Deepest key nesting accepted (QEMU's JSON parser has the same bound).
+    public static let maxDepth = 1024
+
     /// Builds the tree from dotted keys; an object whose keys are all 0,1,2… becomes a list.
     private static func nest(_ pairs: [(key: String, value: String)]) throws(OptionError) -> OptionValue {
         final class Node {
@@ -67,13 +70,19 @@ public enum KeyvalParser {
         for (key, value) in pairs {
             var node = root
             let parts = key.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+            // Nothing we accept nests deeply; a bound keeps the tree (and the recursion over
+            // it) small whatever the input.
+            guard parts.count <= maxDepth else {
+                throw OptionError("Invalid parameter '\(key.prefix(64))…': nested deeper than \(maxDepth) levels")
+            }
             for (depth, part) in parts.enumerated() {
                 // Each fragment is a QAPI name (a letter, then letters, digits, '-', '_'), or
                 // after the first one a list index.
                 guard isName(part) || depth > 0 && !part.isEmpty && part.allSatisfy({ $0.isASCII && $0.isNumber }) else {
                     throw OptionError("Invalid parameter '\(key)'")
                 }
-                let prefix = parts[0...depth].joined(separator: ".")
+                // Built only for a message: joining at every depth made long keys quadratic.
+                var prefix: String { parts[0...depth].joined(separator: ".") }
                 if depth < parts.count - 1 {
                     node = node.child(part)
                     if node.value != nil { throw OptionError("Parameters '\(prefix).*' used inconsistently") }

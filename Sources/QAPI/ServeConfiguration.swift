@@ -84,7 +84,8 @@ public struct ServeConfiguration: Sendable {
             if n.aio == "native" && !direct {
                 throw OptionError("aio=native was specified, but it requires cache.direct=on, which was not specified.")
             }
-            backend = BackendSpec(kind: .file(path: path), readOnly: readOnly, direct: direct)
+            backend = BackendSpec(kind: .file(path: path), readOnly: readOnly, direct: direct,
+                                  forceShare: n.forceShare ?? false)
         case .raw:
             guard var below = context.nodes[n.file!] else {
                 throw OptionError("Cannot find device='\(n.file!)' nor node-name='\(n.file!)'")
@@ -92,6 +93,7 @@ public struct ServeConfiguration: Sendable {
             try checkNodeName(n.nodeName)
             below.readOnly = below.readOnly || readOnly   // read-only anywhere in the chain
             if let direct = n.cacheDirect { below.direct = direct }
+            below.forceShare = below.forceShare || n.forceShare == true
             backend = below
         case .nullCo:
             try checkNodeName(n.nodeName)
@@ -129,7 +131,8 @@ public struct ServeConfiguration: Sendable {
 
     /// The real probe: opens the path with the wanted access and looks at its type.
     public static let probeOpen: @Sendable (String, Bool) -> OpenResult = { path, writable in
-        let fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below anyway).
+        let fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { return .failed(String(cString: strerror(errno))) }
         defer { close(fd) }
         var st = stat()

@@ -29,7 +29,12 @@ package final class QMPCommands: Sendable {
             let plan = try configuration.withLock { c throws(OptionError) in try c.addExport(options) }
             do {
                 let status = try manager.add(plan)
-                records.add(plan, status)
+                do {
+                    try records.add(plan, status)
+                } catch {
+                    try? manager.remove(id: plan.id)
+                    throw error
+                }
             } catch {
                 configuration.withLock { $0.removeExport(id: plan.id) }
                 throw error
@@ -76,7 +81,7 @@ package final class QMPCommands: Sendable {
 
 /// Told when QMP changes the set of exports (the serve loop keeps its state records with it).
 package protocol ExportObserver: Sendable {
-    func add(_ plan: ExportPlan, _ status: ExportStatus)
+    func add(_ plan: ExportPlan, _ status: ExportStatus) throws
     func remove(name: String)
     func resized(name: String, to bytes: UInt64)
 }

@@ -43,14 +43,41 @@ public final class QMPServer: Sendable {
             throw ExportError("QMP socket", because: error)
         }
         let socket = UniqueFD(taking: raw)
-        unlink(path)
+        try Self.removeStale(path, address)
         let oldMask = umask(0o177)
         let bound = address.withSockaddr { bind(socket.rawValue, $0, $1) }
         umask(oldMask)
-        guard bound == 0, listen(socket.rawValue, 4) == 0 else {
+        var st = stat()
+        guard bound == 0, listen(socket.rawValue, 4) == 0, lstat(path, &st) == 0 else {
             throw ExportError("QMP socket \(path)", because: SystemError("bind", errno: errno))
         }
         self.socket = socket
+        identity = FileIdentity(device: st.st_dev, inode: st.st_ino)
+    }
+
+    /// The socket file this server bound (removed at stop only if it is still that file).
+    private struct FileIdentity: Sendable, Equatable {
+        var device: dev_t
+        var inode: ino_t
+    }
+    private let identity: FileIdentity
+
+    /// Only a socket nobody listens on may be replaced: anything else at `path` is someone's
+    /// file, and a live socket is another server's.
+    private static func removeStale(_ path: String, _ address: UnixSocketAddress) throws(ExportError) {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return }
+        guard st.st_mode & S_IFMT == S_IFSOCK else {
+            throw ExportError("QMP socket path \(path) exists and is not a socket: refusing to replace it", code: .busy)
+        }
+        let probe = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        if probe >= 0 {
+            defer { close(probe) }
+            if address.withSockaddr({ connect(probe, $0, $1) }) == 0 {
+                throw ExportError("QMP socket \(path) is in use by another server", code: .busy)
+            }
+        }
+        unlink(path)
     }
 
     deinit { stop() }
@@ -70,7 +97,8 @@ public final class QMPServer: Sendable {
             state.stopping = true
         }
         if acceptLoopRunning { acceptLoopEnded.wait() }
-        unlink(path)
+        var st = stat()
+        if lstat(path, &st) == 0 && FileIdentity(device: st.st_dev, inode: st.st_ino) == identity { unlink(path) }
         // The listening fd itself is closed with this object, never under a running accept().
     }
 
@@ -119,13 +147,22 @@ public final class QMPServer: Sendable {
 
     /// Sends one JSON line; MSG_NOSIGNAL: a client that went away is an error, not SIGPIPE.
     private func send(_ fd: Int32, _ value: OptionValue) {
-        let line = Array((value.jsonText + "\r\n").utf8)
-        var offset = 0
-        while offset < line.count {
-            let n = line.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, line.count - offset, Int32(MSG_NOSIGNAL)) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return }
-            offset += n
+        Self.sendAll(fd, Data((value.jsonText + "\r\n").utf8))
+    }
+
+    /// Longest command line accepted (QEMU's JSON streamer bounds its input too).
+    package static let maxLine = 1 << 20
+
+    /// MSG_NOSIGNAL: a client gone before its reply costs EPIPE, never SIGPIPE.
+    package static func sendAll(_ fd: Int32, _ data: Data) {
+        data.withUnsafeBytes { b in
+            var off = 0
+            while off < b.count {
+                let n = Glibc.send(fd, b.baseAddress! + off, b.count - off, Int32(MSG_NOSIGNAL))
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return }
+                off += n
+            }
         }
     }
 
@@ -143,6 +180,16 @@ public final class QMPServer: Sendable {
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { return }
             buffer.append(contentsOf: chunk[0..<n])
+            // Only new bytes can end a line (rescanning the buffer made long lines quadratic); a
+            // client that never ends its line must not grow the buffer without end.
+            guard chunk[0..<n].contains(0x0a) else {
+                if buffer.count > Self.maxLine {
+                    send(fd, .object([("error", .object([("class", .string("GenericError")),
+                                                         ("desc", .string("JSON parse error, input line longer than \(Self.maxLine) bytes"))]))]))
+                    return
+                }
+                continue
+            }
             // Commands are newline-delimited JSON objects.
             while let newline = buffer.firstIndex(of: 0x0a) {
                 let line = buffer[buffer.startIndex..<newline]

@@ -31,19 +31,26 @@ package struct VirtioBlockConfig: Equatable {
     package var numQueues: UInt16
     package var logicalBlockSize: UInt32
     package var writable: Bool
+    /// Offered only when the storage can do them: the guest treats a failed one as an I/O error.
+    package var discard: Bool
+    package var writeZeroes: Bool
 
-    package init(capacityBytes: UInt64, queueSize: UInt16, numQueues: UInt16, logicalBlockSize: UInt32, writable: Bool) {
+    package init(capacityBytes: UInt64, queueSize: UInt16, numQueues: UInt16, logicalBlockSize: UInt32, writable: Bool,
+                 discard: Bool = true, writeZeroes: Bool = true) {
         capacitySectors = capacityBytes / 512
         self.queueSize = queueSize
         self.numQueues = numQueues
         self.logicalBlockSize = logicalBlockSize
         self.writable = writable
+        self.discard = discard
+        self.writeZeroes = writeZeroes
     }
 
     package var features: UInt64 {
         var f = Feature.version1 | Feature.accessPlatform | Feature.indirectDescriptors | Feature.eventIndex
             | Feature.segMax | Feature.blockSize | Feature.topology | Feature.flush
-            | Feature.discard | Feature.writeZeroes
+        if discard { f |= Feature.discard }
+        if writeZeroes { f |= Feature.writeZeroes }
         if numQueues > 1 { f |= Feature.multiQueue }
         if !writable { f |= Feature.readOnly }
         return f

@@ -42,6 +42,12 @@ struct AddCommand: ParsableCommand {
     @Flag(help: "Open the image with O_DIRECT (cache.direct=on).")
     var direct = false
 
+    @Flag(help: "With --read-only: export even while another program (QEMU, another export) writes the image, which QEMU's image locks otherwise refuse (force-share=on). Reads may then see data change underneath.")
+    var forceShare = false
+
+    @Option(help: ArgumentHelp("Give up after this many seconds in all (waiting for another add on this host, then for the disk): stop the server and exit 4.", valueName: "SECONDS"))
+    var timeout: Double = 120
+
     @Option(help: ArgumentHelp("Serve the queues in this iothread (default: the main loop). A comma-separated list means multi-threading, which vduse-blk refuses.", valueName: "ID|A,B,…"))
     var iothread: String?
 
@@ -64,26 +70,39 @@ struct AddCommand: ParsableCommand {
         request.readOnly = readOnly
         request.writethrough = writethrough
         request.direct = direct
+        request.forceShare = forceShare
         request.iothreads = iothread.map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) } ?? []
         let logger = Console.logger(verbose: verbose)
         let provisioner = Provisioner(logger: logger)
+        guard timeout > 0, timeout.isFinite else {
+            throw fail(ProvisioningError(.invalidOptions, "--timeout must be a positive number of seconds"))
+        }
         do {
+            if !foreground {
+                // One add at a time: a concurrent add of the same image then finds this one's
+                // record and prints the same disk instead of failing.
+                let deadline = Date().addingTimeInterval(timeout)
+                let record = try provisioner.whileLocked(until: deadline) { () throws -> ExportRecord in
+                    if let record = try provisioner.existing(request) { return record }
+                    _ = try ServeConfiguration.build(objects: request.objects, blockdevs: request.blockdevs,
+                                                     exports: [request.exportSpec])
+                    return try provisioner.start(request, serveArguments: request.serveArguments, deadline: deadline)
+                }
+                print(record)
+                return
+            }
             if let record = try provisioner.existing(request) {
                 print(record)
                 return
             }
             let configuration = try ServeConfiguration.build(objects: request.objects, blockdevs: request.blockdevs,
                                                              exports: [request.exportSpec])
-            if foreground {
-                let state = StateDirectory.standard
-                try state.prepare()
-                try ExportServer.run(configuration, settings: ServeSettings(qmpSocket: state.socketPath(request.resolvedName), record: true),
-                                     logger: logger) { _ in
-                    if let r = state.read(request.resolvedName) { print(r) }
-                }
-                return
+            let state = StateDirectory.standard
+            try state.prepare()
+            try ExportServer.run(configuration, settings: ServeSettings(qmpSocket: state.socketPath(request.resolvedName), record: true),
+                                 logger: logger) { _ in
+                if let r = state.read(request.resolvedName) { print(r) }
             }
-            print(try provisioner.start(request, serveArguments: request.serveArguments))
         } catch {
             throw fail(error)
         }

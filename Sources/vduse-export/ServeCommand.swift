@@ -45,7 +45,7 @@ struct ServeCommand: ParsableCommand {
                 Console.out("\(status.id) \(status.name) \(status.device)")
             }
         } catch {
-            readiness.failed("\(ExitStatus.kernel.rawValue) \(error)")
+            readiness.failed("\(ExitStatus.of(error).rawValue) \(error)")
             throw fail(error)
         }
         if outcome == .handedOver { throw ExitCode(ExportServer.handOverExitStatus) }

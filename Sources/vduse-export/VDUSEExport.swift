@@ -16,7 +16,8 @@ struct VDUSEExport: ParsableCommand {
             --object/--blockdev/--export like qemu-storage-daemon and offers a QMP socket; `check` \
             validates the same arguments without touching the kernel. Run as root.
 
-            Exit statuses: 0 success; 1 invalid options (QEMU's messages); 3 name conflict; \
+            Exit statuses: 0 success; 1 invalid options (QEMU's messages); 3 conflict (name, or \
+            image locked by another writer); \
             4 kernel side failed (no VDUSE, device refused, no disk); 5 del refused (disk in use); \
             6 no such export; 64 command-line usage error.
             """,
@@ -53,15 +54,6 @@ enum Console {
 
 /// Prints the message and exits with the status that kind of failure maps to.
 func fail(_ error: Error) -> ExitCode {
-    switch error {
-    case let e as ProvisioningError:
-        Console.error(e.description)
-        return ExitCode(e.status.rawValue)
-    case let e as OptionError:
-        Console.error(e.description)
-        return ExitCode(ExitStatus.invalidOptions.rawValue)
-    default:
-        Console.error("\(error)")
-        return ExitCode(ExitStatus.kernel.rawValue)
-    }
+    Console.error("\(error)")
+    return ExitCode(ExitStatus.of(error).rawValue)
 }

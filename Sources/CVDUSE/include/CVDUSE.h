@@ -44,11 +44,11 @@ static const unsigned long CVDUSE_BLKSSZGET = BLKSSZGET;
 /* O_DIRECT needs _GNU_SOURCE, which only the .c file defines. */
 extern const int cvduse_o_direct;
 
-/* unshare(CLONE_NEWNS) + make / recursively private (needs _GNU_SOURCE). 0 or -errno. */
-int cvduse_private_mount_namespace(void);
+/* fallocate(2) (needs _GNU_SOURCE). 0 or -errno. */
+int cvduse_fallocate(int fd, int mode, uint64_t offset, uint64_t length);
 
 /* posix_spawn in a new session (needs _GNU_SOURCE): stdin/stdout /dev/null, stderr appended to
-   log_path, ready_fd becomes fd 3. 0 or -errno. */
+   log_path, ready_fd becomes fd 3, working directory / (so it pins no file system). 0 or -errno. */
 int cvduse_spawn_daemon(const char *path, char *const argv[], int ready_fd, const char *log_path, pid_t *pid);
 
 /* Runs a program with stdio on /dev/null and waits: exit status, or -errno. */

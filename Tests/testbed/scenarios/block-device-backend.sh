@@ -10,7 +10,6 @@ start_export srv --blockdev "driver=host_device,node-name=dev0,filename=$loopdev
 [ "$(cat "$(sysblock)/size")" -eq $((96 * 2048)) ] || fail "capacity $(cat "$(sysblock)/size") sectors, want $((96 * 2048))"
 flags=
 for f in /proc/$SERVER_PID/fd/*; do
-    # (in the server's own mount namespace the test bed's chroot shows as /newroot/...)
     if [[ "$(readlink "$f")" == *"$loopdev" ]]; then flags=$(awk '/flags/ {print $2}' "/proc/$SERVER_PID/fdinfo/$(basename "$f")"); fi
 done
 [ -n "$flags" ] && (( (8#$flags & 8#40000) != 0 )) || fail "the server's fd on $loopdev is not O_DIRECT (flags $flags)"
