@@ -51,8 +51,15 @@ struct AddCommand: ParsableCommand {
     @Flag(help: "Serve in this process until SIGINT/SIGTERM instead of in the background.")
     var foreground = false
 
+    @Flag(help: "Also keep it across reboots: write /etc/vduse-export/NAME.conf and enable vduse-export@NAME.service, which brings the same name, serial and /dev/disk/by-vduse/NAME back before local file systems are mounted. `del` undoes it.")
+    var persist = false
+
     @Flag(name: .shortAndLong, help: "Log what happens on stderr.")
     var verbose = false
+
+    func validate() throws {
+        if persist && foreground { throw ValidationError("--persist and --foreground do not go together (the unit serves a persistent export)") }
+    }
 
     func run() throws {
         var request = AddRequest(image: image)
@@ -68,7 +75,10 @@ struct AddCommand: ParsableCommand {
         let logger = Console.logger(verbose: verbose)
         let provisioner = Provisioner(logger: logger)
         do {
+            // Refuse what cannot be persisted before anything is created.
+            if persist { _ = try PersistentExports.configText(name: request.resolvedName, serveArguments: request.serveArguments) }
             if let record = try provisioner.existing(request) {
+                try persistIfAsked(request, started: false, provisioner)
                 print(record)
                 return
             }
@@ -83,9 +93,23 @@ struct AddCommand: ParsableCommand {
                 }
                 return
             }
-            print(try provisioner.start(request, serveArguments: request.serveArguments))
+            let record = try provisioner.start(request, serveArguments: request.serveArguments)
+            try persistIfAsked(request, started: true, provisioner)
+            print(record)
         } catch {
             throw fail(error)
+        }
+    }
+
+    /// Persists the export; if that fails, an export this command started is deleted again.
+    private func persistIfAsked(_ request: AddRequest, started: Bool, _ provisioner: Provisioner) throws {
+        guard persist else { return }
+        do {
+            try PersistentExports.standard.persist(name: request.resolvedName, serveArguments: request.serveArguments,
+                                                   image: request.absoluteImage)
+        } catch {
+            if started { try? provisioner.delete(name: request.resolvedName, force: true) }
+            throw error
         }
     }
 
@@ -133,7 +157,8 @@ struct DelCommand: ParsableCommand {
         discussion: """
             Refuses (exit 5) while the disk or one of its partitions is mounted, held (e.g. by \
             device-mapper) or open in a process, unless --force. An export whose server died is \
-            cleaned up. Unknown name: exit 6.
+            cleaned up. A persistent export (`add --persist`) also loses its configuration and \
+            its unit is disabled, even when it is not running. Unknown name: exit 6.
             """)
 
     @Argument(help: "The export's name (as `list` shows it).")
@@ -146,8 +171,14 @@ struct DelCommand: ParsableCommand {
     var verbose = false
 
     func run() throws {
+        let persistent = PersistentExports.standard
         do {
-            try Provisioner(logger: Console.logger(verbose: verbose)).delete(name: name, force: force)
+            do {
+                try Provisioner(logger: Console.logger(verbose: verbose)).delete(name: name, force: force)
+            } catch let e as ProvisioningError where e.status == .notFound && persistent.isPersistent(name) {
+                // Not running (say its unit failed at boot): only the configuration is left.
+            }
+            try persistent.forget(name: name)
         } catch {
             throw fail(error)
         }
