@@ -52,8 +52,8 @@ struct ManPage {
             var s: String
             switch a.kind {
             case .positional: s = "\\fI\(escape((a.valueName ?? "ARG").uppercased()))\\fR"
-            case .flag: s = "\\fB\(escape(a.preferredName?.spelled ?? ""))\\fR"
-            case .option: s = "\\fB\(escape(a.preferredName?.spelled ?? ""))\\fR \\fI\(escape(a.valueName ?? "VALUE"))\\fR"
+            case .flag: s = "\\fB\(option(a.preferredName?.spelled ?? ""))\\fR"
+            case .option: s = "\\fB\(option(a.preferredName?.spelled ?? ""))\\fR \\fI\(escape(a.valueName ?? "VALUE"))\\fR"
             }
             if a.isRepeating { s += "\\&..." }
             return a.isOptional || a.isRepeating ? "[\(s)]" : s
@@ -63,7 +63,7 @@ struct ManPage {
     /// The `.TP` tag: every spelling of the option, then its value name.
     static func term(_ a: ArgumentInfo) -> String {
         if a.kind == .positional { return "\\fI\(escape((a.valueName ?? "ARG").uppercased()))\\fR" }
-        let names = (a.names ?? []).map { "\\fB\(escape($0.spelled))\\fR" }.joined(separator: ", ")
+        let names = (a.names ?? []).map { "\\fB\(option($0.spelled))\\fR" }.joined(separator: ", ")
         return a.kind == .option ? "\(names) \\fI\(escape(a.valueName ?? "VALUE"))\\fR" : names
     }
 
@@ -81,6 +81,9 @@ struct ManPage {
         let out = parts.joined()
         return out.hasPrefix(".") || out.hasPrefix("'") ? "\\&" + out : out
     }
+
+    /// An option's name: every hyphen is a minus sign, so that a copied `--num-queues` works.
+    static func option(_ s: String) -> String { s.replacingOccurrences(of: "-", with: "\\-") }
 
     /// Backslashes, and hyphens that start an option (so they print as minus signs and copy as such).
     static func escape(_ s: String) -> String {
