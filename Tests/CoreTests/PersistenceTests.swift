@@ -63,3 +63,15 @@ import Testing
         }
     }
 }
+
+@Suite struct SpawnTests {
+    @Test func capturesStatusAndStderr() throws {
+        let r = try #require(PersistentExports.spawn("/bin/sh", ["-c", "echo out; echo oops >&2; exit 3"]))
+        #expect(r.status == 3)
+        #expect(r.stderr == "oops\n")
+    }
+
+    @Test func aMissingProgramIsNil() {
+        #expect(PersistentExports.spawn("/nonexistent/systemctl", []) == nil)
+    }
+}
