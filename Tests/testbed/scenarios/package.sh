@@ -123,7 +123,10 @@ kill -TERM "$pid"
 for _ in $(seq 1 100); do [ -e /dev/vduse/db ] || break; sleep 0.1; done
 [ ! -e /dev/vduse/db ] && [ -f "$conf" ] || fail "after stopping the server: /dev/vduse/db still there or db.conf gone"
 exec_start=$(sed -n 's/^ExecStart=//p' "$R/lib/systemd/system/vduse-export@.service" | sed 's/%i/db/g')
-in_root bash -c "set -a; . /etc/vduse-export/db.conf; exec $exec_start" > unit.out 2> unit.err &
+# systemd takes the line after "VDUSE_EXPORT_ARGS=" as the value and splits an unquoted
+# $VDUSE_EXPORT_ARGS in ExecStart at whitespace, as bash does below.
+args=$(sed -n 's/^VDUSE_EXPORT_ARGS=//p' "$conf")
+in_root env VDUSE_EXPORT_ARGS="$args" bash -c "exec $exec_start" > unit.out 2> unit.err &
 unit_pid=$!
 for _ in $(seq 1 300); do [ -s unit.out ] && break; kill -0 $unit_pid 2>/dev/null || break; sleep 0.1; done
 read -r _ name newdev < unit.out || fail "the unit's ExecStart did not bring db back: $(cat unit.err)"
