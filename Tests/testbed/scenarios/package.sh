@@ -29,7 +29,7 @@ mount -t tmpfs noswift "$R/opt/swift"  # no Swift toolchain or runtime for the i
 in_root() { chroot "$R" "$@"; }
 cleanup() {
     in_root udevadm control --exit 2>/dev/null || true
-    for n in web01 db; do in_root vduse-export del --force "$n" 2>/dev/null || true; done
+    for n in web01 db; do in_root vduse-export del --force "$n" 2>/dev/null || true; done  # after a failure only
     umount -R "$R" 2>/dev/null || umount -lR "$R" 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -151,4 +151,11 @@ for _ in $(seq 1 100); do [ -e /dev/vduse/db ] || break; sleep 0.1; done
 in_root $X del db || fail "del of a persistent export that is not running"
 [ ! -e "$conf" ] && [ ! -e "$link" ] || fail "del of a stopped persistent export left files"
 note "del: server stopped (exit 0), db.conf, drop-in and link gone (is-enabled: disabled); again: exit 6; a stopped persistent export is undone too"
+# dpkg --purge also removes what --persist wrote, so no enablement link dangles.
+in_root $X add /tmp/db.img --name db --persist >/dev/null
+kill -TERM "$(in_root $X list --json | python3 -c 'import json,sys; print([e["pid"] for e in json.load(sys.stdin) if e["name"] == "db"][0])')"
+for _ in $(seq 1 100); do [ -e /dev/vduse/db ] || break; sleep 0.1; done
+in_root dpkg --purge vduse-export > dpkg.log 2>&1 || { cat dpkg.log; fail "dpkg --purge"; }
+[ ! -e "$R/etc/vduse-export" ] && [ ! -e "$link" ] && [ ! -e "$R/usr/sbin/vduse-export" ] || fail "purge left files"
+note "dpkg --purge: binary, /etc/vduse-export and the enablement link gone"
 expect_no_disks
