@@ -5,7 +5,8 @@
 # the kernel's /sys/block/vdX/size follows, data below the new end intact), man -l, bash
 # completion, and add --persist / del (files, drop-in, unit enablement via systemctl --root, and
 # the unit's own ExecStart line bringing the export back with its name, serial and by-vduse link).
-# Not proven here: a real boot under systemd as PID 1 (ordering before local-fs.target).
+# Not proven here: a real boot under systemd as PID 1; the ordering is checked by
+# systemd-analyze verify on the fstab generator's output, not by watching a boot.
 # timeout: 300
 source "$PROJECT/Tests/testbed/scenario-lib.sh"
 
@@ -115,6 +116,20 @@ sums=$(md5sum "$conf" "$dropin")
 [ "$(in_root $X add /tmp/db.img --name db --serial DB-0001 --persist)" = "$dbdev" ] || fail "second add --persist"
 [ "$(md5sum "$conf" "$dropin")" = "$sums" ] || fail "second add --persist changed the files"
 note "add --persist: db.conf, RequiresMountsFor drop-in, local-fs.target.wants link (is-enabled: enabled), verify clean; again: same device, files unchanged"
+
+# The fstab line README suggests, through the real fstab generator: the mount requires and
+# follows the export's unit, and systemd-analyze verify (which builds the start transaction) finds
+# no ordering cycle between it, the unit (Before=local-fs.target) and the RequiresMountsFor drop-in.
+echo '/dev/disk/by-vduse/db /srv/db ext4 x-systemd.requires=vduse-export@db.service 0 2' > "$R/tmp/fstab"
+gen=/run/systemd/generator
+mkdir -p "$R$gen" "$R$gen.early" "$R$gen.late"
+in_root env SYSTEMD_FSTAB=/tmp/fstab /lib/systemd/system-generators/systemd-fstab-generator $gen $gen.early $gen.late \
+    || fail "systemd-fstab-generator failed"
+[ "$(grep -cE '^(After|Requires)=.*vduse-export@db\.service' "$R$gen/srv-db.mount")" = 2 ] || fail "srv-db.mount: $(cat "$R$gen/srv-db.mount")"
+verify=$(in_root systemd-analyze verify --man=no $gen/srv-db.mount 2>&1) || true
+[ -z "$verify" ] || fail "systemd-analyze verify srv-db.mount: $verify"
+rm -rf "$R$gen" "$R$gen.early" "$R$gen.late"
+note "fstab on /dev/disk/by-vduse/db with x-systemd.requires: generated srv-db.mount requires and follows the unit; verify: no cycle, clean"
 
 # "Reboot": stop the server (the export goes, the configuration stays), then run the unit's own
 # ExecStart line with its EnvironmentFile, as systemd would.
