@@ -26,7 +26,7 @@ final class RequestSlots {
 
     /// Copies the request's data pieces into the slot's iovec array (kept until completion).
     func fill(_ head: Int, _ pieces: [MemoryPiece]) -> UnsafeMutableBufferPointer<iovec> {
-        if slots[head].iovCapacity < pieces.count {
+        if slots[head].iov == nil || slots[head].iovCapacity < pieces.count {
             slots[head].iov?.deallocate()
             let capacity = max(pieces.count, 16)
             slots[head].iov = .allocate(capacity: capacity)

@@ -1,4 +1,5 @@
 import QMP
+import QAPI
 import Foundation
 import Glibc
 
@@ -71,11 +72,17 @@ public enum ShrinkGuard {
 }
 
 extension Provisioner {
+    /// A string member of a QMP reply object.
+    static func member(_ value: OptionValue, _ key: String) -> String? {
+        guard case let .object(members) = value, case let .string(s)? = members.first(where: { $0.key == key })?.value else { return nil }
+        return s
+    }
+
     /// Resizes the export `name` to `sizeText` through its server's QMP socket (block_resize) and
     /// returns once the kernel reports the new capacity.
     public func resize(name: String, to sizeText: String, force: Bool, timeout: TimeInterval = 30) throws(ProvisioningError) -> ExportRecord {
         guard let record = state.read(name) else { throw ProvisioningError(.notFound, "no export named '\(name)'") }
-        guard record.state == "running", let socket = record.socket else {
+        guard record.state == .running, let socket = record.socket else {
             throw ProvisioningError(.conflict, "export '\(name)' has no running server: run 'vduse-export del \(name)' first")
         }
         let disk = (record.device as NSString).lastPathComponent
@@ -89,11 +96,13 @@ extension Provisioner {
         }
         do {
             // add names its node disk0, but a `serve --record` export may use any node: ask.
-            let exports = try QMPClient.execute(socket: socket, command: "query-block-exports", arguments: [:]) as? [[String: Any]] ?? []
-            guard let node = exports.first(where: { $0["id"] as? String == record.id })?["node-name"] as? String else {
+            let reply = try QMPClient.execute(socket: socket, command: "query-block-exports")
+            guard case let .list(exports) = reply,
+                  let node = exports.lazy.compactMap({ Self.member($0, "id") == record.id ? Self.member($0, "node-name") : nil }).first else {
                 throw ProvisioningError(.kernel, "the server of '\(name)' does not list export '\(record.id)'")
             }
-            _ = try QMPClient.execute(socket: socket, command: "block_resize", arguments: ["node-name": node, "size": bytes])
+            _ = try QMPClient.execute(socket: socket, command: "block_resize",
+                                      arguments: .object([("node-name", .string(node)), ("size", .number(String(bytes)))]))
         } catch let e as ProvisioningError {
             throw e
         } catch {

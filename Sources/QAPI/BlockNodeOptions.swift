@@ -2,7 +2,14 @@
 /// `host_device` (protocol nodes: an image file or a block device), `raw` (a format node over
 /// another node, given by name in `file`) and `null-co` (zeros, for benchmarks).
 public struct BlockNodeOptions: Equatable, Sendable {
-    public static let drivers = ["file", "host_device", "raw", "null-co"]
+    /// The block drivers we implement, by their QEMU names.
+    public enum Driver: String, CaseIterable, Equatable, Sendable {
+        case file
+        case hostDevice = "host_device"
+        case raw
+        case nullCo = "null-co"
+    }
+    public static let drivers = Driver.allCases.map(\.rawValue)
     /// Other QEMU block drivers: known names, refused with a clear message.
     package static let unsupportedQEMUDrivers = [
         "qcow2", "qcow", "qed", "vmdk", "vdi", "vhdx", "vpc", "luks", "parallels", "bochs", "cloop", "dmg",
@@ -11,7 +18,7 @@ public struct BlockNodeOptions: Equatable, Sendable {
         "compress", "copy-before-write", "snapshot-access", "preallocate", "io_uring", "vvfat", "virtio-blk-vhost-user",
     ]
 
-    public var driver: String
+    public var driver: Driver
     public var nodeName: String
     public var readOnly: Bool?
     public var cacheDirect: Bool?
@@ -28,13 +35,13 @@ public struct BlockNodeOptions: Equatable, Sendable {
     public init(_ value: OptionValue, syntax: OptionSyntax) throws(OptionError) {
         var r = try OptionReader(value, syntax: syntax)
         guard let driver = try r.string("driver") else { throw OptionError("Parameter 'driver' is missing") }
-        guard Self.drivers.contains(driver) else {
+        guard let known = Driver(rawValue: driver) else {
             if Self.unsupportedQEMUDrivers.contains(driver) {
                 throw OptionError("Block driver '\(driver)' is not supported by vduse-export (use file, host_device, raw or null-co)")
             }
             throw OptionError("Parameter 'driver' does not accept value '\(driver)'")
         }
-        self.driver = driver
+        self.driver = known
         guard let nodeName = try r.string("node-name") else { throw OptionError("'node-name' must be specified for the root node") }
         self.nodeName = nodeName
         readOnly = try r.bool("read-only")
@@ -45,17 +52,17 @@ public struct BlockNodeOptions: Equatable, Sendable {
         }
         // QEMU block options we do not implement (discard, detect-zeroes, cache.no-flush, …) are
         // refused as unexpected rather than silently ignored.
-        switch driver {
-        case "file", "host_device":
+        switch self.driver {
+        case .file, .hostDevice:
             filename = try r.requiredString("filename")
             aio = try r.enumeration("aio", ["threads", "native", "io_uring"])
-        case "raw":
+        case .raw:
             switch r.raw("file") {
             case let .string(s)?: file = s
             case nil: throw OptionError("Parameter 'file' is missing")
             default: throw OptionError("Invalid parameter type for 'file', expected: string (the node-name of a --blockdev given before)")
             }
-        default:  // null-co
+        case .nullCo:
             // QAPI `int`, not `size`: no suffixes (size=1G fails in QEMU too).
             size = try r.unsigned("size", max: UInt64(Int64.max), typeName: "int64_t")
             readZeroes = try r.bool("read-zeroes")

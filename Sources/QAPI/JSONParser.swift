@@ -76,22 +76,38 @@ public enum JSONParser {
             at += w.count
         }
 
+        /// RFC 8259's grammar exactly: no leading zeros, a digit after '.', and after 'e'.
         package mutating func number() throws(OptionError) -> String {
             let start = at
             if at < bytes.count, bytes[at] == UInt8(ascii: "-") { at += 1 }
-            var digits = 0
-            while at < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[at]) { at += 1; digits += 1 }
-            guard digits > 0 else { throw fail("invalid token") }
+            let intStart = at
+            guard digits() > 0 else { throw fail("invalid token") }
+            if bytes[intStart] == UInt8(ascii: "0") && at - intStart > 1 { throw fail("invalid token") }
             if at < bytes.count, bytes[at] == UInt8(ascii: ".") {
                 at += 1
-                while at < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[at]) { at += 1 }
+                guard digits() > 0 else { throw fail("invalid token") }
             }
             if at < bytes.count, bytes[at] == UInt8(ascii: "e") || bytes[at] == UInt8(ascii: "E") {
                 at += 1
                 if at < bytes.count, bytes[at] == UInt8(ascii: "+") || bytes[at] == UInt8(ascii: "-") { at += 1 }
-                while at < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[at]) { at += 1 }
+                guard digits() > 0 else { throw fail("invalid token") }
             }
             return String(decoding: bytes[start..<at], as: UTF8.self)
+        }
+
+        private mutating func digits() -> Int {
+            let start = at
+            while at < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[at]) { at += 1 }
+            return at - start
+        }
+
+        /// Four hex digits after `\u`.
+        private mutating func hex4() throws(OptionError) -> UInt32 {
+            guard at + 4 <= bytes.count, bytes[at..<at + 4].allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x66) }),
+                  let code = UInt32(String(decoding: bytes[at..<at + 4], as: UTF8.self), radix: 16)
+            else { throw fail("invalid escape") }
+            at += 4
+            return code
         }
 
         package mutating func string() throws(OptionError) -> String {
@@ -114,9 +130,16 @@ public enum JSONParser {
                     case UInt8(ascii: "b"): out.append(0x08)
                     case UInt8(ascii: "f"): out.append(0x0c)
                     case UInt8(ascii: "u"):
-                        guard at + 4 <= bytes.count, let code = UInt32(String(decoding: bytes[at..<at + 4], as: UTF8.self), radix: 16)
-                        else { throw fail("invalid escape") }
-                        at += 4
+                        var code = try hex4()
+                        if (0xD800...0xDBFF).contains(code) {
+                            // A high surrogate must be followed by an escaped low one: one character.
+                            guard at + 2 <= bytes.count, bytes[at] == UInt8(ascii: "\\"), bytes[at + 1] == UInt8(ascii: "u")
+                            else { throw fail("invalid escape") }
+                            at += 2
+                            let low = try hex4()
+                            guard (0xDC00...0xDFFF).contains(low) else { throw fail("invalid escape") }
+                            code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                        }
                         guard let scalar = Unicode.Scalar(code) else { throw fail("invalid escape") }
                         out.append(contentsOf: Array(String(Character(scalar)).utf8))
                     default: throw fail("invalid escape")

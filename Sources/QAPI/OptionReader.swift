@@ -123,6 +123,12 @@ package struct OptionReader {
     }
 
     package static func parseSize(_ s: String) -> UInt64? {
+        // A 0x-prefixed hex integer: no suffix, no fraction (QEMU's qemu_strtosz).
+        if s.hasPrefix("0x") || s.hasPrefix("0X") {
+            let digits = s.dropFirst(2)
+            guard !digits.isEmpty, digits.allSatisfy(\.isHexDigit) else { return nil }
+            return UInt64(digits, radix: 16)
+        }
         var number = Substring(s)
         var multiplier: UInt64 = 1
         if let last = s.last, last.isLetter {

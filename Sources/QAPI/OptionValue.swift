@@ -35,3 +35,59 @@ public enum OptionSyntax: Sendable {
     case keyval
     case json
 }
+
+extension OptionValue {
+    /// Compact JSON text: numbers exactly as they were written, strings escaped as JSON needs.
+    /// Object members keep their order. The QMP socket speaks through this both ways.
+    public var jsonText: String {
+        var out = ""
+        write(to: &out)
+        return out
+    }
+
+    private func write(to out: inout String) {
+        switch self {
+        case let .string(s): Self.writeString(s, to: &out)
+        case let .bool(b): out += b ? "true" : "false"
+        case let .number(n): out += n
+        case .null: out += "null"
+        case let .list(items):
+            out += "["
+            for (i, item) in items.enumerated() {
+                if i > 0 { out += ", " }
+                item.write(to: &out)
+            }
+            out += "]"
+        case let .object(members):
+            out += "{"
+            for (i, member) in members.enumerated() {
+                if i > 0 { out += ", " }
+                Self.writeString(member.key, to: &out)
+                out += ": "
+                member.value.write(to: &out)
+            }
+            out += "}"
+        }
+    }
+
+    private static func writeString(_ s: String, to out: inout String) {
+        out += "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20:
+                out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
+                    + String(scalar.value, radix: 16)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        out += "\""
+    }
+
+    /// An integer as a JSON number.
+    public static func integer<T: BinaryInteger>(_ value: T) -> OptionValue { .number(String(value)) }
+}

@@ -21,7 +21,7 @@ package final class QMPCommands: Sendable {
         self.logger = logger
     }
 
-    package func handle(_ command: String, _ arguments: OptionValue, emit: (String, [String: Any]) -> Void) throws -> Any {
+    package func handle(_ command: String, _ arguments: OptionValue, emit: (String, OptionValue) -> Void) throws -> OptionValue {
         switch command {
         case "block-export-add":
             let options = try BlockExportOptions(arguments, syntax: .json)
@@ -34,7 +34,7 @@ package final class QMPCommands: Sendable {
                 configuration.withLock { $0.removeExport(id: plan.id) }
                 throw error
             }
-            return [String: Any]()
+            return .object([])
         case "block-export-del":
             var r = try OptionReader(arguments, syntax: .json)
             let id = try r.requiredString("id")
@@ -45,13 +45,14 @@ package final class QMPCommands: Sendable {
             try manager.remove(id: id)
             records.remove(name: status.name)
             configuration.withLock { $0.removeExport(id: id) }
-            emit("BLOCK_EXPORT_DELETED", ["id": id])
-            return [String: Any]()
+            emit("BLOCK_EXPORT_DELETED", .object([("id", .string(id))]))
+            return .object([])
         case "query-block-exports":
             try OptionReader(arguments, syntax: .json).finish()
-            return manager.exports.map {
-                ["id": $0.id, "type": "vduse-blk", "node-name": $0.nodeName, "shutting-down": $0.shuttingDown] as [String: Any]
-            }
+            return .list(manager.exports.map {
+                .object([("type", .string("vduse-blk")), ("id", .string($0.id)), ("node-name", .string($0.nodeName)),
+                         ("shutting-down", .bool($0.shuttingDown))])
+            })
         case "block_resize":
             var r = try OptionReader(arguments, syntax: .json)
             let node = try r.string("node-name")
@@ -63,10 +64,10 @@ package final class QMPCommands: Sendable {
             guard let node else { throw QMPServer.CommandError("Cannot find device='' nor node-name=''") }
             try manager.resize(nodeName: node, to: size)
             if let s = manager.exports.first(where: { $0.nodeName == node }) { records.resized(name: s.name, to: s.sizeBytes) }
-            return [String: Any]()
+            return .object([])
         case "quit":
             kill(getpid(), SIGTERM)  // the main thread's sigwait takes it and shuts down
-            return [String: Any]()
+            return .object([])
         default:
             throw QMPServer.CommandError("The command \(command) has not been found", errorClass: "CommandNotFound")
         }

@@ -131,7 +131,7 @@ struct ListCommand: ParsableCommand {
         if json {
             struct Entry: Encodable {
                 let record: ExportRecord
-                let state: String
+                let state: ExportState
                 func encode(to encoder: Encoder) throws {
                     try record.encode(to: encoder)
                     var c = encoder.container(keyedBy: Key.self)
@@ -144,8 +144,8 @@ struct ListCommand: ParsableCommand {
         }
         for (r, state) in entries {
             let pid = r.pid > 0 ? String(r.pid) : "-"
-            Console.out([r.name.padding(16), (r.device.isEmpty ? "-" : r.device).padding(10), state.padding(10),
-                         pid.padding(8), r.image.isEmpty ? "-" : r.image].joined(separator: " "))
+            Console.out([r.name.padding(16), (r.device.isEmpty ? "-" : r.device).padding(10), state.rawValue.padding(10),
+                         pid.padding(8), String(r.restarts ?? 0).padding(3), r.image.isEmpty ? "-" : r.image].joined(separator: " "))
         }
     }
 }

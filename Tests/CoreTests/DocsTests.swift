@@ -24,7 +24,8 @@ import Testing
         let page = try String(contentsOf: Self.repo.appendingPathComponent("packaging/generated/vduse-export.8"), encoding: .utf8)
         let commands = try #require((info["command"] as? [String: Any])?["subcommands"] as? [[String: Any]])
         #expect(commands.count >= 6)
-        for command in commands where command["commandName"] as? String != "help" {
+        // help and hidden commands (shouldDisplay false) are not in the page.
+        for command in commands where command["commandName"] as? String != "help" && command["shouldDisplay"] as? Bool != false {
             let name = try #require(command["commandName"] as? String)
             #expect(page.contains("\n.SS \(name)\n"), "no section for \(name)")
             for argument in command["arguments"] as? [[String: Any]] ?? [] where argument["shouldDisplay"] as? Bool == true {
