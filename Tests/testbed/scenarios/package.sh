@@ -95,10 +95,10 @@ in_root $X del web01 || fail "del web01"
 in_root man -l /usr/share/man/man8/vduse-export.8.gz > man.txt 2>man.err || fail "man -l: $(cat man.err)"
 for s in "EXIT STATUS" FILES EXAMPLES "vduse-export resize NAME SIZE"; do grep -q "$s" man.txt || fail "man page lacks '$s'"; done
 reply=$(in_root bash -c 'source /usr/share/bash-completion/completions/vduse-export
-    COMP_WORDS=(vduse-export re); COMP_CWORD=1; COMP_LINE="vduse-export re"; COMP_POINT=${#COMP_LINE}
-    _vduse-export vduse-export re vduse-export; echo "${COMPREPLY[*]}"') || fail "bash completion does not load"
-[ "$reply" = resize ] || fail "completing 'vduse-export re' gave '$reply'"
-note "man -l renders $(wc -l < man.txt) lines with EXIT STATUS, FILES, EXAMPLES; bash completes 're' to '$reply'"
+    COMP_WORDS=(vduse-export resi); COMP_CWORD=1; COMP_LINE="vduse-export resi"; COMP_POINT=${#COMP_LINE}
+    _vduse-export vduse-export resi vduse-export; echo "${COMPREPLY[*]}"') || fail "bash completion does not load"
+[ "$reply" = resize ] || fail "completing 'vduse-export resi' gave '$reply'"
+note "man -l renders $(wc -l < man.txt) lines with EXIT STATUS, FILES, EXAMPLES; bash completes 'resi' to '$reply'"
 
 # --persist: configuration, drop-in, enablement; idempotent; del undoes it.
 truncate -s 32M "$R/tmp/db.img"
