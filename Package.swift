@@ -61,6 +61,12 @@ let package = Package(
         // server (bench/request-path).
         .executableTarget(name: "request-path-bench", dependencies: ["Core", "VirtioDriverSim", "BlockBackends", "Virtio", "Kernel",
                                                                .product(name: "Logging", package: "swift-log")]),
+        // Writes the man page and shell completions from the built command's own parser definitions
+        // (scripts/gen-docs, scripts/build-deb); not installed.
+        .executableTarget(
+            name: "vduse-export-docs",
+            dependencies: ["Provisioning", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .testTarget(name: "CoreTests", dependencies: ["Core", "Virtio", "BlockBackends", "Kernel", "QAPI", "QMP", "Provisioning",
                                                       "VirtioDriverSim"]),
     ]

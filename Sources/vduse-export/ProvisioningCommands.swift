@@ -57,8 +57,15 @@ struct AddCommand: ParsableCommand {
     @Flag(help: "Serve in this process until SIGINT/SIGTERM instead of in the background.")
     var foreground = false
 
+    @Flag(help: "Also keep it across reboots: write /etc/vduse-export/NAME.conf and enable vduse-export@NAME.service, which brings the same name, serial and /dev/disk/by-vduse/NAME back before local file systems are mounted. `del` undoes it.")
+    var persist = false
+
     @Flag(name: .shortAndLong, help: "Log what happens on stderr.")
     var verbose = false
+
+    func validate() throws {
+        if persist && foreground { throw ValidationError("--persist and --foreground do not go together (the unit serves a persistent export)") }
+    }
 
     func run() throws {
         var request = AddRequest(image: image)
@@ -78,20 +85,26 @@ struct AddCommand: ParsableCommand {
             throw fail(ProvisioningError(.invalidOptions, "--timeout must be a positive number of seconds"))
         }
         do {
+            // Refuse what cannot be persisted before anything is created.
+            if persist { _ = try PersistentExports.configText(name: request.resolvedName, serveArguments: request.serveArguments) }
             if !foreground {
                 // One add at a time: a concurrent add of the same image then finds this one's
                 // record and prints the same disk instead of failing.
                 let deadline = Date().addingTimeInterval(timeout)
+                var started = false
                 let record = try provisioner.whileLocked(until: deadline) { () throws -> ExportRecord in
                     if let record = try provisioner.existing(request) { return record }
                     _ = try ServeConfiguration.build(objects: request.objects, blockdevs: request.blockdevs,
                                                      exports: [request.exportSpec])
+                    started = true
                     return try provisioner.start(request, serveArguments: request.serveArguments, deadline: deadline)
                 }
+                try persistIfAsked(request, started: started, provisioner)
                 print(record)
                 return
             }
             if let record = try provisioner.existing(request) {
+                try persistIfAsked(request, started: false, provisioner)
                 print(record)
                 return
             }
@@ -105,6 +118,18 @@ struct AddCommand: ParsableCommand {
             }
         } catch {
             throw fail(error)
+        }
+    }
+
+    /// Persists the export; if that fails, an export this command started is deleted again.
+    private func persistIfAsked(_ request: AddRequest, started: Bool, _ provisioner: Provisioner) throws {
+        guard persist else { return }
+        do {
+            try PersistentExports.standard.persist(name: request.resolvedName, serveArguments: request.serveArguments,
+                                                   image: request.absoluteImage)
+        } catch {
+            if started { try? provisioner.delete(name: request.resolvedName, force: true) }
+            throw error
         }
     }
 
@@ -152,7 +177,8 @@ struct DelCommand: ParsableCommand {
         discussion: """
             Refuses (exit 5) while the disk or one of its partitions is mounted, held (e.g. by \
             device-mapper) or open in a process, unless --force. An export whose server died is \
-            cleaned up. Unknown name: exit 6.
+            cleaned up. A persistent export (`add --persist`) also loses its configuration and \
+            its unit is disabled, even when it is not running. Unknown name: exit 6.
             """)
 
     @Argument(help: "The export's name (as `list` shows it).")
@@ -165,8 +191,14 @@ struct DelCommand: ParsableCommand {
     var verbose = false
 
     func run() throws {
+        let persistent = PersistentExports.standard
         do {
-            try Provisioner(logger: Console.logger(verbose: verbose)).delete(name: name, force: force)
+            do {
+                try Provisioner(logger: Console.logger(verbose: verbose)).delete(name: name, force: force)
+            } catch let e as ProvisioningError where e.status == .notFound && persistent.isPersistent(name) {
+                // Not running (say its unit failed at boot): only the configuration is left.
+            }
+            try persistent.forget(name: name)
         } catch {
             throw fail(error)
         }

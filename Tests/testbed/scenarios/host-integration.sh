@@ -7,8 +7,10 @@ X=$VDUSE_EXPORT
 
 # systemd unit: verify a copy whose ExecStart points at the binary we built.
 mkdir -p unit
-sed "s|/usr/local/sbin/vduse-export|$X|" "$PROJECT/systemd/vduse-export@.service" > unit/vduse-export@web01.service
-out=$(cd unit && systemd-analyze verify ./vduse-export@web01.service 2>&1 || true)
+sed "s|/usr/sbin/vduse-export|$X|" "$PROJECT/systemd/vduse-export@.service" > unit/vduse-export@web01.service
+# --man=no: Documentation=man:vduse-export(8) is installed by the package (the package scenario
+# verifies with it); here the unit comes straight from the tree.
+out=$(cd unit && systemd-analyze verify --man=no ./vduse-export@web01.service 2>&1 || true)
 [ -z "$out" ] || fail "systemd-analyze verify: $out"
 note "systemd-analyze verify: clean"
 

@@ -1,0 +1,146 @@
+import Foundation
+import Glibc
+
+/// Exports that come back at boot: `add --persist` writes `/etc/vduse-export/NAME.conf` (the
+/// `serve` arguments, read by vduse-export@NAME.service) and a drop-in ordering the unit after the
+/// image's mount, then enables the unit; `del` disables it and removes both. Both are idempotent.
+public struct PersistentExports: Sendable {
+    public let configDirectory: String
+    public let unitDirectory: String
+
+    /// `$VDUSE_EXPORT_CONFIG_DIR` or /etc/vduse-export; drop-ins under /etc/systemd/system.
+    public static var standard: PersistentExports {
+        let env = ProcessInfo.processInfo.environment
+        return PersistentExports(configDirectory: env["VDUSE_EXPORT_CONFIG_DIR"] ?? "/etc/vduse-export",
+                                 unitDirectory: env["VDUSE_EXPORT_UNIT_DIR"] ?? "/etc/systemd/system")
+    }
+
+    public init(configDirectory: String, unitDirectory: String) {
+        self.configDirectory = configDirectory
+        self.unitDirectory = unitDirectory
+    }
+
+    public static func unit(_ name: String) -> String { "vduse-export@\(name).service" }
+    public func configPath(_ name: String) -> String { "\(configDirectory)/\(name).conf" }
+    public func dropInDirectory(_ name: String) -> String { "\(unitDirectory)/\(Self.unit(name)).d" }
+    public func dropInPath(_ name: String) -> String { "\(dropInDirectory(name))/persist.conf" }
+
+    public func isPersistent(_ name: String) -> Bool { FileManager.default.fileExists(atPath: configPath(name)) }
+
+    /// The configuration file. systemd splits `$VDUSE_EXPORT_ARGS` at whitespace and gives quotes,
+    /// backslashes and `$` meaning in environment files, so arguments holding them are refused
+    /// rather than silently changed.
+    public static func configText(name: String, serveArguments: [String]) throws(ProvisioningError) -> String {
+        let unsafe = Set(" \t\n\"'\\$%;`")
+        if let bad = serveArguments.first(where: { $0.contains(where: unsafe.contains) }) {
+            throw ProvisioningError(.invalidOptions, "cannot persist '\(name)': the argument '\(bad)' contains whitespace, a quote, '\\', '$', '%', ';' or '`', which a systemd environment file cannot carry")
+        }
+        return """
+            # vduse-export \(name): written by `vduse-export add --persist`, removed by `vduse-export del \(name)`.
+            # Read by \(unit(name)) at boot.
+            VDUSE_EXPORT_ARGS=\(serveArguments.joined(separator: " "))
+
+            """
+    }
+
+    /// Orders the unit after the mounts that hold the image (and makes them required).
+    public static func dropInText(name: String, image: String) -> String {
+        """
+        # vduse-export \(name): written by `vduse-export add --persist`, removed by `vduse-export del \(name)`.
+        [Unit]
+        RequiresMountsFor=\(image)
+
+        """
+    }
+
+    /// Writes what differs and enables the unit. Returns whether a file changed.
+    @discardableResult
+    public func persist(name: String, serveArguments: [String], image: String,
+                        systemctl: ([String]) throws(ProvisioningError) -> Void = Self.systemctl) throws(ProvisioningError) -> Bool {
+        let config = try Self.configText(name: name, serveArguments: serveArguments)
+        var changed = try Self.writeIfChanged(configPath(name), config, directory: configDirectory, directoryMode: 0o755)
+        changed = try Self.writeIfChanged(dropInPath(name), Self.dropInText(name: name, image: image),
+                                          directory: dropInDirectory(name), directoryMode: 0o755) || changed
+        try systemctl(["enable", "--quiet", Self.unit(name)])
+        return changed
+    }
+
+    /// Disables the unit and removes the configuration and drop-in. Returns whether there was any.
+    @discardableResult
+    public func forget(name: String, systemctl: ([String]) throws(ProvisioningError) -> Void = Self.systemctl) throws(ProvisioningError) -> Bool {
+        let fm = FileManager.default
+        guard fm.fileExists(atPath: configPath(name)) || fm.fileExists(atPath: dropInPath(name)) else { return false }
+        try systemctl(["disable", "--quiet", Self.unit(name)])
+        unlink(dropInPath(name))
+        rmdir(dropInDirectory(name))  // only if nothing else is in it
+        unlink(configPath(name))
+        return true
+    }
+
+    static func writeIfChanged(_ path: String, _ text: String, directory: String, directoryMode: mode_t) throws(ProvisioningError) -> Bool {
+        if (try? String(contentsOfFile: path, encoding: .utf8)) == text { return false }
+        if mkdir(directory, directoryMode) != 0 && errno != EEXIST {
+            throw ProvisioningError(.kernel, "cannot create \(directory): \(String(cString: strerror(errno)))")
+        }
+        // Temporary file and rename: a crash never leaves a half-written configuration for boot.
+        let tmp = path + ".tmp"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw ProvisioningError(.kernel, "cannot write \(tmp): \(String(cString: strerror(errno)))") }
+        let data = Array(text.utf8)
+        let ok = Glibc.write(fd, data, data.count) == data.count && fsync(fd) == 0
+        close(fd)
+        guard ok, rename(tmp, path) == 0 else {
+            unlink(tmp)
+            throw ProvisioningError(.kernel, "cannot write \(path): \(String(cString: strerror(errno)))")
+        }
+        return true
+    }
+
+    /// Runs systemctl; without a running systemd (a chroot, an image build) it edits the links only.
+    public static func systemctl(_ arguments: [String]) throws(ProvisioningError) {
+        let command = "systemctl " + arguments.joined(separator: " ")
+        guard let (status, message) = spawn("/bin/systemctl", arguments) else {
+            throw ProvisioningError(.kernel, "cannot run \(command): \(String(cString: strerror(errno)))")
+        }
+        guard status == 0 else {
+            throw ProvisioningError(.kernel, "\(command) failed (exit \(status)): \(message.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+    }
+
+    /// posix_spawn with stderr captured. Not Foundation's Process: its run loop needs a socket
+    /// pair that could not be created in the test bed's chroot, and then it hung.
+    static func spawn(_ path: String, _ arguments: [String]) -> (status: Int32, stderr: String)? {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { return nil }
+        // Close-on-exec: the child gets the write end only as its stderr (dup2 clears the flag).
+        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
+        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
+        defer { for p in argv { free(p) } }
+        var pid: pid_t = 0
+        let r = posix_spawn(&pid, path, &actions, nil, argv, environ)
+        close(fds[1])
+        guard r == 0 else {
+            close(fds[0])
+            errno = r
+            return nil
+        }
+        var output: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = read(fds[0], &buffer, buffer.count)
+            if n > 0 { output += buffer[0..<n] } else if n < 0 && errno == EINTR { continue } else { break }
+        }
+        close(fds[0])
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let code = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return (code, String(decoding: output, as: UTF8.self))
+    }
+}
