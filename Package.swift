@@ -35,6 +35,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // What the qcow2 engine needs from C: zlib (raw deflate) and zstd decompression of
+        // compressed clusters, and fallocate to punch holes for freed clusters.
+        .target(
+            name: "CQcow2",
+            linkerSettings: [.linkedLibrary("z"), .linkedLibrary("zstd")]
+        ),
+        // The qcow2 image format, independent of VDUSE: open, map, read, write, allocate.
+        .target(name: "QCOW2", dependencies: ["CQcow2"]),
         .testTarget(name: "CoreTests", dependencies: ["Core"]),
+        .testTarget(name: "QCOW2Tests", dependencies: ["QCOW2"]),
     ]
 )
