@@ -1,6 +1,10 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// Layers, lowest first; each target may import only those listed as its dependencies, so the
+// compiler keeps the direction (see docs/architecture.md):
+//   CVDUSE → Kernel → Virtio → BlockBackends (uses QCOW2, the pure qcow2 engine) → Core (block server) → QMP → Provisioning → vduse-export
+//   QAPI (options, checks, plans) is pure and used from Core upwards.
 let package = Package(
     name: "vduse-export",
     products: [
@@ -9,6 +13,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
     ],
     targets: [
         // Kernel interface definitions (VDUSE, virtio), ioctl wrappers, liburing and libnl glue:
@@ -20,30 +25,46 @@ let package = Package(
                 .linkedLibrary("nl-genl-3"), .linkedLibrary("nl-3"), .linkedLibrary("uring"),
             ]
         ),
-        .target(
-            name: "Core",
-            dependencies: [
-                "CVDUSE",
-                .product(name: "Logging", package: "swift-log"),
-            ]
-        ),
-        .executableTarget(
-            name: "vduse-export",
-            dependencies: [
-                "Core",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-            ]
-        ),
+        // Linux interfaces: owned fds, errno-keeping errors, eventfd, io_uring, VDUSE, vdpa netlink.
+        // Returns raw mappings and numbers, never virtio types.
+        .target(name: "Kernel", dependencies: ["CVDUSE", .product(name: "SystemPackage", package: "swift-system")]),
+        // QEMU's QAPI model, keyval/JSON parsers and create-time checks. Pure.
+        .target(name: "QAPI"),
+        // Split virtqueues, descriptor chains over checked driver memory, virtio-blk request
+        // parsing. Pure given numbers and memory (CVDUSE only for memory barriers).
+        .target(name: "Virtio", dependencies: ["CVDUSE"]),
         // What the qcow2 engine needs from C: zlib (raw deflate) and zstd decompression of
         // compressed clusters, and fallocate to punch holes for freed clusters.
         .target(
             name: "CQcow2",
             linkerSettings: [.linkedLibrary("z"), .linkedLibrary("zstd")]
         ),
-        // The qcow2 image format, independent of VDUSE: open, map, read, write, allocate.
+        // The qcow2 image format, independent of VDUSE: open, map, read, write, allocate. Pure
+        // file I/O (Glibc), so it is tested on the host against qemu-img.
         .target(name: "QCOW2", dependencies: ["CQcow2"]),
-        .testTarget(name: "CoreTests", dependencies: ["Core"]),
+        // The storage behind an export, behind one interface (file/block device, null, qcow2, ...).
+        .target(name: "BlockBackends", dependencies: ["Kernel", "Virtio", "QCOW2"]),
+        // The block server: iothreads, queue servers, VDUSE exports, the export manager.
+        .target(
+            name: "Core",
+            dependencies: ["Kernel", "Virtio", "BlockBackends", "QAPI", .product(name: "Logging", package: "swift-log")]
+        ),
+        // The QMP control socket and client.
+        .target(name: "QMP", dependencies: ["Core", "QAPI", "Kernel", .product(name: "Logging", package: "swift-log")]),
+        // add/list/del, state records, readiness, host integration, the serve loop.
+        .target(
+            name: "Provisioning",
+            dependencies: ["Core", "QMP", "QAPI", "Kernel", .product(name: "Logging", package: "swift-log")]
+        ),
+        .executableTarget(
+            name: "vduse-export",
+            dependencies: [
+                "Provisioning", "Core", "QAPI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "CoreTests", dependencies: ["Core", "Virtio", "BlockBackends", "Kernel", "QAPI", "QMP", "Provisioning"]),
         .testTarget(name: "QCOW2Tests", dependencies: ["QCOW2"]),
     ]
 )

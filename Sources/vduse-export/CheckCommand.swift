@@ -1,5 +1,7 @@
 import ArgumentParser
 import Core
+import QAPI
+import Provisioning
 
 struct CheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,5 +1,7 @@
 import ArgumentParser
 import Core
+import QAPI
+import Provisioning
 
 /// qemu-storage-daemon's arguments, shared by `serve` and `check`.
 struct ExportArguments: ParsableArguments {

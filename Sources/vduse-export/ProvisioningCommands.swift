@@ -1,5 +1,7 @@
 import ArgumentParser
 import Core
+import QAPI
+import Provisioning
 import Foundation
 
 struct AddCommand: ParsableCommand {

@@ -1,5 +1,11 @@
 import Testing
 @testable import Core
+@testable import Virtio
+@testable import BlockBackends
+@testable import Kernel
+@testable import QAPI
+@testable import QMP
+@testable import Provisioning
 
 /// QEMU's create-time checks, one table per rule, comparing exact messages; the order of the
 /// checks; both syntaxes; the multi-threading interface (QEMU commit 277fc1ce18).

@@ -1,5 +1,11 @@
 import Testing
 @testable import Core
+@testable import Virtio
+@testable import BlockBackends
+@testable import Kernel
+@testable import QAPI
+@testable import QMP
+@testable import Provisioning
 
 @Test func planDefaultsMatchQEMU() {
     let plan = ExportPlan(id: "e0", deviceName: "vduse0", backend: BackendSpec(kind: .file(path: "/x")))

@@ -1,6 +1,12 @@
 import Foundation
 import Glibc
 @testable import Core
+@testable import Virtio
+@testable import BlockBackends
+@testable import Kernel
+@testable import QAPI
+@testable import QMP
+@testable import Provisioning
 
 /// A virtio driver in memory, for tests: it lays out a split ring and buffers in one block of
 /// "IOVA space", adds descriptor chains the way a driver would (or malformed ones), and reads
@@ -20,18 +26,30 @@ final class VirtqueueDriver {
     init(size: UInt16 = 64, memorySize: Int = 8 << 20) {
         self.size = size
         self.memorySize = memorySize
-        memory = UnsafeMutableRawPointer.allocate(byteCount: memorySize, alignment: 4096)
-        memory.initializeMemory(as: UInt8.self, repeating: 0, count: memorySize)
+        // A shared file mapping, so a fake device can map the same pages again (as VDUSE's
+        // bounce buffer is mapped by the kernel and by the server).
+        let path = "/dev/shm/vq-driver-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        backingFD = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        precondition(backingFD >= 0)
+        unlink(path)
+        ftruncate(backingFD, off_t(memorySize))
+        memory = mmap(nil, memorySize, PROT_READ | PROT_WRITE, MAP_SHARED, backingFD, 0)!
         space = IOVASpace()
         space.add(IOVASpace.Region(first: Self.iovaBase, last: Self.iovaBase + UInt64(memorySize) - 1,
-                                   base: memory, readable: true, writable: true, release: nil))
+                                   base: memory, readable: true, writable: true))
         descTable = Self.iovaBase
         availRing = descTable + UInt64(16 * Int(size))
         usedRing = (availRing + UInt64(6 + 2 * Int(size)) + 4095) & ~4095
         bump = Int(usedRing - Self.iovaBase) + 6 + 8 * Int(size) + 4096
     }
 
-    deinit { memory.deallocate() }
+    deinit {
+        munmap(memory, memorySize)
+        close(backingFD)
+    }
+
+    /// The fd whose pages hold the driver memory (offset 0 = `iovaBase`).
+    let backingFD: Int32
 
     var addresses: SplitVirtqueue.Addresses {
         .init(size: size, descriptorTable: descTable, availRing: availRing, usedRing: usedRing)

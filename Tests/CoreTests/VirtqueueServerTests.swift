@@ -3,6 +3,12 @@ import Glibc
 import Logging
 import Testing
 @testable import Core
+@testable import Virtio
+@testable import BlockBackends
+@testable import Kernel
+@testable import QAPI
+@testable import QMP
+@testable import Provisioning
 
 /// The virtqueue server driven by an in-memory driver against a real image file and a real
 /// io_uring: well-formed requests, and malformed chains that must be answered or returned
@@ -10,7 +16,8 @@ import Testing
 final class QueueHarness {
     let driver: VirtqueueDriver
     let server: VirtqueueServer
-    let backend: Backend
+    let backend: FileBackend
+    let loop: IOThread
     let imagePath: String
     var interrupts = 0
 
@@ -20,14 +27,16 @@ final class QueueHarness {
         _ = FileManager.default.createFile(atPath: imagePath, contents: nil)
         truncate(imagePath, off_t(imageBytes))
         driver = VirtqueueDriver(size: size)
-        backend = try Backend(spec: BackendSpec(kind: .file(path: imagePath)), writable: writable, writethrough: false)
+        backend = try FileBackend(path: imagePath, writable: writable, direct: false, writethrough: false)
+        loop = try IOThread(name: "test")
+        loop.adoptCurrentThread()
         let queue = try SplitVirtqueue(index: 0, addresses: driver.addresses, eventIndex: eventIndex, memory: driver.space)
         let geometry = BlockExportGeometry(capacitySectors: UInt64(imageBytes) / 512, logicalBlockSize: logicalBlockSize,
                                            writable: writable, serial: Array(serial.utf8))
         var counter = 0
         let counted = { counter += 1 }
         server = try VirtqueueServer(queue: queue, backend: backend, geometry: geometry, memory: driver.space,
-                                     logger: Logger(label: "test"), interrupt: counted)
+                                     loop: loop, logger: Logger(label: "test"), interrupt: counted)
         _ = counter
         interruptCounter = { counter }
     }
@@ -43,9 +52,7 @@ final class QueueHarness {
         server.processAvailable()
         var used = driver.takeUsed()
         while used.count < count {
-            var p = pollfd(fd: server.completionFD, events: Int16(POLLIN), revents: 0)
-            guard poll(&p, 1, timeoutMs) == 1 else { break }
-            server.onCompletions()
+            guard loop.poll(timeoutMs: timeoutMs) > 0 else { break }
             used += driver.takeUsed()
         }
         return used
@@ -364,6 +371,8 @@ extension VirtqueueServerTests {
 }
 
 @Suite struct VirtioBlockConfigTests {
+    private func config(_ plan: ExportPlan, _ size: UInt64) -> VirtioBlockConfig { VDUSEBlockExport.config(plan: plan, size: size) }
+
     private func plan(queues: UInt16 = 1, writable: Bool = true, lbs: UInt32 = 512) -> ExportPlan {
         ExportPlan(id: "e", deviceName: "d", backend: BackendSpec(kind: .null(size: 0)), writable: writable,
                    numQueues: queues, logicalBlockSize: lbs)
@@ -377,13 +386,13 @@ extension VirtqueueServerTests {
         (4, false, 0x3_3000_7664),
     ])
     func featureWords(queues: UInt16, writable: Bool, expected: UInt64) {
-        let c = VirtioBlockConfig(plan: plan(queues: queues, writable: writable), capacityBytes: 1 << 30)
+        let c = config(plan(queues: queues, writable: writable), 1 << 30)
         #expect(c.features == expected)
         #expect(c.features & VirtioBlockConfig.Feature.configWCE == 0)
     }
 
     @Test func configSpaceLayout() {
-        let b = VirtioBlockConfig(plan: plan(queues: 3, lbs: 4096), capacityBytes: (1 << 30) + 300).bytes
+        let b = config(plan(queues: 3, lbs: 4096), (1 << 30) + 300).bytes
         func u32(_ o: Int) -> UInt32 { b[o..<o + 4].reversed().reduce(0) { $0 << 8 | UInt32($1) } }
         func u64(_ o: Int) -> UInt64 { b[o..<o + 8].reversed().reduce(0) { $0 << 8 | UInt64($1) } }
         #expect(b.count == 96)

@@ -1,0 +1,84 @@
+import Glibc
+import Kernel
+import Virtio
+
+/// The storage behind an export, seen by the block server through one interface: the queue
+/// server parses a chain into a typed `BlockIO`, hands it to its `BackendQueue`, and the backend
+/// completes it, at once or later, always on the iothread that serves the queue. Formats that
+/// need several dependent I/Os (qcow2) and network clients with their own fds (NBD, RBD) fit the
+/// same shape: they watch their fds in the `EventLoop` and complete through the `CompletionSink`.
+package protocol BlockBackend: AnyObject {
+    /// Virtual disk size in bytes.
+    var size: UInt64 { get }
+    var capabilities: BackendCapabilities { get }
+    /// One queue's channel to the backend. Called on the iothread that will serve the queue;
+    /// `sink` owns the returned queue and outlives it.
+    func makeQueue(index: Int, depth: Int, loop: any EventLoop, sink: any CompletionSink) throws(SystemError)
+        -> any BackendQueue
+    /// Grows or shrinks the storage (QMP block_resize). Called on the export's iothread.
+    func resize(to bytes: UInt64) throws(SystemError)
+}
+
+/// A queue's requests to its backend. Iothread only.
+package protocol BackendQueue: AnyObject {
+    /// Starts `io`; its completion reaches the sink with the same `tag` exactly once. Buffers stay
+    /// valid until then.
+    func submit(_ io: BlockIO, tag: UInt16)
+    /// End of a batch of submits: hand queued work to the kernel or the network.
+    func commit()
+    /// Requests submitted and not completed yet.
+    var inFlight: Int { get }
+    /// Blocks until every submitted request has completed and been delivered to the sink
+    /// (before a device reset or a re-mapping invalidates their buffers).
+    func quiesce()
+    /// Stops watching the loop; no completion is delivered after this.
+    func close()
+}
+
+/// Where completions go: the queue server of one virtqueue.
+package protocol CompletionSink: AnyObject {
+    func complete(tag: UInt16, status: BlockStatus)
+    /// The backend delivered completions from its own event handler (not from inside `submit`):
+    /// time to publish them and decide on an interrupt.
+    func completionsDone()
+}
+
+/// The event loop a backend may hook its fds into: the iothread that serves the queue.
+package protocol EventLoop: AnyObject {
+    /// Calls `handler` on the loop whenever `fd` is readable.
+    func watch(_ fd: Int32, handler: @escaping () -> Void) throws(SystemError)
+    func unwatch(_ fd: Int32)
+    /// Traps unless called on the loop's own thread.
+    func assertCurrent(file: StaticString, line: UInt)
+}
+
+extension EventLoop {
+    package func assertCurrent(file: StaticString = #fileID, line: UInt = #line) {
+        assertCurrent(file: file, line: line)
+    }
+}
+
+/// One request, typed: what the guest asked for, checked against the export's size already.
+package enum BlockIO {
+    /// Fill `buffers` (`length` bytes in all) from `offset`.
+    case read(offset: UInt64, buffers: UnsafeMutableBufferPointer<iovec>, length: Int)
+    /// Write `buffers` (`length` bytes in all) at `offset`.
+    case write(offset: UInt64, buffers: UnsafeMutableBufferPointer<iovec>, length: Int)
+    case flush
+    case discard(offset: UInt64, length: UInt64)
+    /// `unmap`: the range may be deallocated, as long as it reads back as zeros.
+    case writeZeroes(offset: UInt64, length: UInt64, unmap: Bool)
+}
+
+/// What a backend can do, which decides the features the device offers.
+package struct BackendCapabilities: Equatable, Sendable {
+    package var discard: Bool
+    package var writeZeroes: Bool
+    package var resizable: Bool
+
+    package init(discard: Bool, writeZeroes: Bool, resizable: Bool) {
+        self.discard = discard
+        self.writeZeroes = writeZeroes
+        self.resizable = resizable
+    }
+}

@@ -1,0 +1,162 @@
+import CVDUSE
+import Glibc
+import Kernel
+import Virtio
+
+/// One queue's I/O to a file backend: an io_uring whose completion eventfd the iothread
+/// watches. Every operation in the ring carries the request's tag; `operations[tag]` remembers
+/// what it was, for short transfers and fallbacks.
+final class FileBackendQueue: BackendQueue {
+    private let backend: FileBackend
+    private let ring: IOUring
+    private let loop: any EventLoop
+    private unowned let sink: any CompletionSink
+    private var operations: [Operation]
+    private(set) var inFlight = 0
+    private var closed = false
+
+    /// Largest transfer done inline on a memory-backed image (bigger copies go to io_uring,
+    /// whose workers spread them over CPUs).
+    static let inlineTransferLimit = 128 * 1024
+
+    private enum Operation {
+        case idle
+        case read(offset: UInt64, buffers: UnsafeMutableBufferPointer<iovec>, length: Int)
+        case write(offset: UInt64, buffers: UnsafeMutableBufferPointer<iovec>, length: Int)
+        case flush
+        case punchHole(offset: UInt64, length: UInt64)
+        case zeroRange(offset: UInt64, length: UInt64)
+    }
+
+    init(backend: FileBackend, ring: IOUring, depth: Int, loop: any EventLoop, sink: any CompletionSink) throws(SystemError) {
+        self.backend = backend
+        self.ring = ring
+        self.loop = loop
+        self.sink = sink
+        operations = Array(repeating: .idle, count: depth)
+        try loop.watch(ring.completions.fd) { [unowned self] in self.onCompletions() }
+    }
+
+    func submit(_ io: BlockIO, tag: UInt16) {
+        loop.assertCurrent()
+        precondition(Int(tag) < operations.count, "tag beyond the queue depth")
+        switch io {
+        case let .read(offset, buffers, length), let .write(offset, buffers, length):
+            let isRead = if case .read = io { true } else { false }
+            if backend.memoryBacked && length <= Self.inlineTransferLimit {
+                sink.complete(tag: tag, status: backend.finishTransfer(write: !isRead, iov: buffers, offset: offset,
+                                                                       done: 0, total: length))
+                return
+            }
+            let iov = UnsafePointer(buffers.baseAddress!)
+            start(isRead ? .read(offset: offset, buffers: buffers, length: length)
+                         : .write(offset: offset, buffers: buffers, length: length),
+                  isRead ? .readv(fd: backend.fd, iov: iov, count: buffers.count, offset: offset)
+                         : .writev(fd: backend.fd, iov: iov, count: buffers.count, offset: offset), tag: tag)
+        case .flush:
+            start(.flush, .fdatasync(fd: backend.fd), tag: tag)
+        case let .discard(offset, length), let .writeZeroes(offset, length, _):
+            let isDiscard = if case .discard = io { true } else { false }
+            if backend.kind == .blockDevice {
+                sink.complete(tag: tag, status: backend.blockDeviceRange(discard: isDiscard, offset: offset, length: length))
+                return
+            }
+            // A regular file: discard and write-zeroes-with-unmap punch a hole; plain
+            // write-zeroes zeroes the range in place (keeping it allocated).
+            let punch = if case .writeZeroes(_, _, false) = io { false } else { true }
+            let mode = (punch ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE) | FALLOC_FL_KEEP_SIZE
+            start(punch ? .punchHole(offset: offset, length: length) : .zeroRange(offset: offset, length: length),
+                  .fallocate(fd: backend.fd, mode: mode, offset: offset, length: length), tag: tag)
+        }
+    }
+
+    private func start(_ operation: Operation, _ ringOperation: IOUring.Operation, tag: UInt16) {
+        do {
+            try ring.prepare(ringOperation, tag: UInt64(tag))
+        } catch {
+            sink.complete(tag: tag, status: .ioError)
+            return
+        }
+        operations[Int(tag)] = operation
+        inFlight += 1
+    }
+
+    /// Hands prepared entries to the kernel. A submit that fails for want of resources (EAGAIN,
+    /// EBUSY) or falls short is retried: after reaping when requests are in flight, else after a
+    /// short pause, so that no prepared entry is stranded waiting for another request.
+    func commit() {
+        loop.assertCurrent()
+        var pauses = 0
+        while ring.unsubmitted > 0 {
+            do {
+                if try ring.submit() > 0 { continue }
+            } catch where error.errno == .resourceTemporarilyUnavailable || error.errno == .resourceBusy {
+            } catch {
+                return  // the ring itself failed: the entries stay counted for the next commit
+            }
+            if inFlight > ring.unsubmitted {
+                onCompletions(publish: false)  // completions free kernel resources
+            } else if pauses < 1000 {
+                pauses += 1
+                usleep(1000)
+            } else {
+                return
+            }
+        }
+    }
+
+    private func onCompletions(publish: Bool = true) {
+        ring.completions.drain()
+        ring.reap { tag, result in complete(tag: Int(tag), result: result) }
+        if publish { sink.completionsDone() }
+    }
+
+    private func complete(tag: Int, result: Int32) {
+        guard tag < operations.count else { return }
+        let status: BlockStatus
+        switch operations[tag] {
+        case .idle:
+            return
+        case let .read(offset, buffers, length), let .write(offset, buffers, length):
+            let isWrite = if case .write = operations[tag] { true } else { false }
+            if result < 0 {
+                status = .ioError
+            } else if Int(result) == length {
+                status = .ok
+            } else {
+                status = backend.finishTransfer(write: isWrite, iov: buffers, offset: offset, done: Int(result), total: length)
+            }
+        case let .zeroRange(offset, length) where result == -EOPNOTSUPP || result == -EINVAL:
+            // The file system cannot zero a range in place (tmpfs): punching reads back zeros too.
+            operations[tag] = .punchHole(offset: offset, length: length)
+            do {
+                try ring.prepare(.fallocate(fd: backend.fd, mode: FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                            offset: offset, length: length), tag: UInt64(tag))
+                try ring.submit()
+                return
+            } catch {
+                status = .ioError
+            }
+        case .flush, .punchHole, .zeroRange:
+            status = result == 0 ? .ok : .ioError
+        }
+        operations[tag] = .idle
+        inFlight -= 1
+        sink.complete(tag: UInt16(tag), status: status)
+    }
+
+    func quiesce() {
+        while inFlight > 0 {
+            if ring.unsubmitted > 0 { _ = try? ring.submit() }
+            guard let done = try? ring.wait() else { break }
+            complete(tag: Int(done.tag), result: done.result)
+            onCompletions(publish: false)
+        }
+    }
+
+    func close() {
+        guard !closed else { return }
+        closed = true
+        loop.unwatch(ring.completions.fd)
+    }
+}

@@ -1,0 +1,187 @@
+import SystemPackage
+import QAPI
+import BlockBackends
+import Virtio
+import Kernel
+import CVDUSE
+import Foundation
+import Glibc
+import Logging
+import Synchronization
+
+/// What a running export looks like from outside (query-block-exports, list, readiness).
+public struct ExportStatus: Sendable, Codable, Equatable {
+    public var id: String
+    public var name: String
+    public var nodeName: String
+    /// The block device node, e.g. /dev/vda.
+    public var device: String
+    public var sizeBytes: UInt64
+    public var numQueues: UInt16
+    public var serial: String
+    public var shuttingDown: Bool
+}
+
+/// The exports of one server process: their iothreads, and the order in which the kernel
+/// needs things done. Adding creates the VDUSE device, serves it on its iothread, binds it to
+/// the vdpa bus and waits for the disk; deleting unbinds it (vdpa DEV_DEL, during which the
+/// kernel flushes and the iothread keeps serving), stops serving and destroys the device.
+///
+/// Every public method may be called from any thread except an iothread (they block on the
+/// kernel); one lock serialises them, like QEMU's main loop serialises QMP commands.
+public final class ExportManager: Sendable {
+    private let control: VDUSEControl
+    private let logger: Logger
+    private let mainLoop: IOThread
+    private let iothreads: [String: IOThread]
+    private let state = Mutex<[String: Entry]>([:])
+    /// Held for the whole of each add/delete/resize (they must not interleave).
+    private let commandLock = NSLock()
+
+    private struct Entry: Sendable {
+        package var export: VDUSEBlockExport
+        package var status: ExportStatus
+        /// Insertion order (query output is newest first, as QEMU's).
+        package var sequence: Int
+    }
+    private let sequence = Mutex(0)
+
+    /// Checks the kernel (loading the modules once if needed) and starts the iothreads.
+    public init(iothreads names: [String], logger: Logger) throws {
+        self.logger = logger
+        try KernelSupport.ensureVDUSE(logger: logger)
+        do {
+            control = try VDUSEControl()
+        } catch {
+            throw ExportError("failed to create vduse device: \(error)")
+        }
+        mainLoop = try IOThread(name: "main-loop")
+        var threads: [String: IOThread] = [:]
+        for name in names { threads[name] = try IOThread(name: name) }
+        iothreads = threads
+        mainLoop.start()
+        for t in threads.values { t.start() }
+    }
+
+    public var exports: [ExportStatus] {
+        state.withLock { $0.values.sorted { $0.sequence > $1.sequence }.map(\.status) }
+    }
+
+    public func status(id: String) -> ExportStatus? { state.withLock { $0[id]?.status } }
+
+    /// Creates, serves and binds one export; returns once its disk exists.
+    @discardableResult
+    public func add(_ plan: ExportPlan) throws -> ExportStatus {
+        commandLock.lock()
+        defer { commandLock.unlock() }
+        let iothread = plan.iothread.flatMap { iothreads[$0] } ?? mainLoop
+        let control = self.control
+        let logger = self.logger
+        let export = try iothread.run { () throws -> VDUSEBlockExport in
+            let export = try ExportFactory.create(plan: plan, control: control, iothread: iothread, logger: logger)
+            do {
+                try export.attach()
+            } catch {
+                export.detach()
+                try? control.destroyDevice(name: plan.deviceName)
+                throw error
+            }
+            return export
+        }
+        do {
+            try VDPANetlink.addDevice(name: plan.deviceName)
+        } catch {
+            destroy(export)
+            throw ExportError("failed to create vduse device: vdpa: \(error.reason)")
+        }
+        let disk: String
+        do {
+            disk = try DiskLocator.waitForDisk(vdpaName: plan.deviceName)
+        } catch {
+            teardown(export)
+            throw error
+        }
+        let status = ExportStatus(id: plan.id, name: plan.deviceName, nodeName: plan.nodeName, device: disk,
+                                  sizeBytes: export.config.capacitySectors * 512, numQueues: plan.numQueues,
+                                  serial: plan.serial, shuttingDown: false)
+        let n = sequence.withLock { $0 += 1; return $0 }
+        state.withLock { $0[plan.id] = Entry(export: export, status: status, sequence: n) }
+        logger.info("export \(plan.id) ready: \(disk)")
+        return status
+    }
+
+    /// Deletes an export (QEMU's block-export-del): `Export '<id>' is not found` if unknown.
+    public func remove(id: String) throws {
+        commandLock.lock()
+        defer { commandLock.unlock() }
+        guard let entry = state.withLock({ s -> Entry? in
+            s[id]?.status.shuttingDown = true
+            return s[id]
+        }) else { throw ExportError("Export '\(id)' is not found") }
+        teardown(entry.export)
+        _ = state.withLock { $0.removeValue(forKey: id) }
+    }
+
+    /// QEMU's block_resize on the node an export serves.
+    public func resize(nodeName: String, to bytes: UInt64) throws {
+        commandLock.lock()
+        defer { commandLock.unlock() }
+        guard let entry = state.withLock({ s in s.values.first { $0.status.nodeName == nodeName } }) else {
+            throw ExportError("Cannot find device='' nor node-name='\(nodeName)'")
+        }
+        let export = entry.export
+        try export.iothread.run { try export.resize(to: bytes) }
+        state.withLock { $0[entry.status.id]?.status.sizeBytes = bytes / 512 * 512 }
+    }
+
+    /// Cleans up after a server that died: reconnects to its VDUSE device (answering the kernel
+    /// and serving the idle disk), unbinds it from vdpa and destroys it.
+    public func removeOrphan(_ plan: ExportPlan) throws {
+        commandLock.lock()
+        defer { commandLock.unlock() }
+        let logger = self.logger
+        let mainLoop = self.mainLoop
+        let export = try mainLoop.run {
+            let e = try ExportFactory.adopt(plan: plan, iothread: mainLoop, logger: logger)
+            try e.attach()
+            return e
+        }
+        if FileManager.default.fileExists(atPath: "/sys/bus/vdpa/devices/\(plan.deviceName)") {
+            teardown(export)
+        } else {
+            destroy(export)
+        }
+    }
+
+    /// Deletes every export (newest first) and stops the iothreads.
+    public func shutdown() {
+        for status in exports { try? remove(id: status.id) }
+        for t in iothreads.values { t.stop() }
+        mainLoop.stop()
+    }
+
+    private func teardown(_ export: VDUSEBlockExport) {
+        do {
+            try VDPANetlink.removeDevice(name: export.plan.deviceName)
+        } catch {
+            logger.error("vdpa: cannot remove device '\(export.plan.deviceName)': \(error.reason)")
+        }
+        destroy(export)
+    }
+
+    private func destroy(_ export: VDUSEBlockExport) {
+        try? export.iothread.run { export.detach() }
+        // The kernel may hold the device for a moment after the last close.
+        for attempt in 0..<50 {
+            do {
+                try control.destroyDevice(name: export.plan.deviceName)
+                return
+            } catch where error.errno == .resourceBusy && attempt < 49 {
+                usleep(20_000)
+            } catch {
+                logger.error("cannot destroy vduse device '\(export.plan.deviceName)': \(error.reason)")
+                return
+            }
+        }
+    }
+}

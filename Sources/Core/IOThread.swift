@@ -1,0 +1,175 @@
+import QAPI
+import BlockBackends
+import Virtio
+import Kernel
+import CVDUSE
+import Foundation
+import Glibc
+import Synchronization
+
+/// A named I/O thread (QEMU's `--object iothread,id=…`): one OS thread running an epoll event
+/// loop. Handlers for file descriptors (device messages, virtqueue kicks, io_uring completions)
+/// run on it; other threads hand it work through `execute`, which queues a closure and wakes
+/// the loop with an eventfd.
+///
+/// Thread confinement: `handlers` and `running` are touched only by the loop thread (asserted),
+/// and `pending` is guarded by its mutex; that is why this class may be `@unchecked Sendable`.
+public final class IOThread: EventLoop, @unchecked Sendable {
+    public let name: String
+    private let epoll: UniqueFD
+    private var epollFD: Int32 { epoll.rawValue }
+    private let wakeup: EventFD
+    /// Work for the loop; nil once the loop has stopped taking work.
+    private let pending = Mutex<[@Sendable () -> Void]?>([])
+    private var handlers: [Int32: () -> Void] = [:]
+    private var running = true
+    private let finished = DispatchSemaphore(value: 0)
+    private var thread: Thread?
+    private let threadID = Mutex<pthread_t?>(nil)
+
+    public init(name: String) throws(SystemError) {
+        self.name = name
+        epoll = UniqueFD(taking: try sys("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) })
+        wakeup = try EventFD()
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue
+        event.data.fd = wakeup.fd
+        try sys("epoll_ctl(ADD)") { epoll_ctl(epoll.rawValue, EPOLL_CTL_ADD, wakeup.fd, &event) }
+    }
+
+    private func addToEpoll(_ fd: Int32) throws(SystemError) {
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue
+        event.data.fd = fd
+        try sys("epoll_ctl(ADD)") { epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) }
+    }
+
+    public func start() {
+        let t = Thread { [self] in self.loop() }
+        t.name = name
+        thread = t
+        t.start()
+    }
+
+    /// True on this iothread's own OS thread.
+    package var isCurrent: Bool {
+        threadID.withLock { id in id.map { pthread_equal($0, pthread_self()) != 0 } ?? false }
+    }
+
+    /// Traps unless called on this iothread (handlers, queue servers and exports are confined to it).
+    package func assertCurrent(file: StaticString, line: UInt) {
+        precondition(isCurrent, "not on iothread '\(name)'", file: file, line: line)
+    }
+
+    private func loop() {
+        threadID.withLock { $0 = pthread_self() }
+        while running { poll(timeoutMs: -1) }
+        finished.signal()
+    }
+
+    /// Makes the calling thread this loop's own without starting one; the caller then drives
+    /// it with `poll` (tests, single-threaded).
+    package func adoptCurrentThread() {
+        threadID.withLock { $0 = pthread_self() }
+    }
+
+    /// Waits up to `timeoutMs` (-1: forever) for ready fds and runs their handlers; returns the
+    /// number of events. Loop thread only.
+    @discardableResult
+    package func poll(timeoutMs: Int32) -> Int {
+        assertCurrent()
+        let n = withUnsafeTemporaryAllocation(of: epoll_event.self, capacity: 64) { events in
+            let n = Int(epoll_wait(epollFD, events.baseAddress, Int32(events.count), timeoutMs))
+            for i in 0..<max(n, 0) {
+                let fd = events[i].data.fd
+                if fd == wakeup.fd {
+                    wakeup.drain()
+                    runPending()
+                } else {
+                    handlers[fd]?()
+                }
+            }
+            return n
+        }
+        return max(n, 0)  // EINTR counts as nothing
+    }
+
+    /// Number of fds with a handler, the wake-up fd not counted (tests: nothing left behind).
+    package var watchedCount: Int { handlers.count }
+
+    private func runPending() {
+        let tasks = pending.withLock { tasks in
+            defer { if tasks != nil { tasks!.removeAll() } }
+            return tasks ?? []
+        }
+        for task in tasks { task() }
+    }
+
+    /// Runs `task` on the loop thread, soon. Returns false (and drops the task) when the loop
+    /// has stopped: nothing would ever run it.
+    @discardableResult
+    public func execute(_ task: @escaping @Sendable () -> Void) -> Bool {
+        let queued = pending.withLock { tasks in
+            guard tasks != nil else { return false }
+            tasks!.append(task)
+            return true
+        }
+        if queued { wakeup.signal() }
+        return queued
+    }
+
+    /// Runs `body` on the loop thread and waits for its result (directly when already there).
+    /// Throws `IOThread.Stopped` instead of waiting forever when the loop no longer runs.
+    public func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) throws -> T {
+        if isCurrent { return try body() }
+        let done = DispatchSemaphore(value: 0)
+        let result = Mutex<Result<T, any Error>?>(nil)
+        let queued = execute {
+            let r = Result { try body() }
+            result.withLock { $0 = r }
+            done.signal()
+        }
+        guard queued else { throw Stopped(name: name) }
+        done.wait()
+        return try result.withLock { $0! }.get()
+    }
+
+    /// Work was handed to an iothread that has stopped.
+    public struct Stopped: Error, CustomStringConvertible {
+        public let name: String
+        public var description: String { "iothread '\(name)' has stopped" }
+    }
+
+    /// Calls `handler` on the loop thread whenever `fd` is readable. Loop thread only.
+    package func watch(_ fd: Int32, handler: @escaping () -> Void) throws(SystemError) {
+        assertCurrent()
+        try addToEpoll(fd)
+        handlers[fd] = handler
+    }
+
+    /// Stops watching `fd`. Loop thread only.
+    package func unwatch(_ fd: Int32) {
+        assertCurrent()
+        if handlers.removeValue(forKey: fd) != nil {
+            _ = epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, nil)
+        }
+    }
+
+    /// Ends the loop after the work queued so far, and waits for the thread to exit. Work
+    /// posted after this fails (`execute` returns false, `run` throws).
+    public func stop() {
+        guard thread != nil else {
+            pending.withLock { $0 = nil }
+            return
+        }
+        execute { [self] in self.running = false }
+        finished.wait()
+        // Whatever slipped in after the stop request still runs (its callers are waiting).
+        let late = pending.withLock { tasks in
+            defer { tasks = nil }
+            return tasks ?? []
+        }
+        for task in late { task() }
+        thread = nil
+    }
+}

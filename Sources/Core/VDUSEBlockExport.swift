@@ -1,0 +1,230 @@
+import BlockBackends
+import CVDUSE
+import Glibc
+import Kernel
+import Logging
+import QAPI
+import Virtio
+
+/// One vduse-blk export: a VDUSE virtio-blk device, its backend, and the servers of its
+/// virtqueues. Built on any thread, then confined to its iothread (asserted): device messages,
+/// kicks and completions are all handled there, as QEMU does with a single AioContext.
+///
+/// `@unchecked Sendable`: the manager holds it from other threads but only calls into it
+/// through `iothread.run`, so its mutable state is only touched on the iothread.
+final class VDUSEBlockExport: @unchecked Sendable {
+    let plan: ExportPlan
+    let iothread: IOThread
+    let backend: any BlockBackend
+    private(set) var config: VirtioBlockConfig
+    private let device: any VDUSEDeviceChannel
+    private let logger: Logger
+    private var memory: IOVASpace?
+    private(set) var queues: [VirtqueueServer] = []
+    private var status: UInt8 = 0
+    private var attached = false
+    /// Taking over a device whose server died (see `attach`).
+    private let adopting: Bool
+
+    private static let statusDriverOK: UInt8 = 4
+    private static let statusFeaturesOK: UInt8 = 8
+
+    init(plan: ExportPlan, device: any VDUSEDeviceChannel, backend: any BlockBackend, iothread: IOThread,
+         logger: Logger, adopting: Bool = false) {
+        self.plan = plan
+        self.device = device
+        self.backend = backend
+        self.iothread = iothread
+        self.adopting = adopting
+        var logger = logger
+        logger[metadataKey: "export"] = "\(plan.id)"
+        self.logger = logger
+        config = Self.config(plan: plan, size: backend.size)
+    }
+
+    /// The virtio-blk device an export of `plan` over a backend of `size` bytes offers.
+    static func config(plan: ExportPlan, size: UInt64) -> VirtioBlockConfig {
+        VirtioBlockConfig(capacityBytes: size, queueSize: plan.queueSize, numQueues: plan.numQueues,
+                          logicalBlockSize: plan.logicalBlockSize, writable: plan.writable)
+    }
+
+    private var geometry: BlockExportGeometry {
+        BlockExportGeometry(capacitySectors: config.capacitySectors, logicalBlockSize: plan.logicalBlockSize,
+                            writable: plan.writable, serial: Array(plan.serial.utf8))
+    }
+
+    /// Starts answering device messages. Iothread only.
+    ///
+    /// When adopting a device whose driver is live (queues ready), serving resumes at once from
+    /// the used index in each ring: requests the dead server had taken but not completed are
+    /// lost (the kernel keeps no record of them), so this is for idle devices (cleanup).
+    func attach() throws(SystemError) {
+        iothread.assertCurrent()
+        try iothread.watch(device.fd) { [unowned self] in self.handleMessages() }
+        attached = true
+        if adopting, (try? device.queueInfo(index: 0))?.ready ?? 0 != 0 {
+            status = Self.statusDriverOK | Self.statusFeaturesOK
+            startQueues()
+        }
+        handleMessages()  // messages the dead server left unanswered are queued again for us
+    }
+
+    /// Stops serving and closes the device fd (so VDUSE_DESTROY_DEV can succeed). Iothread only.
+    func detach() {
+        iothread.assertCurrent()
+        guard attached else { return }
+        stopQueues(publish: true)
+        iothread.unwatch(device.fd)
+        device.close()
+        attached = false
+    }
+
+    func handleMessages() {
+        iothread.assertCurrent()
+        while true {
+            let request: vduse_dev_request
+            do {
+                guard let r = try device.readRequest() else { return }
+                request = r
+            } catch {
+                logger.error("\(error)")
+                return
+            }
+            var response = vduse_dev_response()
+            response.request_id = request.request_id
+            response.result = UInt32(VDUSE_REQ_RESULT_OK)
+            var afterReply: (() -> Void)?
+            switch DeviceMessage(request) {
+            case let .getQueueState(index):
+                response.vq_state.index = UInt32(index)
+                response.vq_state.split.avail_index = queues.first { $0.queue.index == index }?.queue.lastAvailIndex ?? 0
+            case let .setStatus(new):
+                logger.debug("status \(status) -> \(new)")
+                if new & Self.statusFeaturesOK != 0 && status & Self.statusFeaturesOK == 0 && !featuresAcceptable() {
+                    response.result = UInt32(VDUSE_REQ_RESULT_FAILED)
+                } else if new & Self.statusDriverOK != 0 && status & Self.statusDriverOK == 0 {
+                    // Interrupts work only once the kernel has recorded DRIVER_OK: start after replying.
+                    afterReply = { [unowned self] in self.startQueues() }
+                } else if new == 0 {
+                    // Reset: finish what is in flight (its buffers stay mapped until we reply), then
+                    // forget the rings; the driver sets them up anew.
+                    stopQueues(publish: false)
+                }
+                if response.result == UInt32(VDUSE_REQ_RESULT_OK) { status = new }
+            case let .updateIOTLB(first, last):
+                // Mappings in [first, last] changed (vhost-vdpa): answer what is in flight while its
+                // buffers are still mapped, drop the stale mappings, and find the rings again
+                // where they now are, each queue keeping its position.
+                for server in queues { server.drain(publish: true) }
+                memory?.unmap(first: first, last: last)
+                for server in queues {
+                    do { try server.remapRings() } catch { logger.error("queue \(server.queue.index): \(error)") }
+                }
+            case .unknown:
+                response.result = UInt32(VDUSE_REQ_RESULT_FAILED)
+            }
+            do {
+                try device.reply(response)
+            } catch {
+                logger.error("\(error)")
+            }
+            afterReply?()
+        }
+    }
+
+    /// Refuses drivers that did not accept what we rely on: VERSION_1 (little-endian layout)
+    /// and the split ring (we do not offer the packed one).
+    private func featuresAcceptable() -> Bool {
+        guard let f = try? device.negotiatedFeatures() else { return false }
+        return f & VirtioBlockConfig.Feature.version1 != 0 && f & VirtioBlockConfig.Feature.ringPacked == 0
+    }
+
+    /// After DRIVER_OK: map each ready queue's rings, attach a kick eventfd, and serve it. A queue
+    /// that cannot start leaves nothing watching the loop.
+    private func startQueues() {
+        let negotiated = (try? device.negotiatedFeatures()) ?? 0
+        let memory = IOVASpace(resolver: { [unowned device] iova in
+            device.mapRegion(containing: iova).map {
+                IOVASpace.Region(first: $0.first, last: $0.last, base: $0.base, readable: $0.readable,
+                                 writable: $0.writable, owner: $0)
+            }
+        })
+        self.memory = memory
+        for index in 0..<Int(plan.numQueues) {
+            var server: VirtqueueServer?
+            var kickWatched = false
+            do {
+                let info = try device.queueInfo(index: index)
+                guard info.ready != 0 else { continue }
+                guard info.num <= UInt32(UInt16.max) else { throw SplitVirtqueue.SetupError.badSize(info.num) }
+                let addresses = SplitVirtqueue.Addresses(
+                    size: UInt16(truncatingIfNeeded: info.num), descriptorTable: info.desc_addr,
+                    availRing: info.driver_addr, usedRing: info.device_addr)
+                let queue = try SplitVirtqueue(
+                    index: index, addresses: addresses,
+                    eventIndex: negotiated & VirtioBlockConfig.Feature.eventIndex != 0, memory: memory)
+                if adopting { queue.resumeFromUsedIndex() }
+                let started = try VirtqueueServer(
+                    queue: queue, backend: backend, geometry: geometry, memory: memory, loop: iothread, logger: logger,
+                    interrupt: { [unowned device, logger] in
+                        do { try device.injectInterrupt(queue: index) } catch { logger.warning("\(error)") }
+                    })
+                server = started
+                try iothread.watch(started.kick.fd) { [unowned started] in started.onKick() }
+                kickWatched = true
+                try device.setKickFD(index: index, fd: started.kick.fd)
+                queues.append(started)
+                // Kicks sent before the eventfd was attached are replayed by the kernel, but a
+                // look at the ring costs nothing.
+                started.processAvailable()
+                logger.debug("queue \(index) started: size \(info.num)")
+            } catch {
+                if let server {
+                    if kickWatched { iothread.unwatch(server.kick.fd) }
+                    server.close()
+                }
+                logger.error("queue \(index) not started: \(error)")
+            }
+        }
+    }
+
+    /// On reset or teardown: finish submitted I/O, then forget the rings and mappings.
+    private func stopQueues(publish: Bool) {
+        for server in queues {
+            iothread.unwatch(server.kick.fd)
+            try? device.setKickFD(index: server.queue.index, fd: -1)
+            server.drain(publish: publish)
+            server.close()
+        }
+        queues.removeAll()
+        memory = nil
+    }
+
+    /// Grows or shrinks the backend, then tells the driver the new capacity (config space +
+    /// config interrupt, as QEMU's resize callback does). Iothread only.
+    func resize(to bytes: UInt64) throws(SystemError) {
+        iothread.assertCurrent()
+        try backend.resize(to: bytes)
+        config.capacitySectors = bytes / 512
+        for server in queues { server.geometry = geometry }
+        guard status & Self.statusDriverOK != 0 else { return }
+        try device.updateConfig(offset: 0, bytes: withUnsafeBytes(of: config.capacitySectors.littleEndian) { Array($0) })
+    }
+}
+
+/// A control message from the kernel, typed.
+enum DeviceMessage: Equatable {
+    case getQueueState(index: Int)
+    case setStatus(UInt8)
+    case updateIOTLB(first: UInt64, last: UInt64)
+    case unknown(UInt32)
+
+    init(_ request: vduse_dev_request) {
+        switch request.type {
+        case UInt32(VDUSE_GET_VQ_STATE.rawValue): self = .getQueueState(index: Int(request.vq_state.index))
+        case UInt32(VDUSE_SET_STATUS.rawValue): self = .setStatus(request.s.status)
+        case UInt32(VDUSE_UPDATE_IOTLB.rawValue): self = .updateIOTLB(first: request.iova.start, last: request.iova.last)
+        default: self = .unknown(request.type)
+        }
+    }
+}

@@ -1,0 +1,95 @@
+import Kernel
+import QAPI
+import QMP
+import Core
+import Foundation
+
+/// `vduse-export add IMAGE …`: the friendly form of one export. It is turned into the same
+/// qemu-storage-daemon style arguments `serve` takes, so both run the very same checks.
+public struct AddRequest: Sendable, Equatable {
+    public var image: String
+    public var name: String?
+    public var numQueues: String?
+    public var queueSize: String?
+    public var logicalBlockSize: String?
+    public var serial: String?
+    public var readOnly = false
+    public var writethrough = false
+    public var direct = false
+    /// One name = that iothread; several = multi-threading (refused by vduse-blk, as in QEMU).
+    public var iothreads: [String] = []
+
+    public init(image: String) { self.image = image }
+
+    /// The image path made absolute (records compare images by this).
+    public var absoluteImage: String {
+        let url = URL(fileURLWithPath: image)
+        return url.standardizedFileURL.resolvingSymlinksInPath().path
+    }
+
+    /// `--name`, or the image's file name without its extension, with every character outside
+    /// `[A-Za-z0-9._-]` replaced by `-` (e.g. `/srv/images/web 01.qcow.img` → `web-01.qcow`).
+    public var resolvedName: String {
+        if let name { return name }
+        let base = (image as NSString).lastPathComponent
+        let stem = (base as NSString).deletingPathExtension
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+        let cleaned = String((stem.isEmpty ? base : stem).map { allowed.contains($0) ? $0 : "-" })
+        return cleaned.isEmpty ? "disk" : cleaned
+    }
+
+    /// The export id: the name when it is a well-formed QEMU id, else the name prefixed with `e`.
+    public var exportID: String {
+        let n = resolvedName
+        if let first = n.first, first.isASCII, first.isLetter { return n }
+        return "e" + n
+    }
+
+    /// `--serial`, or the name cut to the 20 bytes virtio-blk carries, so that
+    /// `/dev/disk/by-id/virtio-<serial>` exists.
+    public var resolvedSerial: String {
+        if let serial { return serial }
+        var s = ""
+        for c in resolvedName where s.utf8.count + String(c).utf8.count <= 20 { s.append(c) }
+        return s
+    }
+
+    /// Keyval values escape commas by doubling them.
+    private static func escape(_ value: String) -> String { value.replacingOccurrences(of: ",", with: ",,") }
+
+    /// The `serve` arguments for this export.
+    public var serveArguments: [String] {
+        objects.flatMap { ["--object", $0] } + blockdevs.flatMap { ["--blockdev", $0] } + ["--export", exportSpec]
+    }
+
+    /// `--object` values: one iothread per `--iothread` name.
+    public var objects: [String] { iothreads.map { "iothread,id=\(Self.escape($0))" } }
+
+    /// `--blockdev` values: the image as a file node under a raw node.
+    public var blockdevs: [String] {
+        var args: [String] = []
+        var file = "driver=file,node-name=file0,filename=\(Self.escape(absoluteImage))"
+        if readOnly { file += ",read-only=on" }
+        if direct { file += ",cache.direct=on" }
+        args.append(file)
+        args.append("driver=raw,node-name=disk0,file=file0" + (readOnly ? ",read-only=on" : ""))
+        return args
+    }
+
+    /// The `--export` value.
+    public var exportSpec: String {
+        var export = "type=vduse-blk,id=\(Self.escape(exportID)),node-name=disk0,name=\(Self.escape(resolvedName))"
+        export += ",writable=\(readOnly ? "off" : "on")"
+        if writethrough { export += ",writethrough=on" }
+        if let numQueues { export += ",num-queues=\(Self.escape(numQueues))" }
+        if let queueSize { export += ",queue-size=\(Self.escape(queueSize))" }
+        if let logicalBlockSize { export += ",logical-block-size=\(Self.escape(logicalBlockSize))" }
+        export += ",serial=\(Self.escape(resolvedSerial))"
+        if iothreads.count == 1 {
+            export += ",iothread=\(Self.escape(iothreads[0]))"
+        } else {
+            for (i, t) in iothreads.enumerated() { export += ",iothread.\(i)=\(Self.escape(t))" }
+        }
+        return export
+    }
+}

@@ -1,0 +1,114 @@
+import Kernel
+import QAPI
+import QMP
+import Core
+import CVDUSE
+import Foundation
+import Glibc
+import Logging
+import Synchronization
+
+/// How `serve` runs: where it reports readiness, whether it records its exports for
+/// `list`/`del`, and whether it offers a QMP socket.
+public struct ServeSettings: Sendable {
+    public var readiness: ReadinessChannel
+    public var qmpSocket: String?
+    /// Write a record per export into the state directory (and remove it at exit).
+    public var record: Bool
+    public var state: StateDirectory
+    /// Run in a private mount namespace.
+    public var privateMountNamespace: Bool
+
+    public init(readiness: ReadinessChannel = ReadinessChannel(fd: nil), qmpSocket: String? = nil, record: Bool = false,
+                state: StateDirectory = .standard, privateMountNamespace: Bool = true) {
+        self.readiness = readiness
+        self.qmpSocket = qmpSocket
+        self.record = record
+        self.state = state
+        self.privateMountNamespace = privateMountNamespace
+    }
+}
+
+/// Runs a server until SIGINT/SIGTERM or QMP `quit`, then deletes every export (the kernel's
+/// order: vdpa DEV_DEL, close, VDUSE_DESTROY_DEV) and returns. A failure while creating the
+/// command line's exports undoes what was created and is thrown.
+public enum ExportServer {
+    public static func run(_ configuration: ServeConfiguration, settings: ServeSettings, logger: Logger,
+                           onReady: (ExportStatus) -> Void) throws {
+        // Signals are taken by sigwait on this thread only; block them before any thread starts.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&signals, s) }
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+
+        if settings.privateMountNamespace {
+            do { try MountNamespace.enterPrivate() } catch { logger.warning("\(error)") }
+        }
+        let manager = try ExportManager(iothreads: configuration.iothreads, logger: logger)
+        let records = RecordKeeper(settings: settings)
+        defer {
+            manager.shutdown()
+            records.removeAll()
+        }
+        for plan in configuration.exports {
+            let status = try manager.add(plan)
+            records.add(plan, status)
+            settings.readiness.ready(status)
+            onReady(status)
+        }
+        var qmp: QMPServer?
+        defer { qmp?.stop() }
+        if let path = settings.qmpSocket {
+            let commands = QMPCommands(manager: manager, configuration: configuration, records: records, logger: logger)
+            qmp = try QMPServer(path: path, logger: logger, handler: commands.handle)
+            qmp?.start()
+        }
+        settings.readiness.finish()
+        var received: Int32 = 0
+        sigwait(&signals, &received)
+        logger.info("signal \(received): shutting down")
+    }
+}
+
+/// Keeps the state-directory records of this server's exports in step with them.
+package final class RecordKeeper: ExportObserver {
+    private let settings: ServeSettings
+    private let names = Mutex<Set<String>>([])
+
+    package init(settings: ServeSettings) { self.settings = settings }
+
+    package func add(_ plan: ExportPlan, _ status: ExportStatus) {
+        guard settings.record else { return }
+        var image = plan.backend.pathDescription
+        if !image.hasPrefix("/"), case .file = plan.backend.kind {
+            image = FileManager.default.currentDirectoryPath + "/" + image
+        }
+        let record = ExportRecord(name: plan.deviceName, id: plan.id, device: status.device,
+                                  image: URL(fileURLWithPath: image).standardizedFileURL.resolvingSymlinksInPath().path,
+                                  size: status.sizeBytes, queues: plan.numQueues, serial: plan.serial,
+                                  readOnly: !plan.writable, pid: getpid(), socket: settings.qmpSocket)
+        do {
+            try settings.state.write(record)
+            names.withLock { _ = $0.insert(plan.deviceName) }
+        } catch {
+            // The export works; only list/del will not see it.
+        }
+    }
+
+    package func resized(name: String, to bytes: UInt64) {
+        guard settings.record, var r = settings.state.read(name) else { return }
+        r.size = bytes
+        try? settings.state.write(r)
+    }
+
+    package func remove(name: String) {
+        guard names.withLock({ $0.remove(name) }) != nil else { return }
+        unlink(settings.state.recordPath(name))
+    }
+
+    package func removeAll() {
+        for name in names.withLock({ $0 }) { remove(name: name) }
+        if settings.record, let path = settings.qmpSocket { unlink(path) }
+    }
+}
+

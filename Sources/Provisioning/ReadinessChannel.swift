@@ -1,0 +1,54 @@
+import Kernel
+import QAPI
+import QMP
+import Core
+import Foundation
+import Glibc
+
+/// How a server tells whoever started it that its disks are ready (or why it failed):
+/// - a pipe inherited as `--ready-fd N` (used by `add`, which daemonizes the server): one JSON
+///   line per ready export, or one line `error: MESSAGE`, then the pipe is closed;
+/// - systemd's `NOTIFY_SOCKET` (Type=notify units): `READY=1` once every export is ready.
+public struct ReadinessChannel: Sendable {
+    private let fd: Int32?
+
+    public init(fd: Int32?) {
+        self.fd = fd
+        if let fd { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+    }
+
+    public func ready(_ status: ExportStatus) {
+        guard let fd else { return }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        guard var line = try? encoder.encode(status) else { return }
+        line.append(0x0a)
+        writeAll(fd, line)
+    }
+
+    public func failed(_ message: String) {
+        guard let fd else { return }
+        writeAll(fd, Data("error: \(message)\n".utf8))
+    }
+
+    /// Closes the pipe (the starter sees EOF) and tells systemd, if it asked.
+    public func finish() {
+        if let fd { close(fd) }
+        SystemdNotify.send("READY=1")
+    }
+}
+
+/// sd_notify(3) without libsystemd: one datagram to `$NOTIFY_SOCKET`.
+public enum SystemdNotify {
+    public static func send(_ message: String) {
+        guard var path = ProcessInfo.processInfo.environment["NOTIFY_SOCKET"], !path.isEmpty else { return }
+        if path.hasPrefix("@") { path = "\0" + path.dropFirst() }  // abstract socket
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        guard let address = UnixSocketAddress(path) else { return }
+        _ = address.withSockaddr { sa, length in
+            message.withCString { sendto(fd, $0, strlen($0), 0, sa, length) }
+        }
+    }
+}

@@ -1,0 +1,130 @@
+/// What the option checks hand to the server: one export that passed every create-time check,
+/// with all defaults applied and its block node resolved down to a backend.
+///
+/// This is the only type the data path needs from the option layer, so the checks (pure, testable
+/// anywhere) and the device (needs the kernel) meet here and nowhere else.
+public struct ExportPlan: Sendable, Equatable, Encodable {
+    /// QEMU export id (`id=`).
+    public var id: String
+    /// VDUSE device name (`name=`): `/dev/vduse/NAME` and the vdpa device name.
+    public var deviceName: String
+    /// The block node exported (`node-name=`), as query-block-exports and block_resize name it.
+    public var nodeName: String
+    public var backend: BackendSpec
+    /// The export accepts writes (`writable=on`).
+    public var writable: Bool
+    /// Every write reaches stable storage before it completes (`writethrough=on`).
+    public var writethrough: Bool
+    /// Name of the iothread serving every queue of this export; nil = the main loop.
+    public var iothread: String?
+    public var numQueues: UInt16
+    public var queueSize: UInt16
+    /// Bytes; a power of two in 512...2 MiB.
+    public var logicalBlockSize: UInt32
+    /// Returned by VIRTIO_BLK_T_GET_ID (first 20 bytes).
+    public var serial: String
+
+    public init(
+        id: String, deviceName: String, nodeName: String = "", backend: BackendSpec, writable: Bool = false,
+        writethrough: Bool = false, iothread: String? = nil, numQueues: UInt16 = 1,
+        queueSize: UInt16 = 256, logicalBlockSize: UInt32 = 512, serial: String = ""
+    ) {
+        self.id = id
+        self.deviceName = deviceName
+        self.nodeName = nodeName
+        self.backend = backend
+        self.writable = writable
+        self.writethrough = writethrough
+        self.iothread = iothread
+        self.numQueues = numQueues
+        self.queueSize = queueSize
+        self.logicalBlockSize = logicalBlockSize
+        self.serial = serial
+    }
+}
+
+/// The storage behind an export, after resolving `raw` → `file`/`host_device` node chains.
+public struct BackendSpec: Sendable, Equatable, Encodable {
+    public enum Kind: Sendable, Equatable {
+        /// A regular file or a block device at this path.
+        case file(path: String)
+        /// QEMU's `null-co`: reads return zeros (`read-zeroes`) and writes are dropped. For benchmarks.
+        case null(size: UInt64)
+    }
+    public var kind: Kind
+    /// The node is read-only (`read-only=on` on any node of the chain).
+    public var readOnly: Bool
+    /// `cache.direct=on`: open with O_DIRECT.
+    public var direct: Bool
+
+    public init(kind: Kind, readOnly: Bool = false, direct: Bool = false) {
+        self.kind = kind
+        self.readOnly = readOnly
+        self.direct = direct
+    }
+}
+
+/// Everything `serve` needs: the iothread objects to start, and the exports in command-line order.
+public struct ServePlan: Sendable, Equatable, Encodable {
+    public var iothreads: [String]
+    public var exports: [ExportPlan]
+
+    public init(iothreads: [String], exports: [ExportPlan]) {
+        self.iothreads = iothreads
+        self.exports = exports
+    }
+}
+
+// MARK: JSON in QAPI's vocabulary (what `check` prints): every member with its default applied.
+
+private struct QAPIKey: CodingKey {
+    package var stringValue: String
+    package var intValue: Int? { nil }
+    package init(_ s: String) { stringValue = s }
+    package init?(stringValue: String) { self.stringValue = stringValue }
+    package init?(intValue: Int) { nil }
+}
+
+extension ExportPlan {
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: QAPIKey.self)
+        try c.encode("vduse-blk", forKey: QAPIKey("type"))
+        try c.encode(id, forKey: QAPIKey("id"))
+        try c.encode(nodeName, forKey: QAPIKey("node-name"))
+        try c.encode(deviceName, forKey: QAPIKey("name"))
+        try c.encode(writable, forKey: QAPIKey("writable"))
+        try c.encode(writethrough, forKey: QAPIKey("writethrough"))
+        try c.encode(iothread, forKey: QAPIKey("iothread"))
+        try c.encode(numQueues, forKey: QAPIKey("num-queues"))
+        try c.encode(queueSize, forKey: QAPIKey("queue-size"))
+        try c.encode(logicalBlockSize, forKey: QAPIKey("logical-block-size"))
+        try c.encode(serial, forKey: QAPIKey("serial"))
+        try c.encode(backend, forKey: QAPIKey("backend"))
+    }
+}
+
+extension BackendSpec {
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: QAPIKey.self)
+        switch kind {
+        case let .file(path):
+            try c.encode("file", forKey: QAPIKey("driver"))
+            try c.encode(path, forKey: QAPIKey("filename"))
+        case let .null(size):
+            try c.encode("null-co", forKey: QAPIKey("driver"))
+            try c.encode(size, forKey: QAPIKey("size"))
+        }
+        try c.encode(readOnly, forKey: QAPIKey("read-only"))
+        try c.encode(direct, forKey: QAPIKey("cache.direct"))
+    }
+}
+
+extension BackendSpec {
+    /// The image path, or the driver's name for backends without one.
+    public var pathDescription: String {
+        switch kind {
+        case let .file(path): path
+        case .null: "null-co"
+        }
+    }
+}

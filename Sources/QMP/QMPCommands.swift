@@ -1,0 +1,82 @@
+import Kernel
+import QAPI
+import Core
+import Foundation
+import Glibc
+import Logging
+import Synchronization
+
+/// The QMP commands a qemu-storage-daemon client uses for exports, mapped onto the manager:
+/// block-export-add, block-export-del, query-block-exports, block_resize, quit.
+package final class QMPCommands: Sendable {
+    private let manager: ExportManager
+    private let configuration: Mutex<ServeConfiguration>
+    private let records: any ExportObserver
+    private let logger: Logger
+
+    package init(manager: ExportManager, configuration: ServeConfiguration, records: any ExportObserver, logger: Logger) {
+        self.manager = manager
+        self.configuration = Mutex(configuration)
+        self.records = records
+        self.logger = logger
+    }
+
+    package func handle(_ command: String, _ arguments: OptionValue, emit: (String, OptionValue) -> Void) throws -> OptionValue {
+        switch command {
+        case "block-export-add":
+            let options = try BlockExportOptions(arguments, syntax: .json)
+            // Checked against the live state, and reserved while the device is created.
+            let plan = try configuration.withLock { c throws(OptionError) in try c.addExport(options) }
+            do {
+                let status = try manager.add(plan)
+                records.add(plan, status)
+            } catch {
+                configuration.withLock { $0.removeExport(id: plan.id) }
+                throw error
+            }
+            return .object([])
+        case "block-export-del":
+            var r = try OptionReader(arguments, syntax: .json)
+            let id = try r.requiredString("id")
+            _ = try r.enumeration("mode", ["safe", "hard"])
+            try r.finish()
+            guard let status = manager.status(id: id) else { throw QMPServer.CommandError("Export '\(id)' is not found") }
+            if status.shuttingDown { throw QMPServer.CommandError("Export '\(id)' is already shutting down") }
+            try manager.remove(id: id)
+            records.remove(name: status.name)
+            configuration.withLock { $0.removeExport(id: id) }
+            emit("BLOCK_EXPORT_DELETED", .object([("id", .string(id))]))
+            return .object([])
+        case "query-block-exports":
+            try OptionReader(arguments, syntax: .json).finish()
+            return .list(manager.exports.map {
+                .object([("type", .string("vduse-blk")), ("id", .string($0.id)), ("node-name", .string($0.nodeName)),
+                         ("shutting-down", .bool($0.shuttingDown))])
+            })
+        case "block_resize":
+            var r = try OptionReader(arguments, syntax: .json)
+            let node = try r.string("node-name")
+            _ = try r.string("device")
+            guard let size = try r.unsigned("size", max: UInt64(Int64.max), typeName: "int64_t") else {
+                throw QMPServer.CommandError("Parameter 'size' is missing")
+            }
+            try r.finish()
+            guard let node else { throw QMPServer.CommandError("Cannot find device='' nor node-name=''") }
+            try manager.resize(nodeName: node, to: size)
+            if let s = manager.exports.first(where: { $0.nodeName == node }) { records.resized(name: s.name, to: s.sizeBytes) }
+            return .object([])
+        case "quit":
+            kill(getpid(), SIGTERM)  // the main thread's sigwait takes it and shuts down
+            return .object([])
+        default:
+            throw QMPServer.CommandError("The command \(command) has not been found", errorClass: "CommandNotFound")
+        }
+    }
+}
+
+/// Told when QMP changes the set of exports (the serve loop keeps its state records with it).
+package protocol ExportObserver: Sendable {
+    func add(_ plan: ExportPlan, _ status: ExportStatus)
+    func remove(name: String)
+    func resized(name: String, to bytes: UInt64)
+}
