@@ -47,7 +47,7 @@ let package = Package(
         // The block server: iothreads, queue servers, VDUSE exports, the export manager.
         .target(
             name: "Core",
-            dependencies: ["Kernel", "Virtio", "BlockBackends", "QAPI", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Kernel", "Virtio", "BlockBackends", "QAPI", "QCOW2", .product(name: "Logging", package: "swift-log")]
         ),
         // The QMP control socket and client.
         .target(name: "QMP", dependencies: ["Core", "QAPI", "Kernel", .product(name: "Logging", package: "swift-log")]),

@@ -2,6 +2,7 @@ import BlockBackends
 import Kernel
 import Logging
 import QAPI
+import QCOW2
 import Virtio
 
 /// Turns a checked plan into a running export's parts: the backend its node names, and the
@@ -12,6 +13,18 @@ enum ExportFactory {
         switch plan.backend.kind {
         case let .null(size):
             return NullBackend(size: size)
+        case let .qcow2(q):
+            let backing: BackingChoice = switch q.backing {
+            case .fromImage: .fromHeader
+            case .none: .none
+            case let .image(path, qcow2): .file(path: path, format: qcow2 ? .qcow2 : .raw)
+            }
+            do {
+                return try Qcow2Backend(path: q.path, writable: plan.writable, backing: backing,
+                                        l2CacheBytes: q.l2CacheSize.map { Int($0) }, discardUnmap: q.discardUnmap)
+            } catch {
+                throw ExportError("Could not open '\(q.path)': \(error)", code: .invalidArgument)
+            }
         case let .file(path):
             do {
                 return try FileBackend(path: path, writable: plan.writable, direct: plan.backend.direct,

@@ -13,6 +13,17 @@ public enum Qcow2Error: Error, Equatable, CustomStringConvertible {
     case outOfRange(offset: UInt64, length: UInt64, size: UInt64)
     case readOnly(path: String)
 
+    /// The errno closest to the failure, for callers that speak errno.
+    public var errno: Int32 {
+        switch self {
+        case let .io(_, _, err): err
+        case .notQcow2, .truncated, .corrupt, .outOfRange, .backingLoop: EINVAL
+        case .unsupported: ENOTSUP
+        case .backingMissing: ENOENT
+        case .readOnly: EROFS
+        }
+    }
+
     public var description: String {
         switch self {
         case let .io(path, operation, err):
