@@ -16,6 +16,11 @@ public struct AddRequest: Sendable, Equatable {
     public var readOnly = false
     public var writethrough = false
     public var direct = false
+    public enum Format: String, Sendable, CaseIterable {
+        case raw, qcow2
+    }
+    /// `--format`; nil = probed from the image's first bytes.
+    public var format: Format?
     /// One name = that iothread; several = multi-threading (refused by vduse-blk, as in QEMU).
     public var iothreads: [String] = []
 
@@ -65,14 +70,24 @@ public struct AddRequest: Sendable, Equatable {
     /// `--object` values: one iothread per `--iothread` name.
     public var objects: [String] { iothreads.map { "iothread,id=\(Self.escape($0))" } }
 
-    /// `--blockdev` values: the image as a file node under a raw node.
+    /// `--format`, else qcow2 if the image starts with the qcow2 magic, else raw (qemu-nbd's
+    /// probe). An unreadable image is called raw here; opening it reports why.
+    public var resolvedFormat: Format {
+        if let format { return format }
+        guard let h = FileHandle(forReadingAtPath: image) else { return .raw }
+        defer { try? h.close() }
+        let magic = (try? h.read(upToCount: 4)) ?? Data()
+        return magic == Data([0x51, 0x46, 0x49, 0xfb]) ? .qcow2 : .raw
+    }
+
+    /// `--blockdev` values: the image as a file node under a raw or qcow2 node.
     public var blockdevs: [String] {
         var args: [String] = []
         var file = "driver=file,node-name=file0,filename=\(Self.escape(absoluteImage))"
         if readOnly { file += ",read-only=on" }
         if direct { file += ",cache.direct=on" }
         args.append(file)
-        args.append("driver=raw,node-name=disk0,file=file0" + (readOnly ? ",read-only=on" : ""))
+        args.append("driver=\(resolvedFormat.rawValue),node-name=disk0,file=file0" + (readOnly ? ",read-only=on" : ""))
         return args
     }
 
