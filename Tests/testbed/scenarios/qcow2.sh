@@ -1,0 +1,59 @@
+# qcow2 through /dev/vdX: images made by qemu-img read back equal to `qemu-img convert -O raw`;
+# fio verify over an overlay (partial-cluster copy-on-write from a raw base) with 2 queues;
+# discard; then `qemu-img check` is clean and the image holds what the device showed.
+# timeout: 600
+source "$PROJECT/Tests/testbed/scenario-lib.sh"
+command -v qemu-img >/dev/null || fail "qemu-img missing: scripts/install-deps testbed"
+
+qcow2_export() {  # qcow2_export LOG NAME IMAGE [qcow2 options] [export options]
+    start_export "$1" --blockdev "driver=file,node-name=f0,filename=$3" \
+        --blockdev "driver=qcow2,node-name=q0,file=f0${4:-}" --object iothread,id=io0 \
+        --export "type=vduse-blk,id=e0,node-name=q0,name=$2,iothread=io0${5:-}"
+}
+
+# Read: raw base <- qcow2 (4k clusters, own data and zero clusters) <- qcow2; then a zstd-compressed copy.
+head -c 24M /dev/urandom >base.raw
+truncate -s 32M base.raw
+qemu-img create -q -f qcow2 -b base.raw -F raw -o cluster_size=4k mid.qcow2
+qemu-io -f qcow2 -c "write -P 0x5a 1M 3M" -c "write -z 8M 1M" mid.qcow2 >/dev/null
+qemu-img create -q -f qcow2 -b mid.qcow2 -F qcow2 top.qcow2 40M
+qemu-io -f qcow2 -c "write -P 0x6b 2M 100k" -c "write -P 0x6c 33M 1M" top.qcow2 >/dev/null
+qemu-img convert -c -O qcow2 -o compression_type=zstd top.qcow2 packed.qcow2
+for img in top packed; do
+    qemu-img convert -O raw $img.qcow2 expected.raw
+    qcow2_export rd$img qrd$img "$PWD/$img.qcow2"
+    [ "$(blockdev --getsize64 "$DEV")" = $((40 << 20)) ] || fail "$img: device size is not the virtual size"
+    cmp "$DEV" expected.raw || fail "$img: /dev/vdX differs from qemu-img convert -O raw"
+    stop_export qrd$img
+done
+note "chain of 3 (raw, qcow2 4k, qcow2 64k) and its zstd-compressed copy read back equal"
+
+# Write: fio verify on an overlay over the raw base, 2 queues, 64k clusters written in 4k pieces.
+qemu-img create -q -f qcow2 -b base.raw -F raw w.qcow2
+before=$(sha256sum <base.raw)
+qcow2_export wr qwr "$PWD/w.qcow2" ",discard=unmap" ",writable=on,num-queues=2"
+fio --name=rand4k --filename="$DEV" --ioengine=io_uring --direct=1 --rw=randwrite --bs=4k --iodepth=16 \
+    --size=16M --verify=crc32c --verify_fatal=1 --do_verify=1 --output=rand.log \
+    || { cat rand.log; fail "4k randwrite verify failed"; }
+fio --name=seq --filename="$DEV" --ioengine=io_uring --direct=1 --rw=write --bs=1M --iodepth=4 \
+    --offset=16M --size=12M --verify=crc32c --verify_fatal=1 --do_verify=1 --output=seq.log \
+    || { cat seq.log; fail "1M sequential verify failed"; }
+grep -q "err= 0" rand.log && grep -q "err= 0" seq.log || fail "fio reported errors"
+blkdiscard -o 28M -l 2M "$DEV"
+cmp -n $((2 << 20)) <(dd if="$DEV" bs=1M skip=28 count=2 iflag=direct status=none) /dev/zero \
+    || fail "discarded range does not read back as zeros"
+dd if="$DEV" of=device.raw bs=1M iflag=direct status=none
+stop_export qwr
+qemu-img check w.qcow2 >check.log 2>&1 || { cat check.log; fail "qemu-img check failed"; }
+grep -q "leaked" check.log && { cat check.log; fail "qemu-img check found leaks"; }
+qemu-img compare -q -f qcow2 -F raw w.qcow2 device.raw || fail "image differs from what the device showed"
+[ "$(sha256sum <base.raw)" = "$before" ] || fail "the backing file changed"
+note "fio verify, discard; qemu-img check clean, image equals the device, base unchanged"
+
+# add probes the format and reports the virtual size.
+qemu-img create -q -f qcow2 probe.qcow2 1G
+out=$("$VDUSE_EXPORT" add probe.qcow2 --json)
+echo "$out" | grep -q '"size" : 1073741824' || fail "add --json does not show the virtual size: $out"
+"$VDUSE_EXPORT" del probe
+note "add probed qcow2: $(echo "$out" | grep -o '"device" : "[^"]*"')"
+expect_no_disks
