@@ -118,7 +118,7 @@ final class Refcounts {
         _ = setEntry(&block, Int(home - first), 1)
         let offset = home << UInt64(g.clusterBits)
         try file.write(block, at: offset)
-        if ordered { try file.sync() }
+        try file.sync()  // even when dirty: a table entry must never point at an unwritten block
         table[index] = offset
         try file.write(.be64(offset), at: tableOffset + UInt64(index) * 8)
         blocks[index] = block

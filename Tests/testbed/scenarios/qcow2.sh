@@ -28,8 +28,9 @@ for img in top packed; do
 done
 note "chain of 3 (raw, qcow2 4k, qcow2 64k) and its zstd-compressed copy read back equal"
 
-# Write: fio verify on an overlay over the raw base, 2 queues, 64k clusters written in 4k pieces.
-qemu-img create -q -f qcow2 -b base.raw -F raw w.qcow2
+# Write: fio verify on an overlay over the raw base (lazy refcounts), 2 queues, 64k clusters
+# written in 4k pieces.
+qemu-img create -q -f qcow2 -b base.raw -F raw -o lazy_refcounts=on w.qcow2
 before=$(sha256sum <base.raw)
 qcow2_export wr qwr "$PWD/w.qcow2" ",discard=unmap" ",writable=on,num-queues=2"
 fio --name=rand4k --filename="$DEV" --ioengine=io_uring --direct=1 --rw=randwrite --bs=4k --iodepth=16 \
@@ -44,6 +45,7 @@ cmp -n $((2 << 20)) <(dd if="$DEV" bs=1M skip=28 count=2 iflag=direct status=non
     || fail "discarded range does not read back as zeros"
 dd if="$DEV" of=device.raw bs=1M iflag=direct status=none
 stop_export qwr
+[ "$(od -An -tx1 -j79 -N1 w.qcow2 | tr -d ' ')" = 00 ] || fail "the dirty bit (lazy refcounts) is still set after a clean stop"
 qemu-img check w.qcow2 >check.log 2>&1 || { cat check.log; fail "qemu-img check failed"; }
 grep -q "leaked" check.log && { cat check.log; fail "qemu-img check found leaks"; }
 qemu-img compare -q -f qcow2 -F raw w.qcow2 device.raw || fail "image differs from what the device showed"
