@@ -39,6 +39,8 @@ struct Header {
 
     var backingFile: String?
     var backingFormat: String?
+    /// A bitmaps extension is present: its clusters are referenced from outside L1/L2.
+    var hasBitmaps = false
     /// (type, bit) -> name from the feature name table, for messages about unknown bits.
     var featureNames: [Int: String] = [:]
 
@@ -140,6 +142,8 @@ struct Header {
             switch type {
             case 0xe279_2aca:
                 backingFormat = String(decoding: data, as: UTF8.self)
+            case 0x2385_2875:
+                hasBitmaps = true
             case 0x6803_f857:
                 var e = 0
                 while e + 48 <= data.count {

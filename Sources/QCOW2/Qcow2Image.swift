@@ -48,8 +48,8 @@ public final class Qcow2Image {
                 if h.incompatible & Header.Incompatible.corrupt != 0 {
                     throw Qcow2Error.corrupt(path: path, what: "the corrupt bit is set; open it read-only or repair it with qemu-img check -r all")
                 }
-                if h.incompatible & Header.Incompatible.dirty != 0 {
-                    throw Qcow2Error.unsupported(path: path, what: "dirty image (lazy refcounts, not closed cleanly): repair it with qemu-img check -r all, or open it read-only")
+                if h.incompatible & Header.Incompatible.dirty != 0, h.hasBitmaps {
+                    throw Qcow2Error.unsupported(path: path, what: "repairing the refcounts of a dirty image with bitmaps: repair it with qemu-img check -r all, or open it read-only")
                 }
                 if h.nbSnapshots != 0 {
                     throw Qcow2Error.unsupported(path: path, what: "writing to an image with internal snapshots (\(h.nbSnapshots)); open it read-only")
@@ -98,6 +98,13 @@ public final class Qcow2Image {
             self.refcounts = refcounts
             self.backing = opened
 
+            // A dirty image (lazy refcounts, then a crash) gets its refcounts rebuilt first.
+            if !readOnly, h.incompatible & Header.Incompatible.dirty != 0 {
+                try repairRefcounts()
+                header.incompatible &= ~Header.Incompatible.dirty
+                try file.write(.be64(header.incompatible), at: UInt64(Header.incompatibleField))
+                try file.sync()
+            }
             // Unknown auto-clear features must be cleared before we write (bitmaps we do not keep).
             if !readOnly, h.autoclear != 0 {
                 try file.write(.be64(0), at: UInt64(Header.autoclearField))

@@ -14,6 +14,8 @@ final class Refcounts {
     private var freeHint: UInt64 = 0
     /// Clusters being handed out as one run; a new refcount block must not land there.
     private var reserved: Range<UInt64> = 0..<0
+    /// Clusters in use that the counts do not show yet (during a repair): no block goes there.
+    var inUse: (UInt64) -> Bool = { _ in false }
     /// False while the image is marked dirty (lazy refcounts): then ordering syncs are skipped.
     var ordered = true
 
@@ -110,7 +112,7 @@ final class Refcounts {
     private func createBlock(_ index: Int, avoiding cluster: UInt64) throws {
         let first = UInt64(index) * g.refcountBlockEntries
         var home = first
-        while home == cluster || reserved.contains(home) { home += 1 }
+        while home == cluster || reserved.contains(home) || inUse(home) { home += 1 }
         guard home < first + g.refcountBlockEntries else {
             throw Qcow2Error.unsupported(path: file.path, what: "allocation spanning a whole refcount block")
         }

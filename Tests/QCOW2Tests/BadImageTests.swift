@@ -49,12 +49,13 @@ import Testing
         #expect(e?.description == "\(p): not a qcow2 image (bad magic)")
     }
 
-    @Test func encrypted() throws {
+    /// The header field alone decides (qemu-img's LUKS creation benchmarks PBKDF for seconds of
+    /// CPU and fails under load, so the field is set by hand).
+    @Test(arguments: [1, 2]) func encrypted(_ method: Int) throws {
         let dir = try TempDir()
-        let p = dir.file("bad.qcow2")
-        try Qemu.run("qemu-img", ["create", "-q", "--object", "secret,id=s0,data=pw", "-f", "qcow2",
-                                  "-o", "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10", p, "1M"])
-        #expect(try refusal(p)?.description == "\(p): unsupported qcow2 feature: encryption (crypt_method 2)")
+        let p = try fresh(dir)
+        try patch(p, at: 32, be(UInt64(method), 4))
+        #expect(try refusal(p)?.description == "\(p): unsupported qcow2 feature: encryption (crypt_method \(method))")
     }
 
     @Test func externalDataFile() throws {
@@ -132,11 +133,12 @@ import Testing
         #expect(try refusal(p, readOnly: true) == nil)
     }
 
-    @Test func dirtyOnlyReadOnly() throws {
+    @Test func dirtyWithBitmapsOnlyReadOnly() throws {
         let dir = try TempDir()
         let p = try fresh(dir, ["-o", "lazy_refcounts=on"])
+        try Qemu.img("bitmap", "--add", p, "b0")
         try patch(p, at: 72, be(1, 8))
-        #expect(try refusal(p)?.description.contains("dirty image") == true)
+        #expect(try refusal(p)?.description.contains("repairing the refcounts of a dirty image with bitmaps") == true)
         #expect(try refusal(p, readOnly: true) == nil)
     }
 }
