@@ -7,6 +7,8 @@ final class ImageFile {
     let path: String
     let fd: Int32
     let writable: Bool
+    /// Sees every change and barrier (tests replay them to simulate crashes).
+    var observer: ((FileEvent) -> Void)?
 
     init(path: String, writable: Bool) throws {
         let fd = Glibc.open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)
@@ -81,6 +83,11 @@ final class ImageFile {
 
     /// Gather write; the iovecs are consumed.
     func writev(_ iov: inout [iovec], at offset: UInt64) throws {
+        if let observer {
+            var bytes: [UInt8] = []
+            for p in iov { bytes += UnsafeRawBufferPointer(start: p.iov_base, count: p.iov_len) }
+            observer(.write(offset: offset, bytes: bytes))
+        }
         var pos = offset
         var first = 0
         while first < iov.count {
@@ -108,7 +115,16 @@ final class ImageFile {
         }
     }
 
+    /// Grows the file to `size` bytes (zeros); never shrinks it.
+    func extend(to size: UInt64) throws {
+        guard try size > self.size() else { return }
+        while ftruncate(fd, off_t(size)) != 0 {
+            if errno != EINTR { throw error("ftruncate") }
+        }
+    }
+
     func sync() throws {
+        observer?(.sync)
         while fdatasync(fd) != 0 {
             if errno != EINTR { throw error("fdatasync") }
         }
@@ -116,8 +132,15 @@ final class ImageFile {
 
     /// Gives freed space back to the file system; failure only costs space, so it is ignored.
     func punchHole(at offset: UInt64, length: Int) {
+        observer?(.write(offset: offset, bytes: [UInt8](repeating: 0, count: length)))
         _ = cq_punch_hole(fd, Int64(offset), Int64(length))
     }
+}
+
+/// A change to the file or a durability barrier, in the order they were issued.
+package enum FileEvent {
+    case write(offset: UInt64, bytes: [UInt8])
+    case sync
 }
 
 /// Device and inode: two paths name the same file exactly when these match.

@@ -2,6 +2,7 @@ extension Qcow2Image {
     /// Rebuilds the refcounts of an image left dirty by lazy refcounts: counts every reference
     /// the metadata makes, raises stored counts that are too low (sync), then lowers those that
     /// are too high (leaks), so a cluster in use is never counted free, even mid-repair.
+    /// Images with internal snapshots never get here (they are refused for writing).
     func repairRefcounts() throws {
         let cs = UInt64(g.clusterSize), bits = UInt64(g.clusterBits)
         var counts: [UInt64: UInt64] = [:]
@@ -28,6 +29,9 @@ extension Qcow2Image {
                 }
             }
         }
+        // Without ordering, an L2 entry may have reached the disk before the data that extends
+        // the file: cover every referenced cluster (its content was never flushed anyway).
+        if let last = counts.keys.max() { try file.extend(to: (last + 1) << bits) }
         refcounts.inUse = { counts[$0] != nil }
         defer { refcounts.inUse = { _ in false } }
         for (c, n) in counts.sorted(by: { $0.key < $1.key }) where try refcounts.get(c) < n {

@@ -125,6 +125,9 @@ public final class Qcow2Image {
         }
     }
 
+    /// Every write and sync this image issues from now on (crash simulation in tests).
+    package func observeFile(_ observer: @escaping (FileEvent) -> Void) { file.observer = observer }
+
     public var version: Int { Int(header.version) }
     public var clusterSize: Int { g.clusterSize }
 
