@@ -154,7 +154,10 @@ public struct Provisioner: Sendable {
         }
         if FileManager.default.fileExists(atPath: "/dev/vduse/\(name)") {
             // Dead server (or one that could not finish): reconnect and tear down ourselves.
-            let plan = ExportPlan(id: record.id, deviceName: name, backend: BackendSpec(kind: .file(path: record.image), readOnly: record.readOnly),
+            // The idle disk is served until it is gone: a qcow2 image must not be written as raw.
+            let kind: BackendSpec.Kind = AddRequest(image: record.image).resolvedFormat == .qcow2
+                ? .qcow2(Qcow2Spec(path: record.image)) : .file(path: record.image)
+            let plan = ExportPlan(id: record.id, deviceName: name, backend: BackendSpec(kind: kind, readOnly: record.readOnly),
                                   writable: !record.readOnly, numQueues: max(record.queues, 1), serial: record.serial)
             do {
                 let manager = try ExportManager(iothreads: [], logger: logger)
