@@ -20,6 +20,11 @@ extension Array where Element == UInt8 {
         for i in 0..<4 { self[at + i] = UInt8(truncatingIfNeeded: v >> (24 - 8 * i)) }
     }
 
+    mutating func putBE16(_ v: UInt16, at: Int) {
+        self[at] = UInt8(v >> 8)
+        self[at + 1] = UInt8(truncatingIfNeeded: v)
+    }
+
     static func be64(_ v: UInt64) -> [UInt8] {
         var a = [UInt8](repeating: 0, count: 8)
         a.putBE64(v, at: 0)
