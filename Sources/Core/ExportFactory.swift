@@ -1,4 +1,5 @@
 import BlockBackends
+import Glibc
 import Kernel
 import Logging
 import QAPI
@@ -36,10 +37,18 @@ enum ExportFactory {
     }
 
     /// Creates the kernel device with every queue set up. Iothread of the export.
-    static func create(plan: ExportPlan, control: VDUSEControl, iothread: IOThread, logger: Logger)
+    static func create(plan: ExportPlan, control: VDUSEControl, iothread: IOThread, logPath: String?, logger: Logger)
         throws(ExportError) -> VDUSEBlockExport {
         let backend = try openBackend(plan)
         let config = VDUSEBlockExport.config(plan: plan, size: backend.size)
+        var log: InflightLog?
+        if let logPath {
+            do {
+                log = try InflightLog.create(path: logPath, identity: identity(plan, config))
+            } catch {
+                throw ExportError("cannot create the reconnect log", because: error)
+            }
+        }
         do {
             try control.createDevice(name: plan.deviceName, deviceID: VirtioBlockConfig.virtioBlockDeviceID,
                                      features: config.features, queues: Int(config.numQueues), config: config.bytes)
@@ -49,11 +58,56 @@ enum ExportFactory {
         do {
             let device = try VDUSEDevice(name: plan.deviceName)
             for q in 0..<Int(plan.numQueues) { try device.setupQueue(index: q, maxSize: plan.queueSize) }
-            return VDUSEBlockExport(plan: plan, device: device, backend: backend, iothread: iothread, logger: logger)
+            return VDUSEBlockExport(plan: plan, device: device, backend: backend, iothread: iothread, logger: logger, log: log)
         } catch {
             try? control.destroyDevice(name: plan.deviceName)
+            if let logPath { unlink(logPath) }
             throw ExportError("failed to create vduse device: \(error)", cause: error)
         }
+    }
+
+    /// What a device made for `plan` looks like, as its log records it.
+    static func identity(_ plan: ExportPlan, _ config: VirtioBlockConfig) -> InflightLog.Identity {
+        InflightLog.Identity(queues: Int(plan.numQueues), queueSize: Int(plan.queueSize),
+                             logicalBlockSize: plan.logicalBlockSize, features: config.features,
+                             serialHash: InflightLog.hash(plan.serial))
+    }
+
+    /// Reopens the live device of a server that is gone, after checking that it is the device
+    /// this plan would create: its log's identity, the kernel's queue count, and the features the
+    /// driver accepted. A server still holding it gets 10 s to let go (a hand-over).
+    static func reattach(plan: ExportPlan, log: InflightLog, iothread: IOThread, logger: Logger)
+        throws(ExportError) -> VDUSEBlockExport {
+        let backend = try openBackend(plan)
+        let config = VDUSEBlockExport.config(plan: plan, size: backend.size)
+        let expected = identity(plan, config)
+        guard log.identity == expected else {
+            throw ExportError("vduse device '\(plan.deviceName)' exists with another configuration (\(log.identity)); "
+                              + "this export would have \(expected): refusing to take it over", code: .busy)
+        }
+        var device: VDUSEDevice?
+        for attempt in 0..<500 {
+            do {
+                device = try VDUSEDevice(name: plan.deviceName)
+                break
+            } catch where error.errno == .resourceBusy && attempt < 499 {
+                usleep(20_000)
+            } catch {
+                throw ExportError("cannot take over vduse device '\(plan.deviceName)'", because: error, code: .busy)
+            }
+        }
+        guard let device else { throw ExportError("cannot take over vduse device '\(plan.deviceName)'", code: .busy) }
+        let queues = Int(plan.numQueues)
+        let lastExists = (try? device.queueInfo(index: queues - 1)) != nil
+        let oneMoreExists = (try? device.queueInfo(index: queues)) != nil
+        let negotiated = (try? device.negotiatedFeatures()) ?? 0
+        guard lastExists && !oneMoreExists, negotiated & ~config.features == 0 else {
+            throw ExportError("vduse device '\(plan.deviceName)' does not match its log (queues or features differ): refusing to take it over",
+                              code: .busy)
+        }
+        log.restarts += 1
+        return VDUSEBlockExport(plan: plan, device: device, backend: backend, iothread: iothread, logger: logger,
+                                adopting: true, log: log)
     }
 
     /// Reopens the device of a server that died (it still exists in the kernel).

@@ -20,6 +20,8 @@ public struct ExportStatus: Sendable, Codable, Equatable {
     public var numQueues: UInt16
     public var serial: String
     public var shuttingDown: Bool
+    /// Times a server took this export's device over after its predecessor was gone.
+    public var restarts: UInt32 = 0
 }
 
 /// The exports of one server process: their iothreads, and the order in which the kernel
@@ -45,10 +47,13 @@ public final class ExportManager: Sendable {
         package var sequence: Int
     }
     private let sequence = Mutex(0)
+    /// Where each export's reconnect log lives (`NAME.inflight`).
+    private let logDirectory: String
 
     /// Checks the kernel (loading the modules once if needed) and starts the iothreads.
-    public init(iothreads names: [String], logger: Logger) throws {
+    public init(iothreads names: [String], logDirectory: String = "/run/vduse-export", logger: Logger) throws {
         self.logger = logger
+        self.logDirectory = logDirectory
         try KernelSupport.ensureVDUSE(logger: logger)
         do {
             control = try VDUSEControl()
@@ -77,13 +82,21 @@ public final class ExportManager: Sendable {
         let iothread = plan.iothread.flatMap { iothreads[$0] } ?? mainLoop
         let control = self.control
         let logger = self.logger
+        let logPath = "\(logDirectory)/\(plan.deviceName).inflight"
+        // A device of ours whose server is gone (crash, kill, upgrade): take it over instead.
+        if FileManager.default.fileExists(atPath: "/dev/vduse/\(plan.deviceName)"), InflightLog.open(path: logPath) != nil {
+            return try reattach(plan, logPath: logPath, iothread: iothread)
+        }
+        mkdir(logDirectory, 0o700)
         let export = try iothread.run { () throws -> VDUSEBlockExport in
-            let export = try ExportFactory.create(plan: plan, control: control, iothread: iothread, logger: logger)
+            let export = try ExportFactory.create(plan: plan, control: control, iothread: iothread, logPath: logPath,
+                                                  logger: logger)
             do {
                 try export.attach()
             } catch {
                 export.detach()
                 try? control.destroyDevice(name: plan.deviceName)
+                unlink(logPath)
                 throw error
             }
             return export
@@ -101,13 +114,61 @@ public final class ExportManager: Sendable {
             teardown(export)
             throw error
         }
+        return register(export, disk: disk)
+    }
+
+    private func register(_ export: VDUSEBlockExport, disk: String) -> ExportStatus {
+        let plan = export.plan
         let status = ExportStatus(id: plan.id, name: plan.deviceName, nodeName: plan.nodeName, device: disk,
                                   sizeBytes: export.config.capacitySectors * 512, numQueues: plan.numQueues,
-                                  serial: plan.serial, shuttingDown: false)
+                                  serial: plan.serial, shuttingDown: false, restarts: export.restarts)
         let n = sequence.withLock { $0 += 1; return $0 }
         state.withLock { $0[plan.id] = Entry(export: export, status: status, sequence: n) }
         logger.info("export \(plan.id) ready: \(disk)")
         return status
+    }
+
+    /// Takes over the live device of a server that is gone: reopens it (waiting for a server
+    /// that is handing it over to let go), resumes its queues from the log, and finds its disk.
+    /// Nothing is created, so a failure leaves the device as it was for the next try.
+    private func reattach(_ plan: ExportPlan, logPath: String, iothread: IOThread) throws -> ExportStatus {
+        let logger = self.logger
+        let export = try iothread.run { () throws -> VDUSEBlockExport in
+            guard let log = InflightLog.open(path: logPath) else {
+                throw ExportError("the reconnect log \(logPath) is gone", code: .notFound)
+            }
+            let export = try ExportFactory.reattach(plan: plan, log: log, iothread: iothread, logger: logger)
+            do {
+                try export.attach()
+            } catch {
+                export.detach()
+                throw error
+            }
+            return export
+        }
+        if !FileManager.default.fileExists(atPath: "/sys/bus/vdpa/devices/\(plan.deviceName)") {
+            do {
+                try VDPANetlink.addDevice(name: plan.deviceName)
+            } catch {
+                try? iothread.run { export.detach() }
+                throw ExportError("failed to create vduse device: vdpa: \(error.reason)")
+            }
+        }
+        let disk = try DiskLocator.waitForDisk(vdpaName: plan.deviceName)
+        logger.info("export \(plan.id): took over /dev/vduse/\(plan.deviceName) (restart \(export.restarts))")
+        return register(export, disk: disk)
+    }
+
+    /// Hands every export over to a successor process: requests in flight are completed, the
+    /// logs left consistent, and the devices closed but kept (bound, with their disks), so the
+    /// next server (the binary on disk now) takes them over. The exports are forgotten here.
+    public func handOver() {
+        commandLock.lock()
+        defer { commandLock.unlock() }
+        let entries = state.withLock { s in defer { s.removeAll() }; return Array(s.values) }
+        for entry in entries {
+            try? entry.export.iothread.run { entry.export.detach() }
+        }
     }
 
     /// Deletes an export (QEMU's block-export-del): `Export '<id>' is not found` if unknown.
@@ -137,6 +198,13 @@ public final class ExportManager: Sendable {
     /// Cleans up after a server that died: reconnects to its VDUSE device (answering the kernel
     /// and serving the idle disk), unbinds it from vdpa and destroys it.
     public func removeOrphan(_ plan: ExportPlan) throws {
+        // With our log, the device is taken over properly first: what the dead server had in
+        // flight is resubmitted and answered, so nothing waits on it when the disk goes away.
+        if InflightLog.open(path: "\(logDirectory)/\(plan.deviceName).inflight") != nil {
+            let status = try add(plan)
+            try remove(id: status.id)
+            return
+        }
         commandLock.lock()
         defer { commandLock.unlock() }
         let logger = self.logger
@@ -175,6 +243,7 @@ public final class ExportManager: Sendable {
         for attempt in 0..<50 {
             do {
                 try control.destroyDevice(name: export.plan.deviceName)
+                unlink("\(logDirectory)/\(export.plan.deviceName).inflight")
                 return
             } catch where error.errno == .resourceBusy && attempt < 49 {
                 usleep(20_000)

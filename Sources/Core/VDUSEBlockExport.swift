@@ -21,17 +21,19 @@ final class VDUSEBlockExport: @unchecked Sendable {
     private let logger: Logger
     private var memory: IOVASpace?
     private(set) var queues: [VirtqueueServer] = []
-    private var status: UInt8 = 0
+    private var status: DeviceStatus = []
     private var attached = false
     /// Taking over a device whose server died (see `attach`).
     private let adopting: Bool
+    /// The reconnect log (nil: none, as in tests and for cleanup of a dead server's device).
+    private let log: InflightLog?
+    var restarts: UInt32 { log?.restarts ?? 0 }
 
-    private static let statusDriverOK: UInt8 = 4
-    private static let statusFeaturesOK: UInt8 = 8
 
     init(plan: ExportPlan, device: any VDUSEDeviceChannel, backend: any BlockBackend, iothread: IOThread,
-         logger: Logger, adopting: Bool = false) {
+         logger: Logger, adopting: Bool = false, log: InflightLog? = nil) {
         self.plan = plan
+        self.log = log
         self.device = device
         self.backend = backend
         self.iothread = iothread
@@ -63,8 +65,8 @@ final class VDUSEBlockExport: @unchecked Sendable {
         try iothread.watch(device.fd) { [unowned self] in self.handleMessages() }
         attached = true
         if adopting, (try? device.queueInfo(index: 0))?.ready ?? 0 != 0 {
-            status = Self.statusDriverOK | Self.statusFeaturesOK
-            startQueues()
+            status = [.driverOK, .featuresOK]
+            startQueues(resuming: true)
         }
         handleMessages()  // messages the dead server left unanswered are queued again for us
     }
@@ -99,16 +101,17 @@ final class VDUSEBlockExport: @unchecked Sendable {
                 response.vq_state.index = UInt32(index)
                 response.vq_state.split.avail_index = queues.first { $0.queue.index == index }?.queue.lastAvailIndex ?? 0
             case let .setStatus(new):
-                logger.debug("status \(status) -> \(new)")
-                if new & Self.statusFeaturesOK != 0 && status & Self.statusFeaturesOK == 0 && !featuresAcceptable() {
+                logger.debug("status \(status.rawValue) -> \(new.rawValue)")
+                if new.contains(.featuresOK) && !status.contains(.featuresOK) && !featuresAcceptable() {
                     response.result = UInt32(VDUSE_REQ_RESULT_FAILED)
-                } else if new & Self.statusDriverOK != 0 && status & Self.statusDriverOK == 0 {
+                } else if new.contains(.driverOK) && !status.contains(.driverOK) {
                     // Interrupts work only once the kernel has recorded DRIVER_OK: start after replying.
-                    afterReply = { [unowned self] in self.startQueues() }
-                } else if new == 0 {
+                    afterReply = { [unowned self] in self.startQueues(resuming: false) }
+                } else if new.isEmpty {
                     // Reset: finish what is in flight (its buffers stay mapped until we reply), then
                     // forget the rings; the driver sets them up anew.
                     stopQueues(publish: false)
+                    if let log { for q in 0..<log.identity.queues { log.queue(q).reset() } }
                 }
                 if response.result == UInt32(VDUSE_REQ_RESULT_OK) { status = new }
             case let .updateIOTLB(first, last):
@@ -141,7 +144,7 @@ final class VDUSEBlockExport: @unchecked Sendable {
 
     /// After DRIVER_OK: map each ready queue's rings, attach a kick eventfd, and serve it. A queue
     /// that cannot start leaves nothing watching the loop.
-    private func startQueues() {
+    private func startQueues(resuming: Bool) {
         let negotiated = (try? device.negotiatedFeatures()) ?? 0
         let memory = IOVASpace(resolver: { [unowned device] iova in
             device.mapRegion(containing: iova).map {
@@ -150,6 +153,12 @@ final class VDUSEBlockExport: @unchecked Sendable {
             }
         })
         self.memory = memory
+        var resubmitted = 0
+        defer {
+            if resuming && log != nil {
+                logger.warning("took over /dev/vduse/\(plan.deviceName) from a server that is gone (restart \(restarts)): \(resubmitted) request(s) in flight resubmitted")
+            }
+        }
         for index in 0..<Int(plan.numQueues) {
             var server: VirtqueueServer?
             var kickWatched = false
@@ -163,10 +172,12 @@ final class VDUSEBlockExport: @unchecked Sendable {
                 let queue = try SplitVirtqueue(
                     index: index, addresses: addresses,
                     eventIndex: negotiated & VirtioBlockConfig.Feature.eventIndex != 0, memory: memory)
-                if adopting { queue.resumeFromUsedIndex() }
+                if resuming && log == nil { queue.resumeFromUsedIndex() }
+                let queueLog = log?.queue(index)
+                if !resuming { queueLog?.reset() }
                 let started = try VirtqueueServer(
                     queue: queue, backend: backend, geometry: geometry, memory: memory, loop: iothread, logger: logger,
-                    interrupt: { [unowned device, logger] in
+                    log: queueLog, interrupt: { [unowned device, logger] in
                         do { try device.injectInterrupt(queue: index) } catch { logger.warning("\(error)") }
                     })
                 server = started
@@ -174,9 +185,13 @@ final class VDUSEBlockExport: @unchecked Sendable {
                 kickWatched = true
                 try device.setKickFD(index: index, fd: started.kick.fd)
                 queues.append(started)
-                // Kicks sent before the eventfd was attached are replayed by the kernel, but a
-                // look at the ring costs nothing.
-                started.processAvailable()
+                if resuming && queueLog != nil {
+                    resubmitted += started.resumeFromLog()
+                } else {
+                    // Kicks sent before the eventfd was attached are replayed by the kernel, but a
+                    // look at the ring costs nothing.
+                    started.processAvailable()
+                }
                 logger.debug("queue \(index) started: size \(info.num)")
             } catch {
                 if let server {
@@ -207,7 +222,7 @@ final class VDUSEBlockExport: @unchecked Sendable {
         try backend.resize(to: bytes)
         config.capacitySectors = bytes / 512
         for server in queues { server.geometry = geometry }
-        guard status & Self.statusDriverOK != 0 else { return }
+        guard status.contains(.driverOK) else { return }
         try device.updateConfig(offset: 0, bytes: withUnsafeBytes(of: config.capacitySectors.littleEndian) { Array($0) })
     }
 }
@@ -215,16 +230,27 @@ final class VDUSEBlockExport: @unchecked Sendable {
 /// A control message from the kernel, typed.
 enum DeviceMessage: Equatable {
     case getQueueState(index: Int)
-    case setStatus(UInt8)
+    case setStatus(DeviceStatus)
     case updateIOTLB(first: UInt64, last: UInt64)
     case unknown(UInt32)
 
     init(_ request: vduse_dev_request) {
         switch request.type {
         case UInt32(VDUSE_GET_VQ_STATE.rawValue): self = .getQueueState(index: Int(request.vq_state.index))
-        case UInt32(VDUSE_SET_STATUS.rawValue): self = .setStatus(request.s.status)
+        case UInt32(VDUSE_SET_STATUS.rawValue): self = .setStatus(DeviceStatus(rawValue: request.s.status))
         case UInt32(VDUSE_UPDATE_IOTLB.rawValue): self = .updateIOTLB(first: request.iova.start, last: request.iova.last)
         default: self = .unknown(request.type)
         }
     }
+}
+
+/// The virtio device status bits (virtio 1.x §2.1) the driver sets.
+struct DeviceStatus: OptionSet, Equatable {
+    let rawValue: UInt8
+    static let acknowledge = DeviceStatus(rawValue: 1)
+    static let driver = DeviceStatus(rawValue: 2)
+    static let driverOK = DeviceStatus(rawValue: 4)
+    static let featuresOK = DeviceStatus(rawValue: 8)
+    static let needsReset = DeviceStatus(rawValue: 64)
+    static let failed = DeviceStatus(rawValue: 128)
 }

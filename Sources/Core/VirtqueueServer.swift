@@ -29,10 +29,13 @@ final class VirtqueueServer: CompletionSink {
     private(set) var malformedChains = 0
     /// Completions were put in the used ring and not published yet.
     private var inRound = false
+    /// This queue's part of the reconnect log (nil: no log, e.g. in unit tests).
+    private let log: QueueLog?
 
     init(queue: SplitVirtqueue, backend: any BlockBackend, geometry: BlockExportGeometry, memory: IOVASpace,
-         loop: IOThread, logger: Logger, interrupt: @escaping () -> Void) throws(SystemError) {
+         loop: IOThread, logger: Logger, log: QueueLog? = nil, interrupt: @escaping () -> Void) throws(SystemError) {
         loop.assertCurrent()
+        self.log = log
         self.queue = queue
         self.geometry = geometry
         self.memory = memory
@@ -58,7 +61,10 @@ final class VirtqueueServer: CompletionSink {
         loop.assertCurrent()
         inRound = true
         repeat {
-            while let head = queue.takeAvailable() { start(head: head) }
+            while let head = queue.takeAvailable() {
+                log?.taken(head)
+                start(head: head)
+            }
         } while queue.armKick()
         backendQueue.commit()
         inRound = false
@@ -71,7 +77,31 @@ final class VirtqueueServer: CompletionSink {
     }
 
     private func finishRound() {
-        if queue.publishUsed() { interrupt() }
+        let old = queue.publishedUsedIndex
+        let wanted = queue.publishUsed()
+        if let log, old != queue.publishedUsedIndex {
+            log.published(from: old, to: queue.publishedUsedIndex, usedID: queue.usedID(at:))
+        }
+        if wanted { interrupt() }
+    }
+
+    /// Takes over from a server that died: settles the log against the ring, resubmits what was in
+    /// flight in the order it was taken, serves what arrived meanwhile, and signals the driver
+    /// (completions the old server published may not have been signalled).
+    @discardableResult
+    func resumeFromLog() -> Int {
+        loop.assertCurrent()
+        guard let log else { return 0 }
+        let ringUsed = queue.ringUsedIndex
+        let (lastAvail, heads) = log.recover(ringUsedIndex: ringUsed, usedID: queue.usedID(at:))
+        queue.resume(lastAvailIndex: lastAvail, usedIndex: ringUsed)
+        logger.debug("queue \(queue.index): resuming at avail \(lastAvail), used \(ringUsed), \(heads.count) request(s) resubmitted")
+        inRound = true
+        for head in heads { start(head: head) }
+        inRound = false
+        processAvailable()
+        interrupt()
+        return heads.count
     }
 
     private func answer(head: UInt16, status: BlockStatus, into pointer: UnsafeMutablePointer<UInt8>?, used: UInt32) {

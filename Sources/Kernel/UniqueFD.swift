@@ -3,7 +3,7 @@ import Glibc
 /// The one owner of a file descriptor: closed exactly once, when the owner goes away or by
 /// `close()`. Not copyable, so two owners of one fd cannot exist; others borrow `rawValue` for
 /// the length of a call.
-package struct UniqueFD: ~Copyable {
+package struct UniqueFD: ~Copyable, Sendable {
     package let rawValue: Int32
 
     /// Takes ownership of `rawValue` (≥ 0).

@@ -21,9 +21,12 @@ public struct ExportRecord: Codable, Equatable, Sendable {
     public var pid: Int32
     /// The server's QMP control socket, if it has one.
     public var socket: String?
+    /// Times a new server took the device over after its predecessor was gone (crash, upgrade).
+    public var restarts: UInt32?
 
     public init(name: String, id: String, device: String, image: String, size: UInt64, queues: UInt16,
-                serial: String, readOnly: Bool, pid: Int32, socket: String?) {
+                serial: String, readOnly: Bool, pid: Int32, socket: String?, restarts: UInt32? = nil) {
+        self.restarts = restarts
         self.name = name
         self.id = id
         self.device = device
@@ -36,8 +39,8 @@ public struct ExportRecord: Codable, Equatable, Sendable {
         self.socket = socket
     }
 
-    /// "running" when the recorded server process is alive, "dead" otherwise (stale record).
-    public var state: String { StateDirectory.processAlive(pid) ? "running" : "dead" }
+    /// Whether the recorded server process is alive (a dead one leaves a stale record).
+    public var state: ExportState { StateDirectory.processAlive(pid) ? .running : .dead }
 }
 
 /// The state directory: one `NAME.json` per export (and `NAME.sock`, `NAME.log`).
@@ -106,4 +109,14 @@ public struct StateDirectory: Sendable {
         // A zombie has an empty cmdline: it is gone for our purposes.
         return argv0.hasSuffix("vduse-export")
     }
+}
+
+/// What `list` says of an export.
+public enum ExportState: String, Codable, Sendable {
+    /// Its server runs.
+    case running
+    /// Its record is left from a server that is gone.
+    case dead
+    /// A VDUSE device with no record of ours.
+    case unmanaged
 }

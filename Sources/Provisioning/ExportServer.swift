@@ -30,15 +30,24 @@ public struct ServeSettings: Sendable {
 }
 
 /// Runs a server until SIGINT/SIGTERM or QMP `quit`, then deletes every export (the kernel's
-/// order: vdpa DEV_DEL, close, VDUSE_DESTROY_DEV) and returns. A failure while creating the
-/// command line's exports undoes what was created and is thrown.
+/// order: vdpa DEV_DEL, close, VDUSE_DESTROY_DEV) and returns `.stopped`. On SIGUSR2 it hands
+/// its exports over instead (`vduse-export restart`): in-flight requests completed, devices
+/// closed but kept, records kept; it returns `.handedOver` and the caller exits with
+/// `ExportServer.handOverExitStatus`, which supervisors and systemd restart at once. A failure
+/// while creating the command line's exports undoes what was created and is thrown.
 public enum ExportServer {
+    public enum Outcome: Sendable { case stopped, handedOver }
+
+    /// Exit status of a server that handed its exports over (EX_TEMPFAIL): "start me again".
+    public static let handOverExitStatus: Int32 = 75
+
+    @discardableResult
     public static func run(_ configuration: ServeConfiguration, settings: ServeSettings, logger: Logger,
-                           onReady: (ExportStatus) -> Void) throws {
+                           onReady: (ExportStatus) -> Void) throws -> Outcome {
         // Signals are taken by sigwait on this thread only; block them before any thread starts.
         var signals = sigset_t()
         sigemptyset(&signals)
-        for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&signals, s) }
+        for s in [SIGINT, SIGTERM, SIGHUP, SIGUSR2] { sigaddset(&signals, s) }
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
         if settings.privateMountNamespace {
@@ -46,9 +55,14 @@ public enum ExportServer {
         }
         let manager = try ExportManager(iothreads: configuration.iothreads, logger: logger)
         let records = RecordKeeper(settings: settings)
+        var outcome = Outcome.stopped
         defer {
-            manager.shutdown()
-            records.removeAll()
+            if outcome == .handedOver {
+                manager.handOver()
+            } else {
+                manager.shutdown()
+                records.removeAll()
+            }
         }
         for plan in configuration.exports {
             let status = try manager.add(plan)
@@ -66,7 +80,13 @@ public enum ExportServer {
         settings.readiness.finish()
         var received: Int32 = 0
         sigwait(&signals, &received)
-        logger.info("signal \(received): shutting down")
+        if received == SIGUSR2 {
+            logger.info("signal \(received): handing the exports over to a new server")
+            outcome = .handedOver
+        } else {
+            logger.info("signal \(received): shutting down")
+        }
+        return outcome
     }
 }
 
@@ -86,7 +106,8 @@ package final class RecordKeeper: ExportObserver {
         let record = ExportRecord(name: plan.deviceName, id: plan.id, device: status.device,
                                   image: URL(fileURLWithPath: image).standardizedFileURL.resolvingSymlinksInPath().path,
                                   size: status.sizeBytes, queues: plan.numQueues, serial: plan.serial,
-                                  readOnly: !plan.writable, pid: getpid(), socket: settings.qmpSocket)
+                                  readOnly: !plan.writable, pid: getpid(), socket: settings.qmpSocket,
+                                  restarts: status.restarts)
         do {
             try settings.state.write(record)
             names.withLock { _ = $0.insert(plan.deviceName) }

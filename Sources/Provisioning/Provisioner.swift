@@ -47,7 +47,7 @@ public struct Provisioner: Sendable {
     public func existing(_ request: AddRequest) throws -> ExportRecord? {
         let name = request.resolvedName
         guard let record = state.read(name) else { return nil }
-        guard record.state == "running" else {
+        guard record.state == .running else {
             throw ProvisioningError(.conflict, "export '\(name)' is stale (its server, pid \(record.pid), is gone): run 'vduse-export del \(name)' first")
         }
         guard record.image == request.absoluteImage else {
@@ -105,14 +105,14 @@ public struct Provisioner: Sendable {
     }
 
     /// Every export with a record, plus VDUSE devices on the host that have none.
-    public func list() -> [(record: ExportRecord, state: String)] {
+    public func list() -> [(record: ExportRecord, state: ExportState)] {
         var out = state.all().map { ($0, $0.state) }
         let known = Set(out.map(\.0.name))
         for name in ((try? FileManager.default.contentsOfDirectory(atPath: "/dev/vduse")) ?? []).sorted()
         where name != "control" && !known.contains(name) {
             let device = DiskLocator.currentDisk(vdpaName: name) ?? ""
             out.append((ExportRecord(name: name, id: "", device: device, image: "", size: 0, queues: 0, serial: "",
-                                     readOnly: false, pid: 0, socket: nil), "unmanaged"))
+                                     readOnly: false, pid: 0, socket: nil), .unmanaged))
         }
         return out
     }

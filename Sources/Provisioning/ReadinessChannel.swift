@@ -4,36 +4,43 @@ import QMP
 import Core
 import Foundation
 import Glibc
+import Synchronization
 
 /// How a server tells whoever started it that its disks are ready (or why it failed):
 /// - a pipe inherited as `--ready-fd N` (used by `add`, which daemonizes the server): one JSON
 ///   line per ready export, or one line `error: MESSAGE`, then the pipe is closed;
 /// - systemd's `NOTIFY_SOCKET` (Type=notify units): `READY=1` once every export is ready.
-public struct ReadinessChannel: Sendable {
-    private let fd: Int32?
+public final class ReadinessChannel: Sendable {
+    /// The pipe's write end, owned here until `finish` closes it.
+    private let pipe: Mutex<UniqueFD?>
 
+    /// Takes ownership of `fd` (nil: no pipe, systemd only).
     public init(fd: Int32?) {
-        self.fd = fd
         if let fd { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        pipe = Mutex(fd.map { UniqueFD(taking: $0) })
     }
 
     public func ready(_ status: ExportStatus) {
-        guard let fd else { return }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         guard var line = try? encoder.encode(status) else { return }
         line.append(0x0a)
-        writeAll(fd, line)
+        send(line)
     }
 
     public func failed(_ message: String) {
-        guard let fd else { return }
-        writeAll(fd, Data("error: \(message)\n".utf8))
+        send(Data("error: \(message)\n".utf8))
+    }
+
+    private func send(_ data: Data) {
+        pipe.withLock { fd in
+            if let raw = fd?.rawValue { writeAll(raw, data) }
+        }
     }
 
     /// Closes the pipe (the starter sees EOF) and tells systemd, if it asked.
     public func finish() {
-        if let fd { close(fd) }
+        pipe.withLock { fd in fd = nil }
         SystemdNotify.send("READY=1")
     }
 }

@@ -3,7 +3,15 @@
 /// another node, given by name in `file`), `qcow2` (a format node over a `file` node, with an
 /// optional `backing` node) and `null-co` (zeros, for benchmarks).
 public struct BlockNodeOptions: Equatable, Sendable {
-    public static let drivers = ["file", "host_device", "raw", "qcow2", "null-co"]
+    /// The block drivers we implement, by their QEMU names.
+    public enum Driver: String, CaseIterable, Equatable, Sendable {
+        case file
+        case hostDevice = "host_device"
+        case raw
+        case qcow2
+        case nullCo = "null-co"
+    }
+    public static let drivers = Driver.allCases.map(\.rawValue)
     /// Other QEMU block drivers: known names, refused with a clear message.
     package static let unsupportedQEMUDrivers = [
         "qcow", "qed", "vmdk", "vdi", "vhdx", "vpc", "luks", "parallels", "bochs", "cloop", "dmg",
@@ -12,7 +20,7 @@ public struct BlockNodeOptions: Equatable, Sendable {
         "compress", "copy-before-write", "snapshot-access", "preallocate", "io_uring", "vvfat", "virtio-blk-vhost-user",
     ]
 
-    public var driver: String
+    public var driver: Driver
     public var nodeName: String
     public var readOnly: Bool?
     public var cacheDirect: Bool?
@@ -36,13 +44,13 @@ public struct BlockNodeOptions: Equatable, Sendable {
     public init(_ value: OptionValue, syntax: OptionSyntax) throws(OptionError) {
         var r = try OptionReader(value, syntax: syntax)
         guard let driver = try r.string("driver") else { throw OptionError("Parameter 'driver' is missing") }
-        guard Self.drivers.contains(driver) else {
+        guard let known = Driver(rawValue: driver) else {
             if Self.unsupportedQEMUDrivers.contains(driver) {
                 throw OptionError("Block driver '\(driver)' is not supported by vduse-export (use file, host_device, raw, qcow2 or null-co)")
             }
             throw OptionError("Parameter 'driver' does not accept value '\(driver)'")
         }
-        self.driver = driver
+        self.driver = known
         guard let nodeName = try r.string("node-name") else { throw OptionError("'node-name' must be specified for the root node") }
         self.nodeName = nodeName
         readOnly = try r.bool("read-only")
@@ -53,17 +61,17 @@ public struct BlockNodeOptions: Equatable, Sendable {
         }
         // QEMU block options we do not implement (discard, detect-zeroes, cache.no-flush, …) are
         // refused as unexpected rather than silently ignored.
-        switch driver {
-        case "file", "host_device":
+        switch self.driver {
+        case .file, .hostDevice:
             filename = try r.requiredString("filename")
             aio = try r.enumeration("aio", ["threads", "native", "io_uring"])
-        case "raw", "qcow2":
+        case .raw, .qcow2:
             switch r.raw("file") {
             case let .string(s)?: file = s
             case nil: throw OptionError("Parameter 'file' is missing")
             default: throw OptionError("Invalid parameter type for 'file', expected: string (the node-name of a --blockdev given before)")
             }
-            guard driver == "qcow2" else { break }
+            guard known == .qcow2 else { break }
             switch r.raw("backing") {
             case let .string(s)?: backing = s
             case .null?: backing = ""
@@ -72,7 +80,7 @@ public struct BlockNodeOptions: Equatable, Sendable {
             }
             l2CacheSize = try r.size("l2-cache-size")
             discardUnmap = try r.enumeration("discard", ["ignore", "off", "unmap", "on"]).map { $0 == "unmap" || $0 == "on" }
-        default:  // null-co
+        case .nullCo:
             // QAPI `int`, not `size`: no suffixes (size=1G fails in QEMU too).
             size = try r.unsigned("size", max: UInt64(Int64.max), typeName: "int64_t")
             readZeroes = try r.bool("read-zeroes")

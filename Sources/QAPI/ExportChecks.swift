@@ -14,7 +14,11 @@ public struct CheckContext: Sendable {
     /// VDUSE names taken by earlier exports of this server.
     public var deviceNames: Set<String> = []
     /// Whether /dev/vduse/NAME exists (held by some server, or orphaned).
-    public var deviceNameInUse: @Sendable (String) -> Bool = { access("/dev/vduse/\($0)", F_OK) == 0 }
+    /// A device that exists is in use unless a reconnect log says it was ours: then the server
+    /// takes it over (and refuses it if it was made for another configuration).
+    public var deviceNameInUse: @Sendable (String) -> Bool = {
+        access("/dev/vduse/\($0)", F_OK) == 0 && access("/run/vduse-export/\($0).inflight", F_OK) != 0
+    }
 
     public init() {}
 }

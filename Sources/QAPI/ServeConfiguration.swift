@@ -67,15 +67,15 @@ public struct ServeConfiguration: Sendable {
         let readOnly = n.readOnly ?? false
         let backend: BackendSpec
         switch n.driver {
-        case "file", "host_device":
+        case .file, .hostDevice:
             try checkNodeName(n.nodeName)
             let path = n.filename!
             switch openProbe(path, !readOnly) {
             case let .failed(reason):
                 throw OptionError("Could not open '\(path)': \(reason)")
-            case .regularFile where n.driver == "host_device", .other where n.driver == "host_device":
+            case .regularFile where n.driver == .hostDevice, .other where n.driver == .hostDevice:
                 throw OptionError("'host_device' driver requires '\(path)' to be either a character or block device")
-            case .device where n.driver == "file", .other where n.driver == "file":
+            case .device where n.driver == .file, .other where n.driver == .file:
                 throw OptionError("'file' driver requires '\(path)' to be a regular file")
             default:
                 break
@@ -85,7 +85,7 @@ public struct ServeConfiguration: Sendable {
                 throw OptionError("aio=native was specified, but it requires cache.direct=on, which was not specified.")
             }
             backend = BackendSpec(kind: .file(path: path), readOnly: readOnly, direct: direct)
-        case "raw":
+        case .raw:
             guard var below = context.nodes[n.file!] else {
                 throw OptionError("Cannot find device='\(n.file!)' nor node-name='\(n.file!)'")
             }
@@ -93,9 +93,9 @@ public struct ServeConfiguration: Sendable {
             below.readOnly = below.readOnly || readOnly   // read-only anywhere in the chain
             if let direct = n.cacheDirect { below.direct = direct }
             backend = below
-        case "qcow2":
+        case .qcow2:
             backend = try qcow2Node(n, readOnly: readOnly)
-        default:
+        case .nullCo:
             try checkNodeName(n.nodeName)
             backend = BackendSpec(kind: .null(size: n.size ?? 1 << 30), readOnly: readOnly)
         }

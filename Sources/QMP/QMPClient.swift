@@ -9,14 +9,15 @@ import Glibc
 /// one export of a server that serves several.
 package enum QMPClient {
     package static func execute(socket path: String, command: String, arguments: OptionValue = .object([]), timeout: Int = 150) throws -> OptionValue {
-        let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw ExportError("QMP: socket: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
+        let raw = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard raw >= 0 else { throw ExportError("QMP: socket", because: SystemError("socket", errno: errno)) }
+        let socket = UniqueFD(taking: raw)
+        let fd = socket.rawValue
         var tv = timeval(tv_sec: timeout, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         guard let address = UnixSocketAddress(path) else { throw ExportError("QMP: socket path too long") }
         let connected = address.withSockaddr { connect(fd, $0, $1) }
-        guard connected == 0 else { throw ExportError("QMP: cannot connect to \(path): \(String(cString: strerror(errno)))") }
+        guard connected == 0 else { throw ExportError("QMP: cannot connect to \(path)", because: SystemError("connect", errno: errno)) }
 
         var buffer = Data()
         func readMessage() throws -> [(key: String, value: OptionValue)] {

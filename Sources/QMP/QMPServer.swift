@@ -10,7 +10,7 @@ import Synchronization
 /// greeting, `qmp_capabilities` negotiation, `{"execute": …, "arguments": …, "id": …}` commands
 /// answered with `{"return": …}` or `{"error": {"class": …, "desc": …}}`, and events.
 /// One client at a time, served on its own thread (commands block on the kernel).
-public final class QMPServer: @unchecked Sendable {
+public final class QMPServer: Sendable {
     /// A command failure, in QMP's terms.
     public struct CommandError: Error {
         public var errorClass: String
@@ -22,34 +22,35 @@ public final class QMPServer: @unchecked Sendable {
     }
 
     /// Runs one command; returns the JSON value of `return`. Runs on the QMP thread.
-    public typealias Handler = (_ command: String, _ arguments: OptionValue, _ emit: (String, OptionValue) -> Void) throws -> OptionValue
+    public typealias Handler = @Sendable (_ command: String, _ arguments: OptionValue, _ emit: (String, OptionValue) -> Void) throws -> OptionValue
 
     public let path: String
-    private let listener: Int32
+    private let socket: UniqueFD
+    private var listener: Int32 { socket.rawValue }
     private let handler: Handler
     private let logger: Logger
-    private var thread: Thread?
 
     /// Binds and listens on `path` (mode 0600; a stale socket file is replaced).
     public init(path: String, logger: Logger, handler: @escaping Handler) throws {
         self.path = path
         self.handler = handler
         self.logger = logger
+        guard let address = UnixSocketAddress(path) else { throw ExportError("QMP socket path too long: \(path)") }
+        let raw: Int32
+        do {
+            raw = try sys("socket") { Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        } catch {
+            throw ExportError("QMP socket", because: error)
+        }
+        let socket = UniqueFD(taking: raw)
         unlink(path)
-        listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard listener >= 0 else { throw ExportError("QMP socket: \(String(cString: strerror(errno)))") }
-        guard let address = UnixSocketAddress(path) else {
-            close(listener)
-            throw ExportError("QMP socket path too long: \(path)")
-        }
         let oldMask = umask(0o177)
-        let bound = address.withSockaddr { bind(listener, $0, $1) }
+        let bound = address.withSockaddr { bind(socket.rawValue, $0, $1) }
         umask(oldMask)
-        guard bound == 0, listen(listener, 4) == 0 else {
-            let e = errno
-            close(listener)
-            throw ExportError("QMP socket \(path): \(String(cString: strerror(e)))")
+        guard bound == 0, listen(socket.rawValue, 4) == 0 else {
+            throw ExportError("QMP socket \(path)", because: SystemError("bind", errno: errno))
         }
+        self.socket = socket
     }
 
     deinit { stop() }
@@ -68,9 +69,9 @@ public final class QMPServer: @unchecked Sendable {
             if let client = state.client { shutdown(client, Int32(SHUT_RDWR)) }
             state.stopping = true
         }
-        if thread != nil { acceptLoopEnded.wait() }
-        close(listener)
+        if acceptLoopRunning { acceptLoopEnded.wait() }
         unlink(path)
+        // The listening fd itself is closed with this object, never under a running accept().
     }
 
     /// The client being served and whether stop() has begun; a running command holds the lock.
@@ -93,7 +94,6 @@ public final class QMPServer: @unchecked Sendable {
             self.acceptLoopEnded.signal()
         }
         t.name = "qmp"
-        thread = t
         t.start()
     }
 

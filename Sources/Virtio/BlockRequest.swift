@@ -7,15 +7,20 @@ package enum BlockStatus: UInt8 {
     case unsupported = 2
 }
 
-package enum BlockRequestType {
-    package static let read: UInt32 = 0
-    package static let write: UInt32 = 1
-    package static let flush: UInt32 = 4
-    package static let getID: UInt32 = 8
-    package static let discard: UInt32 = 11
-    package static let writeZeroes: UInt32 = 13
+/// The request types we serve (`type` in the header, the legacy barrier bit masked off).
+package enum BlockRequestType: UInt32 {
+    case read = 0
+    case write = 1
+    case flush = 4
+    case getID = 8
+    case discard = 11
+    case writeZeroes = 13
+
     /// Legacy barrier flag, ignored when dispatching.
-    package static let barrier: UInt32 = 0x8000_0000
+    package static let barrierBit: UInt32 = 0x8000_0000
+
+    /// nil for a type we do not serve (answered UNSUPP).
+    package init?(header type: UInt32) { self.init(rawValue: type & ~Self.barrierBit) }
 }
 
 /// What the export knows that decides how a request is answered.
@@ -98,8 +103,8 @@ package struct BlockRequest {
             type = UInt32(littleEndian: h.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
             sector = UInt64(littleEndian: h.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
         }
-        let kind = type & ~BlockRequestType.barrier
-        if kind == BlockRequestType.read || kind == BlockRequestType.getID {
+        let kind = BlockRequestType(header: type)
+        if kind == .read || kind == .getID {
             data.append(contentsOf: chain.writable.dropLast())
             last.length -= 1
             if last.length > 0 { data.append(last) }
@@ -117,17 +122,17 @@ package struct BlockRequest {
 
     /// Decides how to serve the framed request (QEMU's order of checks, spec §4).
     package func action(for export: BlockExportGeometry) -> BlockAction {
-        switch type & ~BlockRequestType.barrier {
-        case BlockRequestType.read:
+        switch BlockRequestType(header: type) {
+        case .read:
             guard inRange(offsetSector: sector, bytes: UInt64(dataLength), export) else { return .complete(.ioError) }
             return .read(offset: sector * 512, length: dataLength)
-        case BlockRequestType.write:
+        case .write:
             guard export.writable else { return .complete(.ioError) }
             guard inRange(offsetSector: sector, bytes: UInt64(dataLength), export) else { return .complete(.ioError) }
             return .write(offset: sector * 512, length: dataLength)
-        case BlockRequestType.flush:
+        case .flush:
             return .flush
-        case BlockRequestType.getID:
+        case .getID:
             var remaining = min(export.serial.count + 1, dataLength, 20)
             var source = 0
             for piece in data where remaining > 0 {
@@ -140,16 +145,16 @@ package struct BlockRequest {
                 remaining -= n
             }
             return .complete(.ok)
-        case BlockRequestType.discard, BlockRequestType.writeZeroes:
+        case .discard, .writeZeroes:
             return rangeAction(export)
-        default:
+        case nil:
             return .complete(.unsupported)
         }
     }
 
     /// DISCARD and WRITE_ZEROES: one 16-byte segment {sector le64, num_sectors le32, flags le32}.
     private func rangeAction(_ export: BlockExportGeometry) -> BlockAction {
-        let isDiscard = type & ~BlockRequestType.barrier == BlockRequestType.discard
+        let isDiscard = BlockRequestType(header: type) == .discard
         guard export.writable else { return .complete(.ioError) }
         guard dataLength <= 16 else { return .complete(.unsupported) }  // one segment only
         guard dataLength == 16 else { return .complete(.ioError) }

@@ -23,7 +23,7 @@ package final class SplitVirtqueue {
     /// Next used-ring slot we fill (published to the driver by `publishUsed`).
     package private(set) var usedIndex: UInt16
     /// `used->idx` as last published; interrupts are decided against it.
-    private var publishedUsedIndex: UInt16
+    package private(set) var publishedUsedIndex: UInt16
 
     package struct Addresses: Equatable {
         package var size: UInt16
@@ -64,6 +64,21 @@ package final class SplitVirtqueue {
         self.lastAvailIndex = lastAvailIndex
         self.usedIndex = usedIndex
         self.publishedUsedIndex = usedIndex
+    }
+
+    /// `used->idx` as it is in the ring now (after a crash, ahead of any record of ours).
+    package var ringUsedIndex: UInt16 { UInt16(littleEndian: cvduse_load_acquire_u16(usedIdxPointer)) }
+
+    /// The head of the used element at ring position `index` (mod size), as written by us.
+    package func usedID(at index: UInt16) -> UInt16 {
+        UInt16(truncatingIfNeeded: UInt32(littleEndian: (used + 4 + 8 * Int(index % size)).load(as: UInt32.self)))
+    }
+
+    /// After a reattach: the next avail slot to take and the used index the ring shows.
+    package func resume(lastAvailIndex: UInt16, usedIndex: UInt16) {
+        self.lastAvailIndex = lastAvailIndex
+        self.usedIndex = usedIndex
+        publishedUsedIndex = usedIndex
     }
 
     /// After a reconnect: continue from what the driver has seen completed (used->idx).

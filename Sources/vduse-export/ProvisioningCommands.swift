@@ -111,7 +111,7 @@ struct ListCommand: ParsableCommand {
         if json {
             struct Entry: Encodable {
                 let record: ExportRecord
-                let state: String
+                let state: ExportState
                 func encode(to encoder: Encoder) throws {
                     try record.encode(to: encoder)
                     var c = encoder.container(keyedBy: Key.self)
@@ -124,7 +124,7 @@ struct ListCommand: ParsableCommand {
         }
         for (r, state) in entries {
             let pid = r.pid > 0 ? String(r.pid) : "-"
-            Console.out([r.name.padding(16), (r.device.isEmpty ? "-" : r.device).padding(10), state.padding(10),
+            Console.out([r.name.padding(16), (r.device.isEmpty ? "-" : r.device).padding(10), state.rawValue.padding(10),
                          pid.padding(8), r.image.isEmpty ? "-" : r.image].joined(separator: " "))
         }
     }

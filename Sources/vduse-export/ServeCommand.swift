@@ -38,14 +38,16 @@ struct ServeCommand: ParsableCommand {
             throw fail(error)
         }
         let logger = Console.logger(verbose: verbose)
+        let outcome: ExportServer.Outcome
         do {
-            try ExportServer.run(configuration, settings: ServeSettings(readiness: readiness, qmpSocket: qmp, record: record),
-                                 logger: logger) { status in
+            outcome = try ExportServer.run(configuration, settings: ServeSettings(readiness: readiness, qmpSocket: qmp, record: record),
+                                               logger: logger) { status in
                 Console.out("\(status.id) \(status.name) \(status.device)")
             }
         } catch {
             readiness.failed("\(ExitStatus.kernel.rawValue) \(error)")
             throw fail(error)
         }
+        if outcome == .handedOver { throw ExitCode(ExportServer.handOverExitStatus) }
     }
 }
