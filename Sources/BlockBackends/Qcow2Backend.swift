@@ -14,11 +14,15 @@ package final class Qcow2Backend: BlockBackend {
     package let writable: Bool
     /// Guest discards reach the image only with `discard=unmap` (QEMU's default is ignore).
     package let discardUnmap: Bool
+    /// `writethrough=on`: every change is flushed (data and metadata) before it completes.
+    package let writethrough: Bool
     private let image: Mutex<Qcow2Image>
 
-    package init(path: String, writable: Bool, backing: BackingChoice, l2CacheBytes: Int?, discardUnmap: Bool) throws {
+    package init(path: String, writable: Bool, writethrough: Bool, backing: BackingChoice, l2CacheBytes: Int?,
+                 discardUnmap: Bool) throws {
         self.path = path
         self.writable = writable
+        self.writethrough = writethrough
         self.discardUnmap = discardUnmap
         image = Mutex(try Qcow2Image(path: path, readOnly: !writable, backing: backing, l2CacheBytes: l2CacheBytes))
     }
@@ -59,6 +63,7 @@ package final class Qcow2Backend: BlockBackend {
                 case let .writeZeroes(offset, length, unmap):
                     try img.writeZeroes(at: offset, length: Int(length), unmap: unmap && discardUnmap)
                 }
+                if writethrough, !io.isRead { try img.flush() }
             }
             return .ok
         } catch {
@@ -69,6 +74,12 @@ package final class Qcow2Backend: BlockBackend {
     /// Flushes and closes the image (clears the dirty bit of lazy refcounts).
     package func close() throws {
         try image.withLock { try $0.close() }
+    }
+}
+
+extension BlockIO {
+    var isRead: Bool {
+        if case .read = self { true } else { false }
     }
 }
 

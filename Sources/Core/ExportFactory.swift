@@ -21,7 +21,7 @@ enum ExportFactory {
             case let .image(path, qcow2): .file(path: path, format: qcow2 ? .qcow2 : .raw)
             }
             do {
-                return try Qcow2Backend(path: q.path, writable: plan.writable, backing: backing,
+                return try Qcow2Backend(path: q.path, writable: plan.writable, writethrough: plan.writethrough, backing: backing,
                                         l2CacheBytes: q.l2CacheSize.map { Int($0) }, discardUnmap: q.discardUnmap)
             } catch {
                 throw ExportError("Could not open '\(q.path)': \(error)", code: .invalidArgument)

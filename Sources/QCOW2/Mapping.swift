@@ -25,8 +25,28 @@ extension Qcow2Image {
         if let t = l2Cache.lookup(offset) { return (offset, t) }
         let raw = try file.read(count: g.clusterSize, at: offset)
         let t = L2Table(entries: (0..<g.l2Entries).map { raw.be64($0 * 8) })
-        l2Cache.insert(offset, t)
+        try cache(offset, t)
         return (offset, t)
+    }
+
+    /// Adds a table to the cache, first writing back changed tables if it is full of them.
+    func cache(_ offset: UInt64, _ table: L2Table) throws {
+        if l2Cache.isFull, !l2Cache.dirty.isEmpty { try writeBackL2() }
+        l2Cache.insert(offset, table)
+    }
+
+    /// Writes the changed L2 entries, after a sync has made durable the data and refcounts
+    /// they point at (with lazy refcounts, a repair on open covers what the sync would).
+    func writeBackL2() throws {
+        guard !l2Cache.dirty.isEmpty else { return }
+        if refcounts.ordered { try file.sync() }
+        for (offset, t) in l2Cache.dirty {
+            guard let span = t.dirty else { continue }
+            var bytes = [UInt8](repeating: 0, count: span.count * 8)
+            for i in span { bytes.putBE64(t.entries[i], at: (i - span.lowerBound) * 8) }
+            try file.write(bytes, at: offset + UInt64(span.lowerBound) * 8)
+        }
+        l2Cache.markClean()
     }
 
     func entry(at guest: UInt64) throws -> UInt64 {

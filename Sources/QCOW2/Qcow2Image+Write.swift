@@ -24,7 +24,6 @@ extension Qcow2Image {
     func writeVector(at offset: UInt64, _ iov: IOVector, _ ioOffset: Int, _ length: Int) throws {
         var updates: [L2Update] = []
         var released: [UInt64] = []
-        var needSync = false
         var pos = offset, done = 0
         while done < length {
             let inCluster = Int(pos & UInt64(g.clusterSize - 1))
@@ -42,18 +41,15 @@ extension Qcow2Image {
                 // Preallocated zero cluster: ours to fill, zeros around the new bytes.
                 try writeCluster(host, base: m, guest: pos - UInt64(inCluster), inCluster, iov, io, n)
                 updates.append(L2Update(table: l2, index: index, entry: host | Geometry.copied))
-                needSync = true
             default:
                 let host = try refcounts.allocate()
                 try writeCluster(host, base: m, guest: pos - UInt64(inCluster), inCluster, iov, io, n)
                 updates.append(L2Update(table: l2, index: index, entry: host | Geometry.copied))
-                needSync = true
                 if holdsClusters(m) { released.append(old) }
             }
             pos += UInt64(n)
             done += n
         }
-        if needSync, refcounts.ordered { try file.sync() }
         try apply(updates)
         try release(released)
     }
@@ -100,32 +96,24 @@ extension Qcow2Image {
         l1[index] = offset | Geometry.copied
         try file.write(.be64(l1[index]), at: header.l1TableOffset + UInt64(index) * 8)
         let t = L2Table(entries: [UInt64](repeating: 0, count: g.l2Entries))
-        l2Cache.insert(offset, t)
+        try cache(offset, t)
         return (offset, t)
     }
 
-    /// Changes the cached tables and writes each table's changed span once.
+    /// Changes the cached tables; the entries reach the disk on the next write-back (flush,
+    /// release, or a full cache), after the sync that makes what they point at durable.
     func apply(_ updates: [L2Update]) throws {
-        var byTable: [UInt64: [L2Update]] = [:]
-        for u in updates { byTable[u.table, default: []].append(u) }
-        for (offset, list) in byTable {
+        for u in updates {
             let table: L2Table
-            if let t = l2Cache.lookup(offset) {
+            if let t = l2Cache.lookup(u.table) {
                 table = t
             } else {
-                let raw = try file.read(count: g.clusterSize, at: offset)
+                let raw = try file.read(count: g.clusterSize, at: u.table)
                 table = L2Table(entries: (0..<g.l2Entries).map { raw.be64($0 * 8) })
-                l2Cache.insert(offset, table)
+                try cache(u.table, table)
             }
-            var lo = Int.max, hi = 0
-            for u in list {
-                table.entries[u.index] = u.entry
-                lo = min(lo, u.index)
-                hi = max(hi, u.index)
-            }
-            var bytes = [UInt8](repeating: 0, count: (hi - lo + 1) * 8)
-            for i in lo...hi { bytes.putBE64(table.entries[i], at: (i - lo) * 8) }
-            try file.write(bytes, at: offset + UInt64(lo) * 8)
+            table.set(u.index, u.entry)
+            l2Cache.markDirty(u.table, table)
         }
     }
 
@@ -141,6 +129,7 @@ extension Qcow2Image {
     /// must never reach zero while a durable L2 entry still points at the cluster.
     func release(_ entries: [UInt64]) throws {
         guard !entries.isEmpty else { return }
+        try writeBackL2()
         try file.sync()
         for e in entries {
             if e & Geometry.compressed != 0 {

@@ -2,8 +2,9 @@ import Glibc
 
 /// A qcow2 image opened for I/O. Synchronous and positional; one thread at a time.
 ///
-/// Metadata is written through to the file as it changes, in an order that keeps the image
-/// consistent at every instant (leaks allowed): data and refcounts are durable before an L2
+/// Refcounts, L1 and new tables are written through as they change; changed L2 entries are
+/// written back in batches (flush, a release, a full cache), each after one sync. So the image
+/// is consistent at every instant (leaks allowed): data and refcounts are durable before an L2
 /// entry points at them, and an L2 entry stops pointing at a cluster before its refcount drops.
 public final class Qcow2Image {
     public static let defaultL2CacheBytes = 32 << 20
@@ -134,6 +135,7 @@ public final class Qcow2Image {
     /// Makes every completed write durable, data and metadata.
     public func flush() throws {
         guard !readOnly else { return }
+        try writeBackL2()
         try file.sync()
     }
 
@@ -146,6 +148,7 @@ public final class Qcow2Image {
             file.close()
         }
         if !readOnly {
+            try writeBackL2()
             try file.sync()
             if markedDirty {
                 header.incompatible &= ~Header.Incompatible.dirty
