@@ -100,8 +100,9 @@ extension Qcow2Image {
         return (offset, t)
     }
 
-    /// Changes the cached tables; the entries reach the disk on the next write-back (flush,
-    /// release, or a full cache), after the sync that makes what they point at durable.
+    /// Changes the cached tables and writes them back before the request completes: a server
+    /// restarted under a running guest must find every completed write in the file (so one
+    /// sync per allocating request; with lazy refcounts, none).
     func apply(_ updates: [L2Update]) throws {
         for u in updates {
             let table: L2Table
@@ -115,6 +116,7 @@ extension Qcow2Image {
             table.set(u.index, u.entry)
             l2Cache.markDirty(u.table, table)
         }
+        try writeBackL2()
     }
 
     /// Whether replacing this mapping drops a reference to host clusters.

@@ -2,8 +2,8 @@ import Glibc
 
 /// A qcow2 image opened for I/O. Synchronous and positional; one thread at a time.
 ///
-/// Refcounts, L1 and new tables are written through as they change; changed L2 entries are
-/// written back in batches (flush, a release, a full cache), each after one sync. So the image
+/// Metadata reaches the file before a request completes (a restarted server must see every
+/// completed write); changed L2 entries go in one write-back per request, after one sync. So the image
 /// is consistent at every instant (leaks allowed): data and refcounts are durable before an L2
 /// entry points at them, and an L2 entry stops pointing at a cluster before its refcount drops.
 public final class Qcow2Image {
