@@ -258,3 +258,20 @@ int cvduse_run_quietly(const char *path, char *const argv[]) {
     while (waitpid(pid, &status, 0) < 0) { if (errno != EINTR) return -errno; }
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
+
+int cvduse_spawn(const char *path, char *const argv[], int fd3, pid_t *pid) {
+    posix_spawn_file_actions_t fa;
+    int e = posix_spawn_file_actions_init(&fa);
+    if (e) return -e;
+    if (fd3 >= 0) posix_spawn_file_actions_adddup2(&fa, fd3, 3);
+    extern char **environ;
+    e = posix_spawn(pid, path, &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    return -e;
+}
+
+int cvduse_wait(pid_t pid) {
+    int status;
+    while (waitpid(pid, &status, 0) < 0) { if (errno != EINTR) return -errno; }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 256 + WTERMSIG(status);
+}

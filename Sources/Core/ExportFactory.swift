@@ -55,6 +55,15 @@ enum ExportFactory {
         } catch {
             throw ExportError("failed to create vduse device", because: error)
         }
+        // No timeout on control messages: with the default (30 s) a message that arrives while the
+        // server is being restarted could mark the device broken for good; with none, the sender
+        // waits (killably) until a server answers.
+        if let sysfs = fopen("/sys/class/vduse/\(plan.deviceName)/msg_timeout", "w") {
+            fputs("0\n", sysfs)
+            if fclose(sysfs) != 0 { logger.warning("cannot set msg_timeout of \(plan.deviceName): \(String(cString: strerror(errno)))") }
+        } else {
+            logger.warning("cannot set msg_timeout of \(plan.deviceName): \(String(cString: strerror(errno)))")
+        }
         do {
             let device = try VDUSEDevice(name: plan.deviceName)
             for q in 0..<Int(plan.numQueues) { try device.setupQueue(index: q, maxSize: plan.queueSize) }

@@ -47,13 +47,11 @@ public struct Provisioner: Sendable {
     public func existing(_ request: AddRequest) throws -> ExportRecord? {
         let name = request.resolvedName
         guard let record = state.read(name) else { return nil }
-        guard record.state == .running else {
-            throw ProvisioningError(.conflict, "export '\(name)' is stale (its server, pid \(record.pid), is gone): run 'vduse-export del \(name)' first")
-        }
         guard record.image == request.absoluteImage else {
             throw ProvisioningError(.conflict, "export '\(name)' already exists with another image (\(record.image))")
         }
-        return record
+        // A dead server's export: the caller starts a new server, which takes the device over.
+        return record.state == .running ? record : nil
     }
 
     /// Starts a daemonized server for `request` (already checked) and waits until its disk is
@@ -68,7 +66,10 @@ public struct Provisioner: Sendable {
         _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
         _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        let argv = [exe, "serve"] + serveArguments + ["--ready-fd", "3", "--qmp", state.socketPath(name), "--record"]
+        // The supervisor starts the server (handing it the readiness pipe) and starts it again
+        // after a crash or a hand-over.
+        let argv = [exe, "supervise", "--ready-fd", "3", "--", exe, "serve"] + serveArguments
+            + ["--ready-fd", "3", "--qmp", state.socketPath(name), "--record"]
         var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         defer { for p in cargs { free(p) } }
         var pid: pid_t = 0
@@ -102,6 +103,28 @@ public struct Provisioner: Sendable {
             name: name, id: status.id, device: status.device, image: request.absoluteImage, size: status.sizeBytes,
             queues: status.numQueues, serial: status.serial, readOnly: request.readOnly, pid: pid,
             socket: state.socketPath(name))
+    }
+
+    /// `restart NAME`: asks the running server to hand its exports over (SIGUSR2) and waits until
+    /// a new server process has taken them over and recorded itself.
+    public func restart(name: String, timeout: TimeInterval) throws -> ExportRecord {
+        guard let record = state.read(name) else { throw ProvisioningError(.notFound, "no export named '\(name)'") }
+        guard record.state == .running else {
+            throw ProvisioningError(.notFound, "the server of '\(name)' (pid \(record.pid)) is not running: 'vduse-export add' it again to take the device over")
+        }
+        guard kill(record.pid, SIGUSR2) == 0 else {
+            throw ProvisioningError(.kernel, "cannot signal the server of '\(name)' (pid \(record.pid)): \(String(cString: strerror(errno)))")
+        }
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let now = state.read(name), now.pid != record.pid, now.state == .running,
+               (now.restarts ?? 0) > (record.restarts ?? 0) {
+                logger.info("export \(name): server \(record.pid) handed over to \(now.pid)")
+                return now
+            }
+            usleep(20_000)
+        }
+        throw ProvisioningError(.kernel, "no new server took '\(name)' over within \(Int(timeout)) s (log: \(state.logPath(name)))")
     }
 
     /// Every export with a record, plus VDUSE devices on the host that have none.

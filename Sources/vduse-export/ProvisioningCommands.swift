@@ -125,7 +125,7 @@ struct ListCommand: ParsableCommand {
         for (r, state) in entries {
             let pid = r.pid > 0 ? String(r.pid) : "-"
             Console.out([r.name.padding(16), (r.device.isEmpty ? "-" : r.device).padding(10), state.rawValue.padding(10),
-                         pid.padding(8), r.image.isEmpty ? "-" : r.image].joined(separator: " "))
+                         pid.padding(8), String(r.restarts ?? 0).padding(3), r.image.isEmpty ? "-" : r.image].joined(separator: " "))
         }
     }
 }

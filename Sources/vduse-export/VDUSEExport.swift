@@ -20,7 +20,8 @@ struct VDUSEExport: ParsableCommand {
             4 kernel side failed (no VDUSE, device refused, no disk); 5 del refused (disk in use); \
             6 no such export; 64 command-line usage error.
             """,
-        subcommands: [AddCommand.self, ListCommand.self, DelCommand.self, ServeCommand.self, CheckCommand.self]
+        subcommands: [AddCommand.self, ListCommand.self, DelCommand.self, RestartCommand.self, ServeCommand.self, CheckCommand.self,
+                      SuperviseCommand.self]
     )
 }
 

@@ -30,6 +30,12 @@ final class HeldQueue: BackendQueue {
         submitted.append(tag)
     }
     func commit() {}
+    /// Completes these held requests, as a backend's own event handler would.
+    func release(_ tags: [UInt16]) {
+        held.removeAll { tags.contains($0) }
+        for tag in tags { sink.complete(tag: tag, status: .ok) }
+        sink.completionsDone()
+    }
     var inFlight: Int { held.count }
     func quiesce() {
         let tags = held

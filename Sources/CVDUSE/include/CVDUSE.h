@@ -53,6 +53,12 @@ int cvduse_spawn_daemon(const char *path, char *const argv[], int ready_fd, cons
 
 /* Runs a program with stdio on /dev/null and waits: exit status, or -errno. */
 int cvduse_run_quietly(const char *path, char *const argv[]);
+/* Starts argv[0]=path with this process's stdio; `fd3` becomes its fd 3 (-1: none). Returns 0 and
+   *pid, or -errno. (For the supervisor, which waits for it with cvduse_wait.) */
+int cvduse_spawn(const char *path, char *const argv[], int fd3, pid_t *pid);
+/* Waits for `pid`; returns its exit status (0-255), or 256 + signal number if a signal ended it,
+   or -errno. */
+int cvduse_wait(pid_t pid);
 
 /* ioctl(2) without varargs. Returns the result, or -errno (EINTR is retried). */
 long cvduse_ioctl(int fd, unsigned long request, void *arg);
