@@ -59,8 +59,8 @@ echo "$out" | grep -q '"size" : 1073741824' || fail "add --json does not show th
 "$VDUSE_EXPORT" del probe
 note "add probed qcow2: $(echo "$out" | grep -o '"device" : "[^"]*"')"
 
-# SIGKILL during writes: whatever was in flight, qemu-img check finds no corruption (leaks allowed);
-# del of the dead export serves its idle disk as qcow2 until it is gone.
+# SIGKILL during writes: the supervisor's new server reopens the image and takes the device over;
+# afterwards qemu-img check finds no corruption (leaks allowed).
 qemu-img create -q -f qcow2 -o cluster_size=4k k.qcow2 64M
 out=$("$VDUSE_EXPORT" add k.qcow2 --json)
 dev=$(echo "$out" | grep -o '"device" : "[^"]*"' | cut -d'"' -f4)
@@ -70,12 +70,20 @@ fio --name=crash --filename="$dev" --ioengine=io_uring --direct=1 --rw=randwrite
 fio_pid=$!
 sleep 3
 kill -9 "$pid"
-"$VDUSE_EXPORT" del --force k || fail "del of the killed export failed"
+# The supervisor starts a new server, which opens the image again and takes the device over.
+for _ in $(seq 1 100); do
+    now=$("$VDUSE_EXPORT" list --json | python3 -c 'import json,sys; print(next((e["pid"] for e in json.load(sys.stdin) if e["name"] == "k" and e["state"] == "running"), ""))')
+    [ -n "$now" ] && [ "$now" != "$pid" ] && break
+    sleep 0.1
+done
+[ -n "$now" ] && [ "$now" != "$pid" ] || fail "no new server took k over after kill -9"
+kill "$fio_pid" 2>/dev/null || true
 wait "$fio_pid" || true
+"$VDUSE_EXPORT" del k || fail "del after the takeover failed"
 cp crash.log "$RESULTS/"
 written=$(grep -o 'WRITE: bw=[^,]*, [^,]*, io=[^ ,]*' crash.log | grep -o 'io=.*' || echo "io=?")
 rc=0
 qemu-img check k.qcow2 >kcheck.log 2>&1 || rc=$?
 [ "$rc" = 0 ] || [ "$rc" = 3 ] || { cat kcheck.log; fail "qemu-img check after SIGKILL: exit $rc"; }
-note "SIGKILL during 4k random writes ($written before it): qemu-img check exit $rc, $(grep -o '[0-9]* leaked clusters' kcheck.log || echo 'no leaks')"
+note "SIGKILL during 4k random writes, takeover by pid $now ($written): qemu-img check exit $rc, $(grep -o '[0-9]* leaked clusters' kcheck.log || echo 'no leaks')"
 expect_no_disks
