@@ -3,7 +3,7 @@ import PackageDescription
 
 // Layers, lowest first; each target may import only those listed as its dependencies, so the
 // compiler keeps the direction (see docs/architecture.md):
-//   CVDUSE → Kernel → Virtio → BlockBackends → Core (block server) → QMP → Provisioning → vduse-export
+//   CVDUSE → Kernel → Virtio → BlockBackends (uses QCOW2, the pure qcow2 engine) → Core (block server) → QMP → Provisioning → vduse-export
 //   QAPI (options, checks, plans) is pure and used from Core upwards.
 let package = Package(
     name: "vduse-export",
@@ -33,12 +33,21 @@ let package = Package(
         // Split virtqueues, descriptor chains over checked driver memory, virtio-blk request
         // parsing. Pure given numbers and memory (CVDUSE only for memory barriers).
         .target(name: "Virtio", dependencies: ["CVDUSE"]),
-        // The storage behind an export, behind one interface (file/block device, null, ...).
-        .target(name: "BlockBackends", dependencies: ["Kernel", "Virtio"]),
+        // What the qcow2 engine needs from C: zlib (raw deflate) and zstd decompression of
+        // compressed clusters, and fallocate to punch holes for freed clusters.
+        .target(
+            name: "CQcow2",
+            linkerSettings: [.linkedLibrary("z"), .linkedLibrary("zstd")]
+        ),
+        // The qcow2 image format, independent of VDUSE: open, map, read, write, allocate. Pure
+        // file I/O (Glibc), so it is tested on the host against qemu-img.
+        .target(name: "QCOW2", dependencies: ["CQcow2"]),
+        // The storage behind an export, behind one interface (file/block device, null, qcow2, ...).
+        .target(name: "BlockBackends", dependencies: ["Kernel", "Virtio", "QCOW2"]),
         // The block server: iothreads, queue servers, VDUSE exports, the export manager.
         .target(
             name: "Core",
-            dependencies: ["Kernel", "Virtio", "BlockBackends", "QAPI", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Kernel", "Virtio", "BlockBackends", "QAPI", "QCOW2", .product(name: "Logging", package: "swift-log")]
         ),
         // The QMP control socket and client.
         .target(name: "QMP", dependencies: ["Core", "QAPI", "Kernel", .product(name: "Logging", package: "swift-log")]),
@@ -69,5 +78,6 @@ let package = Package(
         ),
         .testTarget(name: "CoreTests", dependencies: ["Core", "Virtio", "BlockBackends", "Kernel", "QAPI", "QMP", "Provisioning",
                                                       "VirtioDriverSim"]),
+        .testTarget(name: "QCOW2Tests", dependencies: ["QCOW2"]),
     ]
 )

@@ -3,6 +3,7 @@ import Glibc
 import Kernel
 import Logging
 import QAPI
+import QCOW2
 import Virtio
 
 /// Turns a checked plan into a running export's parts: the backend its node names, and the
@@ -13,6 +14,18 @@ enum ExportFactory {
         switch plan.backend.kind {
         case let .null(size):
             return NullBackend(size: size)
+        case let .qcow2(q):
+            let backing: BackingChoice = switch q.backing {
+            case .fromImage: .fromHeader
+            case .none: .none
+            case let .image(path, qcow2): .file(path: path, format: qcow2 ? .qcow2 : .raw)
+            }
+            do {
+                return try Qcow2Backend(path: q.path, writable: plan.writable, writethrough: plan.writethrough, backing: backing,
+                                        l2CacheBytes: q.l2CacheSize.map { Int($0) }, discardUnmap: q.discardUnmap)
+            } catch {
+                throw ExportError("Could not open '\(q.path)': \(error)", code: .invalidArgument)
+            }
         case let .file(path):
             let backend: FileBackend
             do {

@@ -19,6 +19,11 @@ public struct AddRequest: Sendable, Equatable {
     public var direct = false
     /// `force-share=on`: export read-only even while another program writes the image.
     public var forceShare = false
+    public enum Format: String, Sendable, CaseIterable {
+        case raw, qcow2
+    }
+    /// `--format`; nil = probed from the image's first bytes.
+    public var format: Format?
     /// One name = that iothread; several = multi-threading (refused by vduse-blk, as in QEMU).
     public var iothreads: [String] = []
 
@@ -68,13 +73,23 @@ public struct AddRequest: Sendable, Equatable {
     /// `--object` values: one iothread per `--iothread` name.
     public var objects: [String] { iothreads.map { "iothread,id=\(Self.escape($0))" } }
 
+    /// `--format`, else qcow2 if the image starts with the qcow2 magic, else raw (qemu-nbd's
+    /// probe). An unreadable image is called raw here; opening it reports why.
+    public var resolvedFormat: Format {
+        if let format { return format }
+        guard let h = FileHandle(forReadingAtPath: image) else { return .raw }
+        defer { try? h.close() }
+        let magic = (try? h.read(upToCount: 4)) ?? Data()
+        return magic == Data([0x51, 0x46, 0x49, 0xfb]) ? .qcow2 : .raw
+    }
+
     /// A block device is a `host_device` node (QEMU's `file` driver refuses it).
     public static func isBlockDevice(_ path: String) -> Bool {
         var st = stat()
         return stat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFBLK
     }
 
-    /// `--blockdev` values: the image as a file (or host_device) node under a raw node.
+    /// `--blockdev` values: the image as a file (or host_device) node under a raw or qcow2 node.
     public var blockdevs: [String] { blockdevs(isBlockDevice: Self.isBlockDevice) }
 
     public func blockdevs(isBlockDevice: (String) -> Bool) -> [String] {
@@ -85,7 +100,7 @@ public struct AddRequest: Sendable, Equatable {
         if forceShare { file += ",force-share=on" }
         if direct { file += ",cache.direct=on" }
         args.append(file)
-        args.append("driver=raw,node-name=disk0,file=file0" + (readOnly ? ",read-only=on" : ""))
+        args.append("driver=\(resolvedFormat.rawValue),node-name=disk0,file=file0" + (readOnly ? ",read-only=on" : ""))
         return args
     }
 

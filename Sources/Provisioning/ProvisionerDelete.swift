@@ -113,7 +113,10 @@ extension Provisioner {
             defer { manager.shutdown() }
             if let image {
                 do {
-                    try manager.removeOrphan(plan(.file(path: image)))
+                    // The idle disk is served until it is gone: a qcow2 image must not be written as raw.
+                    let kind: BackendSpec.Kind = AddRequest(image: image).resolvedFormat == .qcow2
+                        ? .qcow2(Qcow2Spec(path: image)) : .file(path: image)
+                    try manager.removeOrphan(plan(kind))
                     return
                 } catch {
                     logger.warning("cannot reopen the image of '\(name)' (\(error)): removing the device without it")

@@ -1,18 +1,20 @@
 /// `--blockdev`: the block nodes an export can serve. Supported drivers: `file` and
 /// `host_device` (protocol nodes: an image file or a block device), `raw` (a format node over
-/// another node, given by name in `file`) and `null-co` (zeros, for benchmarks).
+/// another node, given by name in `file`), `qcow2` (a format node over a `file` node, with an
+/// optional `backing` node) and `null-co` (zeros, for benchmarks).
 public struct BlockNodeOptions: Equatable, Sendable {
     /// The block drivers we implement, by their QEMU names.
     public enum Driver: String, CaseIterable, Equatable, Sendable {
         case file
         case hostDevice = "host_device"
         case raw
+        case qcow2
         case nullCo = "null-co"
     }
     public static let drivers = Driver.allCases.map(\.rawValue)
     /// Other QEMU block drivers: known names, refused with a clear message.
     package static let unsupportedQEMUDrivers = [
-        "qcow2", "qcow", "qed", "vmdk", "vdi", "vhdx", "vpc", "luks", "parallels", "bochs", "cloop", "dmg",
+        "qcow", "qed", "vmdk", "vdi", "vhdx", "vpc", "luks", "parallels", "bochs", "cloop", "dmg",
         "nbd", "iscsi", "nvme", "nfs", "ssh", "http", "https", "rbd", "gluster", "host_cdrom", "null-aio",
         "blkdebug", "blkverify", "blklogwrites", "copy-on-read", "throttle", "quorum", "replication",
         "compress", "copy-before-write", "snapshot-access", "preallocate", "io_uring", "vvfat", "virtio-blk-vhost-user",
@@ -28,8 +30,15 @@ public struct BlockNodeOptions: Equatable, Sendable {
     public var filename: String?
     /// file / host_device: threads, native or io_uring (accepted; we always use io_uring)
     public var aio: String?
-    /// raw: the node below
+    /// raw, qcow2: the node below
     public var file: String?
+    /// qcow2: the backing node's name; nil = the image's own backing file; "" = none
+    /// (QEMU's `backing: null`, written `backing=` in keyval syntax).
+    public var backing: String?
+    /// qcow2: bytes of L2 tables to cache
+    public var l2CacheSize: UInt64?
+    /// qcow2: `discard=unmap` passes guest discards to the image (QEMU's default: ignore)
+    public var discardUnmap: Bool?
     /// null-co
     public var size: UInt64?
     public var readZeroes: Bool?
@@ -39,7 +48,7 @@ public struct BlockNodeOptions: Equatable, Sendable {
         guard let driver = try r.string("driver") else { throw OptionError("Parameter 'driver' is missing") }
         guard let known = Driver(rawValue: driver) else {
             if Self.unsupportedQEMUDrivers.contains(driver) {
-                throw OptionError("Block driver '\(driver)' is not supported by vduse-export (use file, host_device, raw or null-co)")
+                throw OptionError("Block driver '\(driver)' is not supported by vduse-export (use file, host_device, raw, qcow2 or null-co)")
             }
             throw OptionError("Parameter 'driver' does not accept value '\(driver)'")
         }
@@ -62,12 +71,21 @@ public struct BlockNodeOptions: Equatable, Sendable {
         case .file, .hostDevice:
             filename = try r.requiredString("filename")
             aio = try r.enumeration("aio", ["threads", "native", "io_uring"])
-        case .raw:
+        case .raw, .qcow2:
             switch r.raw("file") {
             case let .string(s)?: file = s
             case nil: throw OptionError("Parameter 'file' is missing")
             default: throw OptionError("Invalid parameter type for 'file', expected: string (the node-name of a --blockdev given before)")
             }
+            guard known == .qcow2 else { break }
+            switch r.raw("backing") {
+            case let .string(s)?: backing = s
+            case .null?: backing = ""
+            case nil: backing = nil
+            default: throw OptionError("Invalid parameter type for 'backing', expected: string or null")
+            }
+            l2CacheSize = try r.size("l2-cache-size")
+            discardUnmap = try r.enumeration("discard", ["ignore", "off", "unmap", "on"]).map { $0 == "unmap" || $0 == "on" }
         case .nullCo:
             // QAPI `int`, not `size`: no suffixes (size=1G fails in QEMU too).
             size = try r.unsigned("size", max: UInt64(Int64.max), typeName: "int64_t")

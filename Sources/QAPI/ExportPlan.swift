@@ -50,6 +50,8 @@ public struct BackendSpec: Sendable, Equatable, Encodable {
         case file(path: String)
         /// QEMU's `null-co`: reads return zeros (`read-zeroes`) and writes are dropped. For benchmarks.
         case null(size: UInt64)
+        /// A qcow2 image file, served by our qcow2 engine.
+        case qcow2(Qcow2Spec)
     }
     public var kind: Kind
     /// The node is read-only (`read-only=on` on any node of the chain).
@@ -64,6 +66,31 @@ public struct BackendSpec: Sendable, Equatable, Encodable {
         self.readOnly = readOnly
         self.direct = direct
         self.forceShare = forceShare
+    }
+}
+
+/// A qcow2 node: the image file and how to treat its backing chain.
+public struct Qcow2Spec: Sendable, Equatable {
+    public enum Backing: Sendable, Equatable {
+        /// The backing file the image names (opened read-only).
+        case fromImage
+        /// None: unallocated clusters read as zeros.
+        case none
+        /// Another node's image instead (`backing=NODE`).
+        case image(path: String, qcow2: Bool)
+    }
+    public var path: String
+    public var backing: Backing
+    /// `l2-cache-size` in bytes; nil = the engine's default.
+    public var l2CacheSize: UInt64?
+    /// `discard=unmap`: guest discards free clusters; otherwise they are ignored, as in QEMU.
+    public var discardUnmap: Bool
+
+    public init(path: String, backing: Backing = .fromImage, l2CacheSize: UInt64? = nil, discardUnmap: Bool = false) {
+        self.path = path
+        self.backing = backing
+        self.l2CacheSize = l2CacheSize
+        self.discardUnmap = discardUnmap
     }
 }
 
@@ -116,6 +143,16 @@ extension BackendSpec {
         case let .null(size):
             try c.encode("null-co", forKey: QAPIKey("driver"))
             try c.encode(size, forKey: QAPIKey("size"))
+        case let .qcow2(q):
+            try c.encode("qcow2", forKey: QAPIKey("driver"))
+            try c.encode(q.path, forKey: QAPIKey("filename"))
+            switch q.backing {
+            case .fromImage: break
+            case .none: try c.encodeNil(forKey: QAPIKey("backing"))
+            case let .image(path, _): try c.encode(path, forKey: QAPIKey("backing"))
+            }
+            try c.encode(q.l2CacheSize, forKey: QAPIKey("l2-cache-size"))
+            try c.encode(q.discardUnmap ? "unmap" : "ignore", forKey: QAPIKey("discard"))
         }
         try c.encode(readOnly, forKey: QAPIKey("read-only"))
         try c.encode(direct, forKey: QAPIKey("cache.direct"))
@@ -129,6 +166,7 @@ extension BackendSpec {
         switch kind {
         case let .file(path): path
         case .null: "null-co"
+        case let .qcow2(q): q.path
         }
     }
 }

@@ -95,6 +95,8 @@ public struct ServeConfiguration: Sendable {
             if let direct = n.cacheDirect { below.direct = direct }
             below.forceShare = below.forceShare || n.forceShare == true
             backend = below
+        case .qcow2:
+            backend = try qcow2Node(n, readOnly: readOnly)
         case .nullCo:
             try checkNodeName(n.nodeName)
             backend = BackendSpec(kind: .null(size: n.size ?? 1 << 30), readOnly: readOnly)
@@ -102,6 +104,36 @@ public struct ServeConfiguration: Sendable {
         context.nodes[n.nodeName] = backend
         context.nodesMarkedReadOnly[n.nodeName] = readOnly
         nodeNames.append(n.nodeName)
+    }
+
+    /// A qcow2 node over a file node; `backing` names a raw/file or qcow2 node, or none.
+    private func qcow2Node(_ n: BlockNodeOptions, readOnly: Bool) throws(OptionError) -> BackendSpec {
+        guard let below = context.nodes[n.file!] else {
+            throw OptionError("Cannot find device='\(n.file!)' nor node-name='\(n.file!)'")
+        }
+        guard case let .file(path) = below.kind else {
+            throw OptionError("qcow2 node '\(n.nodeName)': 'file' must name a file node holding the image")
+        }
+        var backing = Qcow2Spec.Backing.fromImage
+        switch n.backing {
+        case nil: break
+        case ""?: backing = .none
+        case let name?:
+            guard let b = context.nodes[name] else {
+                throw OptionError("Cannot find device='\(name)' nor node-name='\(name)'")
+            }
+            switch b.kind {
+            case let .file(p): backing = .image(path: p, qcow2: false)
+            case let .qcow2(q): backing = .image(path: q.path, qcow2: true)
+            case .null: throw OptionError("qcow2 node '\(n.nodeName)': backing node '\(name)' must be a raw or qcow2 image")
+            }
+        }
+        if below.direct || n.cacheDirect == true {
+            throw OptionError("qcow2 node '\(n.nodeName)': cache.direct=on is not supported with qcow2")
+        }
+        try checkNodeName(n.nodeName)
+        let spec = Qcow2Spec(path: path, backing: backing, l2CacheSize: n.l2CacheSize, discardUnmap: n.discardUnmap ?? false)
+        return BackendSpec(kind: .qcow2(spec), readOnly: below.readOnly || readOnly)
     }
 
     private func checkNodeName(_ name: String) throws(OptionError) {

@@ -15,8 +15,11 @@ struct AddCommand: ParsableCommand {
             messages as `serve` apply (exit 1).
             """)
 
-    @Argument(help: "The image: a raw image file or a block device.")
+    @Argument(help: "The image: a raw or qcow2 image file, or a block device.")
     var image: String
+
+    @Option(help: ArgumentHelp("Image format: raw or qcow2 (default: qcow2 if the file starts with the qcow2 magic, raw otherwise, as qemu-nbd probes).", valueName: "raw|qcow2"))
+    var format: AddRequest.Format?
 
     @Option(help: ArgumentHelp("VDUSE device name (default: the image's file name without extension, characters outside [A-Za-z0-9._-] replaced by '-'). Also the export id, and the /dev/disk/by-vduse/ name.", valueName: "NAME"))
     var name: String?
@@ -78,6 +81,7 @@ struct AddCommand: ParsableCommand {
         request.writethrough = writethrough
         request.direct = direct
         request.forceShare = forceShare
+        request.format = format
         request.iothreads = iothread.map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) } ?? []
         let logger = Console.logger(verbose: verbose)
         let provisioner = Provisioner(logger: logger)
@@ -208,3 +212,5 @@ struct DelCommand: ParsableCommand {
 extension String {
     func padding(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
 }
+
+extension AddRequest.Format: ExpressibleByArgument {}

@@ -238,7 +238,7 @@ import Testing
         #expect(blockdevMessage(["driver=file,node-name=f0,filename=/missing"]) == "Could not open '/missing': No such file or directory")
         #expect(blockdevMessage(["driver=file,node-name=f0,filename=/a", "driver=file,node-name=f0,filename=/b"])
                 == "Duplicate nodes with node-name='f0'")
-        #expect(blockdevMessage(["driver=qcow2,node-name=n0,file=f"])?.hasPrefix("Block driver 'qcow2' is not supported") == true)
+        #expect(blockdevMessage(["driver=vmdk,node-name=n0,file=f"])?.hasPrefix("Block driver 'vmdk' is not supported") == true)
         #expect(blockdevMessage(["driver=file,node-name=f0,filename=/a,cache.direct=on,aio=io_uring"]) == nil)
         #expect(blockdevMessage(["driver=file,node-name=f0,filename=/a,aio=fast"]) == "Parameter 'aio' does not accept value 'fast'")
         #expect(blockdevMessage(["driver=file,node-name=f0,filename=/a,cache.bogus=on"]) == "Parameter 'cache.bogus' is unexpected")

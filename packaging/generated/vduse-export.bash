@@ -188,11 +188,15 @@ _vduse-export_add() {
     repeating_flags=()
     non_repeating_flags=(--read-only --writethrough --direct --force-share --json --foreground --persist --verbose -v -h --help)
     repeating_options=()
-    non_repeating_options=(--name --num-queues --queue-size --logical-block-size --serial --timeout --iothread)
+    non_repeating_options=(--format --name --num-queues --queue-size --logical-block-size --serial --timeout --iothread)
     __vduse-export_offer_flags_options 1
 
     # Offer option value completions
     case "${prev}" in
+    '--format')
+        __vduse-export_add_completions -W 'raw'$'\n''qcow2'
+        return
+        ;;
     '--name')
         return
         ;;
