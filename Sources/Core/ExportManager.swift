@@ -82,7 +82,7 @@ public final class ExportManager: Sendable {
         let iothread = plan.iothread.flatMap { iothreads[$0] } ?? mainLoop
         let control = self.control
         let logger = self.logger
-        let logPath = "\(logDirectory)/\(plan.deviceName).inflight"
+        let logPath = ReconnectLogFile.path(for: plan.deviceName, in: logDirectory)
         // A device of ours whose server is gone (crash, kill, upgrade): take it over instead.
         if FileManager.default.fileExists(atPath: "/dev/vduse/\(plan.deviceName)"), InflightLog.open(path: logPath) != nil {
             return try reattach(plan, logPath: logPath, iothread: iothread)
@@ -200,7 +200,7 @@ public final class ExportManager: Sendable {
     public func removeOrphan(_ plan: ExportPlan) throws {
         // With our log, the device is taken over properly first: what the dead server had in
         // flight is resubmitted and answered, so nothing waits on it when the disk goes away.
-        if let log = InflightLog.open(path: "\(logDirectory)/\(plan.deviceName).inflight") {
+        if let log = InflightLog.open(path: ReconnectLogFile.path(for: plan.deviceName, in: logDirectory)) {
             // The device's own shape, as logged, whatever the record kept of it.
             var plan = plan
             plan.numQueues = UInt16(log.identity.queues)
@@ -248,7 +248,7 @@ public final class ExportManager: Sendable {
         for attempt in 0..<50 {
             do {
                 try control.destroyDevice(name: export.plan.deviceName)
-                unlink("\(logDirectory)/\(export.plan.deviceName).inflight")
+                unlink(ReconnectLogFile.path(for: export.plan.deviceName, in: logDirectory))
                 return
             } catch where error.errno == .resourceBusy && attempt < 49 {
                 usleep(20_000)

@@ -14,10 +14,16 @@ public struct CheckContext: Sendable {
     /// VDUSE names taken by earlier exports of this server.
     public var deviceNames: Set<String> = []
     /// Whether /dev/vduse/NAME exists (held by some server, or orphaned).
-    /// A device that exists is in use unless a reconnect log says it was ours: then the server
-    /// takes it over (and refuses it if it was made for another configuration).
-    public var deviceNameInUse: @Sendable (String) -> Bool = {
-        access("/dev/vduse/\($0)", F_OK) == 0 && access("/run/vduse-export/\($0).inflight", F_OK) != 0
+    /// A device that exists is in use unless a reconnect log says it was ours and no process
+    /// holds it now (the kernel lets one process open it: EBUSY means a live server has it);
+    /// then the server takes it over (and refuses it if it was made for another configuration).
+    public var deviceNameInUse: @Sendable (String) -> Bool = { name in
+        guard access("/dev/vduse/\(name)", F_OK) == 0 else { return false }
+        guard access(ReconnectLogFile.path(for: name), F_OK) == 0 else { return true }
+        let fd = open("/dev/vduse/\(name)", O_RDWR | O_CLOEXEC | O_NONBLOCK)
+        if fd < 0 { return errno == EBUSY }
+        close(fd)
+        return false
     }
 
     public init() {}

@@ -170,3 +170,20 @@ extension BackendSpec {
         }
     }
 }
+
+/// Where the reconnect log of a VDUSE device lives: `/run/vduse-export/NAME.inflight`, or a hashed
+/// name for names too long to carry the suffix within NAME_MAX.
+public enum ReconnectLogFile {
+    public static let directory = "/run/vduse-export"
+
+    public static func name(for device: String) -> String {
+        guard device.utf8.count > 200 else { return device + ".inflight" }
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in device.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        return "~" + String(h, radix: 16) + ".inflight"
+    }
+
+    public static func path(for device: String, in directory: String = directory) -> String {
+        directory + "/" + name(for: device)
+    }
+}

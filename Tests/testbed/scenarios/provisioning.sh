@@ -55,14 +55,16 @@ umount -l mnt || true
 [ ! -e /dev/vduse/web01 ] || fail "del --force left /dev/vduse/web01"
 note "del --force works on a mounted export"
 
+# With its supervisor gone too, a killed server stays dead: list says so and del cleans up.
 pid=$($X list --json | json '[e["pid"] for e in d if e["name"] == "db"][0]')
-kill -9 "$pid"
+sup=$(ps -o ppid= -p "$pid" | tr -d ' ')
+kill -9 "$sup" "$pid"
 sleep 0.5
 $X list | grep -E "^db .* dead" >/dev/null || fail "list does not show db as dead after kill -9: $($X list)"
 $X del db || fail "del of a dead export failed"
 $X list | grep -q '^db ' && fail "list still shows db"
 expect_gone db
-note "kill -9: list shows dead, del cleans up"
+note "kill -9 of server and supervisor: list shows dead, del cleans up"
 
 # A server with two exports (serve --record): del removes one and leaves the other serving.
 truncate -s 32M m1.img m2.img
