@@ -77,10 +77,16 @@ public struct AddRequest: Sendable, Equatable {
     /// probe). An unreadable image is called raw here; opening it reports why.
     public var resolvedFormat: Format {
         if let format { return format }
-        guard let h = FileHandle(forReadingAtPath: image) else { return .raw }
-        defer { try? h.close() }
-        let magic = (try? h.read(upToCount: 4)) ?? Data()
-        return magic == Data([0x51, 0x46, 0x49, 0xfb]) ? .qcow2 : .raw
+        // Never blocks: a FIFO (or anything but a file or block device) is left to the open,
+        // which refuses it.
+        let fd = open(image, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return .raw }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG || st.st_mode & S_IFMT == S_IFBLK else { return .raw }
+        var magic: (UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0)
+        let n = withUnsafeMutableBytes(of: &magic) { pread(fd, $0.baseAddress, 4, 0) }
+        return n == 4 && magic == (0x51, 0x46, 0x49, 0xfb) ? .qcow2 : .raw
     }
 
     /// A block device is a `host_device` node (QEMU's `file` driver refuses it).
