@@ -1,6 +1,7 @@
 import CVDUSE
 import Glibc
 import Kernel
+import QAPI
 
 /// The reconnect log of one export: a shared file mapping (under /run/vduse-export, 0600) that
 /// says, after the server dies at any instruction, which heads each queue had taken and not yet
@@ -95,11 +96,7 @@ package final class InflightLog {
     }
 
     /// FNV-1a, to recognise the serial without storing it.
-    package static func hash(_ s: String) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-        return h
-    }
+    package static func hash(_ s: String) -> UInt64 { ReconnectLogFile.fnv1a(s) }
 }
 
 /// One queue's part of the log. Iothread of the queue only.

@@ -177,10 +177,14 @@ public enum ReconnectLogFile {
     public static let directory = "/run/vduse-export"
 
     public static func name(for device: String) -> String {
-        guard device.utf8.count > 200 else { return device + ".inflight" }
+        device.utf8.count > 200 ? "~" + String(fnv1a(device), radix: 16) + ".inflight" : device + ".inflight"
+    }
+
+    /// FNV-1a: short, stable names and fingerprints for strings.
+    public static func fnv1a(_ s: String) -> UInt64 {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in device.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-        return "~" + String(h, radix: 16) + ".inflight"
+        for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        return h
     }
 
     public static func path(for device: String, in directory: String = directory) -> String {
