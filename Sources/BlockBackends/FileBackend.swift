@@ -15,6 +15,8 @@ package final class FileBackend: BlockBackend {
     /// The image lives in memory (tmpfs, ramfs): a transfer is a copy that never waits for a
     /// device, so small ones are done inline on the iothread instead of via io_uring's workers.
     package let memoryBacked: Bool
+    /// Opened with O_DIRECT (`cache.direct=on`).
+    package let direct: Bool
 
     /// Opens the image the way the export needs it: read-only unless `writable`, O_DIRECT for
     /// `cache.direct=on`, O_DSYNC for writethrough (every write is stable when it completes).
@@ -44,6 +46,7 @@ package final class FileBackend: BlockBackend {
         canPunchHoles = kind == .blockDevice || writable && Self.probePunchHole(descriptor.rawValue, at: size)
         self.descriptor = descriptor
         self.path = path
+        self.direct = direct
     }
 
     /// The file system deallocates ranges (ext4, xfs, tmpfs do; vfat, exFAT, NFSv3, 9p do not).

@@ -14,6 +14,10 @@ final class FileBackendQueue: BackendQueue {
     private var operations: [Operation]
     private(set) var inFlight = 0
     private var closed = false
+    /// Our own aligned buffer of a direct transfer, by tag (see `StagingBuffer`).
+    private var staged: [StagingBuffer?]
+    /// The kernel refused direct I/O on the guest's buffers once: stage every direct transfer.
+    private var stageDirect = false
 
     /// Largest transfer done inline on a memory-backed image (bigger copies go to io_uring,
     /// whose workers spread them over CPUs).
@@ -28,6 +32,8 @@ final class FileBackendQueue: BackendQueue {
         /// Advisory: a range the file system would not deallocate is not an I/O error.
         case discard
         case zeroRange(offset: UInt64, length: UInt64)
+
+        var isIdle: Bool { if case .idle = self { true } else { false } }
     }
 
     init(backend: FileBackend, ring: IOUring, depth: Int, loop: any EventLoop, sink: any CompletionSink) throws(SystemError) {
@@ -36,6 +42,7 @@ final class FileBackendQueue: BackendQueue {
         self.loop = loop
         self.sink = sink
         operations = Array(repeating: .idle, count: depth)
+        staged = Array(repeating: nil, count: depth)
         try loop.watch(ring.completions.fd) { [unowned self] in self.onCompletions() }
     }
 
@@ -48,6 +55,10 @@ final class FileBackendQueue: BackendQueue {
             if backend.memoryBacked && length <= Self.inlineTransferLimit {
                 sink.complete(tag: tag, status: backend.finishTransfer(write: !isRead, iov: buffers, offset: offset,
                                                                        done: 0, total: length))
+                return
+            }
+            if stageDirect {
+                startStaged(isRead: isRead, offset: offset, buffers: buffers, length: length, tag: tag)
                 return
             }
             let iov = UnsafePointer(buffers.baseAddress!)
@@ -75,6 +86,20 @@ final class FileBackendQueue: BackendQueue {
             start(isDiscard ? .discard : punch ? .punchHole(offset: offset, length: length) : .zeroRange(offset: offset, length: length),
                   .fallocate(fd: backend.fd, mode: mode, offset: offset, length: length), tag: tag)
         }
+    }
+
+    /// A transfer through our own aligned buffer instead of the guest's.
+    private func startStaged(isRead: Bool, offset: UInt64, buffers: UnsafeMutableBufferPointer<iovec>, length: Int,
+                             tag: UInt16) {
+        let buffer = StagingBuffer(length: length)
+        if !isRead { buffer.gather(from: buffers) }
+        staged[Int(tag)] = buffer
+        let iov = UnsafePointer(buffer.iov.baseAddress!)
+        start(isRead ? .read(offset: offset, buffers: buffers, length: length)
+                     : .write(offset: offset, buffers: buffers, length: length),
+              isRead ? .readv(fd: backend.fd, iov: iov, count: 1, offset: offset)
+                     : .writev(fd: backend.fd, iov: iov, count: 1, offset: offset), tag: tag)
+        if staged[Int(tag)] != nil && operations[Int(tag)].isIdle { staged[Int(tag)] = nil }
     }
 
     private func start(_ operation: Operation, _ ringOperation: IOUring.Operation, tag: UInt16) {
@@ -126,13 +151,29 @@ final class FileBackendQueue: BackendQueue {
             return
         case let .read(offset, buffers, length), let .write(offset, buffers, length):
             let isWrite = if case .write = operations[tag] { true } else { false }
+            let buffer = staged[tag]
+            if result == -EFAULT && backend.direct && buffer == nil {
+                // The kernel cannot pin the guest's buffers for direct I/O: go through ours,
+                // for this transfer and from now on.
+                stageDirect = true
+                operations[tag] = .idle
+                inFlight -= 1
+                startStaged(isRead: !isWrite, offset: offset, buffers: buffers, length: length, tag: UInt16(tag))
+                commit()
+                return
+            }
             if result < 0 {
                 status = .ioError
+            } else if let buffer {
+                status = Int(result) == length ? .ok
+                    : backend.finishTransfer(write: isWrite, iov: buffer.iov, offset: offset, done: Int(result), total: length)
+                if !isWrite && status == .ok { buffer.scatter(to: buffers, count: length) }
             } else if Int(result) == length {
                 status = .ok
             } else {
                 status = backend.finishTransfer(write: isWrite, iov: buffers, offset: offset, done: Int(result), total: length)
             }
+            staged[tag] = nil
         case let .zeroRange(offset, length) where result == -EOPNOTSUPP || result == -EINVAL:
             // The file system cannot zero a range in place (tmpfs): punching reads back zeros too.
             operations[tag] = .punchHole(offset: offset, length: length)
