@@ -85,8 +85,23 @@ public final class ExportManager: Sendable {
         let logPath = ReconnectLogFile.path(for: plan.deviceName, in: logDirectory)
         // A device of ours whose server is gone (crash, kill, upgrade): take it over instead.
         if FileManager.default.fileExists(atPath: "/dev/vduse/\(plan.deviceName)"), InflightLog.open(path: logPath) != nil {
+            guard FileManager.default.fileExists(atPath: "/sys/bus/vdpa/devices/\(plan.deviceName)") else {
+                // Its server died before binding it (during `add`): no driver has seen it, its
+                // queues may not be set up (vdpa would refuse it), so start over with a new one.
+                // A live server still holding it makes the destroy fail, and the create below too.
+                logger.info("export \(plan.id): /dev/vduse/\(plan.deviceName) was never bound; creating it anew")
+                try? control.destroyDevice(name: plan.deviceName)
+                unlink(logPath)
+                return try create(plan, logPath: logPath, iothread: iothread)
+            }
             return try reattach(plan, logPath: logPath, iothread: iothread)
         }
+        return try create(plan, logPath: logPath, iothread: iothread)
+    }
+
+    private func create(_ plan: ExportPlan, logPath: String, iothread: IOThread) throws -> ExportStatus {
+        let control = self.control
+        let logger = self.logger
         mkdir(logDirectory, 0o700)
         let export = try iothread.run { () throws -> VDUSEBlockExport in
             let export = try ExportFactory.create(plan: plan, control: control, iothread: iothread, logPath: logPath,
