@@ -24,7 +24,10 @@ enum ExportFactory {
                 return try Qcow2Backend(path: q.path, writable: plan.writable, writethrough: plan.writethrough, backing: backing,
                                         l2CacheBytes: q.l2CacheSize.map { Int($0) }, discardUnmap: q.discardUnmap)
             } catch {
-                throw ExportError("Could not open '\(q.path)': \(error)", code: .invalidArgument)
+                // The engine names the file it failed on; say the top image's name once.
+                var reason = "\(error)"
+                if reason.hasPrefix(q.path + ": ") { reason.removeFirst(q.path.count + 2) }
+                throw ExportError("Could not open '\(q.path)': \(reason)", code: .invalidArgument)
             }
         case let .file(path):
             let backend: FileBackend
