@@ -25,6 +25,8 @@ public struct ExportRecord: Codable, Equatable, Sendable {
     public var restarts: UInt32?
     /// The process that restarts the server (`add`'s supervisor), if any: `del` stops it first.
     public var supervisor: Int32?
+    /// When the disk was first created (seconds since the epoch); kept by servers that take it over.
+    public var created: Double?
 
     public init(name: String, id: String, device: String, image: String, size: UInt64, queues: UInt16,
                 serial: String, readOnly: Bool, pid: Int32, socket: String?, restarts: UInt32? = nil,
@@ -186,4 +188,18 @@ public enum ExportState: String, Codable, Sendable {
     case unmanaged
     /// A VDUSE device whose record cannot be read (`del` still removes it).
     case damaged
+}
+
+extension ExportRecord {
+    /// This record with the disk's creation time: the previous record's when this server took
+    /// the same disk over (restarts > 0), else now.
+    func keepingCreation(from previous: ExportRecord?) -> ExportRecord {
+        var r = self
+        if (restarts ?? 0) > 0, let previous, previous.id == id, let created = previous.created {
+            r.created = created
+        } else {
+            r.created = Date().timeIntervalSince1970
+        }
+        return r
+    }
 }

@@ -173,13 +173,13 @@ _vduse-export() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    add|list|del|resize|restart|serve|check|help)
+    add|list|del|resize|stats|restart|serve|check|help)
         # Offer subcommand argument completions
         "_vduse-export_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'add list del resize restart serve check help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'add list del resize stats restart serve check help' -- "${cur}"))
         ;;
     esac
 }
@@ -243,6 +243,14 @@ _vduse-export_resize() {
     repeating_options=()
     non_repeating_options=()
     __vduse-export_offer_flags_options 2
+}
+
+_vduse-export_stats() {
+    repeating_flags=()
+    non_repeating_flags=(--json -h --help)
+    repeating_options=()
+    non_repeating_options=()
+    __vduse-export_offer_flags_options 1
 }
 
 _vduse-export_restart() {
