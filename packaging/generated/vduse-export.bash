@@ -186,10 +186,10 @@ _vduse-export() {
 
 _vduse-export_add() {
     repeating_flags=()
-    non_repeating_flags=(--read-only --writethrough --direct --force-share --json --foreground --persist --verbose -v -h --help)
+    non_repeating_flags=(--overlay --read-only --writethrough --direct --force-share --json --foreground --persist --verbose -v -h --help)
     repeating_options=()
     non_repeating_options=(--format --name --num-queues --queue-size --logical-block-size --serial --timeout --iothread)
-    __vduse-export_offer_flags_options 1
+    __vduse-export_offer_flags_options 2
 
     # Offer option value completions
     case "${prev}" in
@@ -231,7 +231,7 @@ _vduse-export_list() {
 
 _vduse-export_del() {
     repeating_flags=()
-    non_repeating_flags=(--force --verbose -v -h --help)
+    non_repeating_flags=(--force --keep --verbose -v -h --help)
     repeating_options=()
     non_repeating_options=()
     __vduse-export_offer_flags_options 1

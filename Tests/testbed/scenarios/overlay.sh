@@ -8,7 +8,7 @@ source "$PROJECT/Tests/testbed/scenario-lib.sh"
 command -v qemu-img >/dev/null || fail "qemu-img missing: scripts/install-deps testbed"
 X=$VDUSE_EXPORT
 export VDUSE_EXPORT_OVERLAY_DIR=$PWD/overlays  # the default /var/lib is read-only in the guest
-py() { python3 -c "import json,sys; $1"; }
+py() { local code=$1; shift; python3 -c "import json,sys; $code" "$@"; }
 head -c 32M /dev/urandom >base.raw
 truncate -s 64M base.raw
 sum=$(sha256sum <base.raw)
