@@ -78,6 +78,8 @@ struct AddCommand: ParsableCommand {
         if overlayPath != nil && !overlay { throw ValidationError("a second argument (the overlay's path) needs --overlay") }
         if overlay && foreground { throw ValidationError("--overlay and --foreground do not go together (`del` deletes the overlay)") }
         if overlay && readOnly { throw ValidationError("--overlay and --read-only do not go together (the overlay takes the writes)") }
+        // After a reboot the unit's server has no record of the overlay, so `del` could not delete it.
+        if overlay && persist { throw ValidationError("--overlay and --persist do not go together yet (after a reboot `del` would not know the overlay)") }
     }
 
     func run() throws {

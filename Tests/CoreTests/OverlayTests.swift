@@ -79,4 +79,15 @@ import Testing
         }
         _ = (a, b)
     }
+
+    /// Combinations refused before anything is created (usage errors).
+    @Test func refusedCombinations() throws {
+        let dir = HardeningTests.tempDir()
+        for args in [["add", dir + "/b.img", dir + "/o.qcow2"], ["add", dir + "/b.img", "--overlay", "--persist"],
+                     ["add", dir + "/b.img", "--overlay", "--read-only"], ["add", dir + "/b.img", "--overlay", "--foreground"]] {
+            let r = try CLITests.run(args)
+            #expect(r.status == 64, "\(args): \(r.stderr)")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty)
+    }
 }
