@@ -1,6 +1,6 @@
 # add BASE --overlay [PATH]: two overlays on one base (raw) written differently, each sees its
 # own data, the base is unchanged (checksum) and locked against writers while they run; kill -9
-# of one server: the supervisor's new server reopens the same overlay; del removes an overlay,
+# of one server and `restart`: the new server reopens the same overlay; del removes an overlay,
 # del --keep keeps it (qemu-img check clean, backing file = the base); a qcow2 base; failed adds
 # (missing base, bad option, base locked by a writer) leave no overlay behind.
 # timeout: 600
@@ -58,6 +58,13 @@ cmp <(dd if="$d1" bs=1M skip=1 count=1 iflag=direct status=none) <(pattern 0xa1)
 $X list --json | py 'r=[e for e in json.load(sys.stdin) if e["name"] == "ov1"][0]; assert r["overlay"] == sys.argv[1] and r["base"] == sys.argv[2] and r["restarts"] == 1, r' \
     "$PWD/overlays/ov1.qcow2" "$PWD/base.raw" || fail "the record lost its overlay after the restart"
 note "kill -9 of ov1's server: server $pid -> $now reopened overlays/ov1.qcow2 (inode $ino), data intact"
+# restart (the hand-over): the same again.
+$X restart ov1 >/dev/null
+[ "$(stat -c %i overlays/ov1.qcow2)" = "$ino" ] && [ "$(ls overlays)" = ov1.qcow2 ] || fail "restart replaced the overlay: $(ls -li overlays)"
+cmp <(dd if="$d1" bs=1M skip=1 count=1 iflag=direct status=none) <(pattern 0xa1) || fail "overlay 1's data after restart"
+$X list --json | py 'r=[e for e in json.load(sys.stdin) if e["name"] == "ov1"][0]; assert r["overlay"] == sys.argv[1] and r["restarts"] == 2, r' \
+    "$PWD/overlays/ov1.qcow2" || fail "the record lost its overlay after restart"
+note "restart ov1: the new server reopened the same overlay, the record still owns it"
 
 # del removes the overlay; del --keep keeps it, consistent and backed by the base.
 $X del ov1
