@@ -51,10 +51,11 @@ let package = Package(
         ),
         // The QMP control socket and client.
         .target(name: "QMP", dependencies: ["Core", "QAPI", "Kernel", .product(name: "Logging", package: "swift-log")]),
-        // add/list/del, state records, readiness, host integration, the serve loop.
+        // add/list/del, state records, readiness, host integration, the serve loop; QCOW2 to create
+        // add --overlay's overlays.
         .target(
             name: "Provisioning",
-            dependencies: ["Core", "QMP", "QAPI", "Kernel", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Core", "QMP", "QAPI", "Kernel", "QCOW2", .product(name: "Logging", package: "swift-log")]
         ),
         .executableTarget(
             name: "vduse-export",

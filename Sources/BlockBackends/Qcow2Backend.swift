@@ -19,12 +19,13 @@ package final class Qcow2Backend: BlockBackend {
     private let image: Mutex<Qcow2Image>
 
     package init(path: String, writable: Bool, writethrough: Bool, backing: BackingChoice, l2CacheBytes: Int?,
-                 discardUnmap: Bool) throws {
+                 discardUnmap: Bool, lock: FileLocker? = nil) throws {
         self.path = path
         self.writable = writable
         self.writethrough = writethrough
         self.discardUnmap = discardUnmap
-        image = Mutex(try Qcow2Image(path: path, readOnly: !writable, backing: backing, l2CacheBytes: l2CacheBytes))
+        image = Mutex(try Qcow2Image(path: path, readOnly: !writable, backing: backing, l2CacheBytes: l2CacheBytes,
+                                     lock: lock))
     }
 
     deinit { image.withLock { try? $0.close() } }

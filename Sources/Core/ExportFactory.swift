@@ -20,9 +20,18 @@ enum ExportFactory {
             case .none: .none
             case let .image(path, qcow2): .file(path: path, format: qcow2 ? .qcow2 : .raw)
             }
+            // The image is locked as a writer (or reader) the moment it is open, before the engine
+            // reads or repairs anything; backing files as readers, so many overlays share a base
+            // but nobody writes it underneath them.
+            let forceShare = plan.backend.forceShare
+            let lock: FileLocker = { fd, path, writable in
+                try ImageLock.acquire(fd: fd, path: path, writable: writable, forceShare: writable ? false : forceShare && path == q.path)
+            }
             do {
                 return try Qcow2Backend(path: q.path, writable: plan.writable, writethrough: plan.writethrough, backing: backing,
-                                        l2CacheBytes: q.l2CacheSize.map { Int($0) }, discardUnmap: q.discardUnmap)
+                                        l2CacheBytes: q.l2CacheSize.map { Int($0) }, discardUnmap: q.discardUnmap, lock: lock)
+            } catch let e as ExportError {
+                throw e
             } catch {
                 // The engine names the file it failed on; say the top image's name once.
                 var reason = "\(error)"

@@ -74,6 +74,18 @@ public final class ExportManager: Sendable {
 
     public func status(id: String) -> ExportStatus? { state.withLock { $0[id]?.status } }
 
+    /// Every export's counters (or one export's), newest first. Reads the queues' counters
+    /// without stopping or locking them; safe from any thread.
+    public func statistics(id: String? = nil) -> [ExportStatistics] {
+        let entries = state.withLock { s in s.values.filter { id == nil || $0.status.id == id }.sorted { $0.sequence > $1.sequence } }
+        let now = monotonicSeconds()
+        return entries.map { e in
+            ExportStatistics(id: e.status.id, name: e.status.name, nodeName: e.status.nodeName, device: e.status.device,
+                             restarts: e.status.restarts, uptime: max(0, now - e.export.started),
+                             queues: e.export.queueStats.map(\.snapshot))
+        }
+    }
+
     /// Creates, serves and binds one export; returns once its disk exists.
     @discardableResult
     public func add(_ plan: ExportPlan) throws -> ExportStatus {

@@ -11,6 +11,9 @@ package final class RequestSlots {
         package var usedLength: UInt32 = 0
         package var iov: UnsafeMutablePointer<iovec>?
         package var iovCapacity = 0
+        /// What the request is and how many bytes it moves (counted when it completes).
+        package var kind = RequestKind.other
+        package var bytes: UInt64 = 0
     }
 
     private var slots: [Slot]
@@ -37,9 +40,12 @@ package final class RequestSlots {
         return UnsafeMutableBufferPointer(start: iov, count: pieces.count)
     }
 
-    package func begin(_ head: Int, status: UnsafeMutablePointer<UInt8>?, usedLength: UInt32) {
+    package func begin(_ head: Int, status: UnsafeMutablePointer<UInt8>?, usedLength: UInt32, kind: RequestKind = .other,
+                       bytes: UInt64 = 0) {
         precondition(!slots[head].busy, "head \(head) started twice")
         slots[head].busy = true
+        slots[head].kind = kind
+        slots[head].bytes = bytes
         slots[head].status = status
         slots[head].usedLength = usedLength
         busy += 1

@@ -28,7 +28,10 @@ final class VDUSEBlockExport: @unchecked Sendable {
     /// The reconnect log (nil: none, as in tests and for cleanup of a dead server's device).
     private let log: InflightLog?
     var restarts: UInt32 { log?.restarts ?? 0 }
-
+    /// One set of counters per virtqueue, kept across driver resets (new queue servers).
+    let queueStats: [QueueStats]
+    /// When this process started serving the export (CLOCK_MONOTONIC seconds).
+    let started = monotonicSeconds()
 
     init(plan: ExportPlan, device: any VDUSEDeviceChannel, backend: any BlockBackend, iothread: IOThread,
          logger: Logger, adopting: Bool = false, log: InflightLog? = nil) {
@@ -41,6 +44,7 @@ final class VDUSEBlockExport: @unchecked Sendable {
         var logger = logger
         logger[metadataKey: "export"] = "\(plan.id)"
         self.logger = logger
+        queueStats = (0..<Int(plan.numQueues)).map { QueueStats(index: $0) }
         config = Self.config(plan: plan, size: backend.size, capabilities: backend.capabilities)
     }
 
@@ -185,7 +189,7 @@ final class VDUSEBlockExport: @unchecked Sendable {
                 if !resuming { queueLog?.reset() }
                 let started = try VirtqueueServer(
                     queue: queue, backend: backend, geometry: geometry, memory: memory, loop: iothread, logger: logger,
-                    log: queueLog, interrupt: { [unowned device, logger] in
+                    log: queueLog, stats: queueStats[index], interrupt: { [unowned device, logger] in
                         do { try device.injectInterrupt(queue: index) } catch { logger.warning("\(error)") }
                     })
                 server = started
@@ -233,6 +237,13 @@ final class VDUSEBlockExport: @unchecked Sendable {
         guard status.contains(.driverOK) else { return }
         try device.updateConfig(offset: 0, bytes: withUnsafeBytes(of: config.capacitySectors.littleEndian) { Array($0) })
     }
+}
+
+/// Seconds on CLOCK_MONOTONIC (uptimes do not jump with the wall clock).
+func monotonicSeconds() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
 }
 
 /// A control message from the kernel, typed.

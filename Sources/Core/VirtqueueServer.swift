@@ -31,11 +31,15 @@ package final class VirtqueueServer: CompletionSink {
     private var inRound = false
     /// This queue's part of the reconnect log (nil: no log, e.g. in unit tests).
     private let log: QueueLog?
+    /// This queue's counters: written here only, read by the QMP thread.
+    package let stats: QueueStats
 
     package init(queue: SplitVirtqueue, backend: any BlockBackend, geometry: BlockExportGeometry, memory: IOVASpace,
-         loop: IOThread, logger: Logger, log: QueueLog? = nil, interrupt: @escaping () -> Void) throws(SystemError) {
+         loop: IOThread, logger: Logger, log: QueueLog? = nil, stats: QueueStats? = nil,
+         interrupt: @escaping () -> Void) throws(SystemError) {
         loop.assertCurrent()
         self.log = log
+        self.stats = stats ?? QueueStats(index: queue.index)
         self.queue = queue
         self.geometry = geometry
         self.memory = memory
@@ -82,7 +86,11 @@ package final class VirtqueueServer: CompletionSink {
         if let log, old != queue.publishedUsedIndex {
             log.published(from: old, to: queue.publishedUsedIndex, usedID: queue.usedID(at:))
         }
-        if wanted { interrupt() }
+        stats.inFlight.store(slots.busy, ordering: .relaxed)
+        if wanted {
+            stats.interrupts.bump()
+            interrupt()
+        }
     }
 
     /// Takes over from a server that died: settles the log against the ring, resubmits what was in
@@ -100,6 +108,7 @@ package final class VirtqueueServer: CompletionSink {
         for head in heads { start(head: head) }
         inRound = false
         processAvailable()
+        stats.interrupts.bump()
         interrupt()
         return heads.count
     }
@@ -111,6 +120,7 @@ package final class VirtqueueServer: CompletionSink {
 
     package func complete(tag head: UInt16, status: BlockStatus) {
         let slot = slots.finish(Int(head))
+        stats.completed(slot.kind, bytes: slot.bytes, ok: status == .ok)
         answer(head: head, status: status, into: slot.status, used: slot.usedLength)
     }
 
@@ -138,22 +148,30 @@ package final class VirtqueueServer: CompletionSink {
             return
         }
         let io: BlockIO
+        let kind: RequestKind
+        let bytes: UInt64
         switch request.action(for: geometry) {
         case let .complete(status):
+            stats.completed(.other, bytes: 0, ok: status == .ok)
             answer(head: head, status: status, into: request.status, used: request.usedLength)
             return
         case let .read(offset, length):
             io = .read(offset: offset, buffers: slots.fill(Int(head), request.data), length: length)
+            (kind, bytes) = (.read, UInt64(length))
         case let .write(offset, length):
             io = .write(offset: offset, buffers: slots.fill(Int(head), request.data), length: length)
+            (kind, bytes) = (.write, UInt64(length))
         case .flush:
             io = .flush
+            (kind, bytes) = (.flush, 0)
         case let .discard(offset, length):
             io = .discard(offset: offset, length: length)
+            (kind, bytes) = (.discard, length)
         case let .writeZeroes(offset, length, unmap):
             io = .writeZeroes(offset: offset, length: length, unmap: unmap)
+            (kind, bytes) = (.writeZeroes, length)
         }
-        slots.begin(Int(head), status: request.status, usedLength: request.usedLength)
+        slots.begin(Int(head), status: request.status, usedLength: request.usedLength, kind: kind, bytes: bytes)
         backendQueue.submit(io, tag: head)
     }
 
@@ -176,6 +194,7 @@ package final class VirtqueueServer: CompletionSink {
 
     private func noteMalformed(_ head: UInt16, _ what: String) {
         malformedChains += 1
+        stats.malformed.bump()
         if malformedChains <= 10 {
             logger.warning("queue \(queue.index): malformed request at head \(head): \(what)")
         }

@@ -26,6 +26,11 @@ public struct AddRequest: Sendable, Equatable {
     public var format: Format?
     /// One name = that iothread; several = multi-threading (refused by vduse-blk, as in QEMU).
     public var iothreads: [String] = []
+    /// `--overlay`: `image` is a qcow2 overlay that `add` creates over this base (an absolute
+    /// path, opened read-only), and `del` deletes.
+    public var overlayBase: String?
+    /// The base's format (nil: probed).
+    public var overlayBaseFormat: Format?
 
     public init(image: String) { self.image = image }
 
@@ -76,6 +81,7 @@ public struct AddRequest: Sendable, Equatable {
     /// `--format`, else qcow2 if the image starts with the qcow2 magic, else raw (qemu-nbd's
     /// probe). An unreadable image is called raw here; opening it reports why.
     public var resolvedFormat: Format {
+        if overlayBase != nil { return .qcow2 }  // made by add, maybe not yet
         if let format { return format }
         // Never blocks: a FIFO (or anything but a file or block device) is left to the open,
         // which refuses it.

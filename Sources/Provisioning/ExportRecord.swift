@@ -25,6 +25,12 @@ public struct ExportRecord: Codable, Equatable, Sendable {
     public var restarts: UInt32?
     /// The process that restarts the server (`add`'s supervisor), if any: `del` stops it first.
     public var supervisor: Int32?
+    /// When the disk was first created (seconds since the epoch); kept by servers that take it over.
+    public var created: Double?
+    /// `add --overlay`: the overlay it created (`image`), which `del` deletes unless `--keep`,
+    /// and the base under it.
+    public var overlay: String?
+    public var base: String?
 
     public init(name: String, id: String, device: String, image: String, size: UInt64, queues: UInt16,
                 serial: String, readOnly: Bool, pid: Int32, socket: String?, restarts: UInt32? = nil,
@@ -186,4 +192,20 @@ public enum ExportState: String, Codable, Sendable {
     case unmanaged
     /// A VDUSE device whose record cannot be read (`del` still removes it).
     case damaged
+}
+
+extension ExportRecord {
+    /// This record with what the server does not know itself, from the previous record when
+    /// this server took the same disk over (restarts > 0): the disk's creation time (else now),
+    /// and the overlay `add` made (a restarted server reopens it, and `del` must still delete it).
+    func keepingCreation(from previous: ExportRecord?) -> ExportRecord {
+        var r = self
+        r.created = Date().timeIntervalSince1970
+        if (restarts ?? 0) > 0, let previous, previous.id == id, previous.image == image {
+            r.created = previous.created ?? r.created
+            r.overlay = previous.overlay
+            r.base = previous.base
+        }
+        return r
+    }
 }

@@ -109,11 +109,12 @@ package final class RecordKeeper: ExportObserver {
                                   size: status.sizeBytes, queues: plan.numQueues, serial: plan.serial,
                                   readOnly: !plan.writable, pid: getpid(), socket: settings.qmpSocket,
                                   restarts: status.restarts, supervisor: Supervisor.ofThisProcess)
-        try settings.state.write(record)
+        try settings.state.write(record.keepingCreation(from: settings.state.read(plan.deviceName)))
         names.withLock { _ = $0.insert(plan.deviceName) }
     }
 
     package func resized(name: String, to bytes: UInt64) {
+        // (the record's other fields, `created` among them, stay as they are)
         guard settings.record, var r = settings.state.read(name) else { return }
         r.size = bytes
         try? settings.state.write(r)

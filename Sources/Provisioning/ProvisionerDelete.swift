@@ -15,8 +15,9 @@ extension Provisioner {
 
     /// Removes the export `name`: refuses while its disk is in use unless `force`; stops a live
     /// server (SIGTERM, then waits), or cleans up after a dead one. A damaged record does not
-    /// stop it: the server is found by the VDUSE device it holds.
-    public func delete(name: String, force: Bool, timeout: TimeInterval = 120) throws {
+    /// stop it: the server is found by the VDUSE device it holds. The overlay `add --overlay`
+    /// made goes too, once nothing serves it, unless `keep`.
+    public func delete(name: String, force: Bool, keep: Bool = false, timeout: TimeInterval = 120) throws {
         guard Self.isValidName(name) else {
             throw ProvisioningError(.invalidOptions, "invalid export name '\(name)': names are 1 to 255 of [A-Za-z0-9._-], not '.' or '..'")
         }
@@ -61,6 +62,12 @@ extension Provisioner {
         }
         state.remove(name)
         unlink(state.logPath(name))
+        if let overlay = record.overlay, !keep {
+            if unlink(overlay) != 0 && errno != ENOENT {
+                throw ProvisioningError(.kernel, "removed '\(name)', but not its overlay \(overlay): \(String(cString: strerror(errno)))")
+            }
+            logger.info("deleted overlay \(overlay)")
+        }
     }
 
     private func refuseWhileUsed(name: String, device: String, server: Int32) throws {

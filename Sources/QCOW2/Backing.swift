@@ -65,7 +65,7 @@ func resolveBacking(_ name: String, relativeTo image: String) -> String {
 
 /// Opens a backing image read-only, refusing a file already in the chain.
 func openBacking(path: String, format: ImageFormat?, of image: String, chain: [(String, FileIdentity)],
-                 l2CacheBytes: Int?) throws -> BackingImage {
+                 l2CacheBytes: Int?, lock: FileLocker? = nil) throws -> BackingImage {
     var st = stat()
     guard stat(path, &st) == 0 else {
         if errno == ENOENT { throw Qcow2Error.backingMissing(image: image, backing: path) }
@@ -77,9 +77,16 @@ func openBacking(path: String, format: ImageFormat?, of image: String, chain: [(
     }
     switch try format ?? ImageFormat.probe(path: path) {
     case .raw:
-        return try RawBacking(file: ImageFile(path: path, writable: false))
+        let file = try ImageFile(path: path, writable: false)
+        do {
+            try lock?(file.fd, path, false)
+        } catch {
+            file.close()
+            throw error
+        }
+        return try RawBacking(file: file)
     case .qcow2:
         return try Qcow2Image(path: path, readOnly: true, backing: .fromHeader, l2CacheBytes: l2CacheBytes,
-                              chain: chain + [(path, id)])
+                              chain: chain + [(path, id)], lock: lock)
     }
 }

@@ -1,5 +1,9 @@
 import Glibc
 
+/// Takes whatever locks the caller keeps on an image file: (fd, path, opened for writing).
+/// The locks live as long as the fd (open-file-description locks).
+public typealias FileLocker = @Sendable (_ fd: Int32, _ path: String, _ writable: Bool) throws -> Void
+
 /// A qcow2 image opened for I/O. Synchronous and positional; one thread at a time.
 ///
 /// Metadata reaches the file before a request completes (a restarted server must see every
@@ -29,21 +33,24 @@ public final class Qcow2Image {
     var lastDecompressed: (entry: UInt64, data: [UInt8])?
     private var closed = false
 
-    /// Opens `path`; every check happens before the first write to any file.
+    /// Opens `path`; every check happens before the first write to any file. `lock` is called
+    /// for every file of the chain as soon as it is open (the image itself first, then its
+    /// backing files, read-only), before anything is read or written.
     public convenience init(path: String, readOnly: Bool = false, backing: BackingChoice = .fromHeader,
-                            l2CacheBytes: Int? = nil) throws {
+                            l2CacheBytes: Int? = nil, lock: FileLocker? = nil) throws {
         let probe = try ImageFile(path: path, writable: false)
         let id = try probe.identity()
         probe.close()
         try self.init(path: path, readOnly: readOnly, backing: backing, l2CacheBytes: l2CacheBytes,
-                      chain: [(path, id)])
+                      chain: [(path, id)], lock: lock)
     }
 
     init(path: String, readOnly: Bool, backing choice: BackingChoice, l2CacheBytes: Int?,
-         chain: [(String, FileIdentity)]) throws {
+         chain: [(String, FileIdentity)], lock: FileLocker? = nil) throws {
         let file = try ImageFile(path: path, writable: !readOnly)
         var opened: BackingImage?
         do {
+            try lock?(file.fd, path, !readOnly)
             let h = try Header.read(file)
             if !readOnly {
                 if h.incompatible & Header.Incompatible.corrupt != 0 {
@@ -70,7 +77,7 @@ public final class Qcow2Image {
                 backingPath = nil
             case let .file(p, format):
                 backingPath = p
-                opened = try openBacking(path: p, format: format, of: path, chain: chain, l2CacheBytes: l2CacheBytes)
+                opened = try openBacking(path: p, format: format, of: path, chain: chain, l2CacheBytes: l2CacheBytes, lock: lock)
             case .fromHeader:
                 if let name = h.backingFile {
                     let p = resolveBacking(name, relativeTo: path)
@@ -82,7 +89,7 @@ public final class Qcow2Image {
                         format = known
                     }
                     backingPath = p
-                    opened = try openBacking(path: p, format: format, of: path, chain: chain, l2CacheBytes: l2CacheBytes)
+                    opened = try openBacking(path: p, format: format, of: path, chain: chain, l2CacheBytes: l2CacheBytes, lock: lock)
                 } else {
                     backingPath = nil
                 }

@@ -7,7 +7,8 @@ import Logging
 import Synchronization
 
 /// The QMP commands a qemu-storage-daemon client uses for exports, mapped onto the manager:
-/// block-export-add, block-export-del, query-block-exports, block_resize, quit.
+/// block-export-add, block-export-del, query-block-exports, block_resize, quit; and the
+/// counters: query-blockstats, x-query-export-stats.
 package final class QMPCommands: Sendable {
     private let manager: ExportManager
     private let configuration: Mutex<ServeConfiguration>
@@ -58,6 +59,18 @@ package final class QMPCommands: Sendable {
                 .object([("type", .string("vduse-blk")), ("id", .string($0.id)), ("node-name", .string($0.nodeName)),
                          ("shutting-down", .bool($0.shuttingDown))])
             })
+        case "query-blockstats":
+            var r = try OptionReader(arguments, syntax: .json)
+            _ = try r.bool("query-nodes")  // each export's node is listed either way
+            try r.finish()
+            return .list(manager.statistics().map(QMPStats.blockStats))
+        case "x-query-export-stats":
+            var r = try OptionReader(arguments, syntax: .json)
+            let id = try r.string("id")
+            try r.finish()
+            let stats = manager.statistics(id: id)
+            if let id, stats.isEmpty { throw QMPServer.CommandError("Export '\(id)' is not found") }
+            return .list(try stats.map(QMPStats.exportStats))
         case "block_resize":
             var r = try OptionReader(arguments, syntax: .json)
             let node = try r.string("node-name")

@@ -69,6 +69,7 @@ enum PageSections {
         # vduse\\-export resize web01 +1G
         /dev/vda 2147483648
         # vduse\\-export list
+        # vduse\\-export stats web01
         # vduse\\-export del web01
         .RE
         .fi

@@ -12,11 +12,18 @@ struct AddCommand: ParsableCommand {
             The server runs in the background (its log: /run/vduse-export/NAME.log) unless \
             --foreground. Adding a name that is exported already with the same image prints its \
             device again (exit 0); with another image it fails (exit 3). The same option checks and \
-            messages as `serve` apply (exit 1).
+            messages as `serve` apply (exit 1). `add BASE --overlay [PATH]` exports a new qcow2 \
+            overlay over BASE; a failed add removes the overlay it created.
             """)
 
-    @Argument(help: "The image: a raw or qcow2 image file, or a block device.")
+    @Argument(help: "The image: a raw or qcow2 image file, or a block device. With --overlay: the base (raw or qcow2), which is only read.")
     var image: String
+
+    @Argument(help: ArgumentHelp("With --overlay: where to create the overlay (default: $VDUSE_EXPORT_OVERLAY_DIR or /var/lib/vduse-export/overlays, then NAME.qcow2). Must not exist.", valueName: "overlay-path"))
+    var overlayPath: String?
+
+    @Flag(help: "Export a new qcow2 overlay over IMAGE instead of IMAGE itself: writes go to the overlay, IMAGE is opened read-only (with a reader's lock: many overlays can share it). The name defaults to the overlay's file name (to IMAGE's without a PATH). `del` deletes the overlay unless --keep; a restarted server reopens it.")
+    var overlay = false
 
     @Option(help: ArgumentHelp("Image format: raw or qcow2 (default: qcow2 if the file starts with the qcow2 magic, raw otherwise, as qemu-nbd probes).", valueName: "raw|qcow2"))
     var format: AddRequest.Format?
@@ -68,6 +75,11 @@ struct AddCommand: ParsableCommand {
 
     func validate() throws {
         if persist && foreground { throw ValidationError("--persist and --foreground do not go together (the unit serves a persistent export)") }
+        if overlayPath != nil && !overlay { throw ValidationError("a second argument (the overlay's path) needs --overlay") }
+        if overlay && foreground { throw ValidationError("--overlay and --foreground do not go together (`del` deletes the overlay)") }
+        if overlay && readOnly { throw ValidationError("--overlay and --read-only do not go together (the overlay takes the writes)") }
+        // After a reboot the unit's server has no record of the overlay, so `del` could not delete it.
+        if overlay && persist { throw ValidationError("--overlay and --persist do not go together yet (after a reboot `del` would not know the overlay)") }
     }
 
     func run() throws {
@@ -83,6 +95,14 @@ struct AddCommand: ParsableCommand {
         request.forceShare = forceShare
         request.format = format
         request.iothreads = iothread.map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) } ?? []
+        if overlay {
+            let base = AddRequest(image: image)
+            request.overlayBase = base.absoluteImage
+            request.overlayBaseFormat = format
+            if overlayPath == nil { request.name = name ?? base.resolvedName }
+            request.image = overlayPath ?? Overlays.defaultPath(name: request.resolvedName)
+            request.format = .qcow2
+        }
         let logger = Console.logger(verbose: verbose)
         let provisioner = Provisioner(logger: logger)
         guard timeout > 0, timeout.isFinite else {
@@ -98,10 +118,27 @@ struct AddCommand: ParsableCommand {
                 var started = false
                 let record = try provisioner.whileLocked(until: deadline) { () throws -> ExportRecord in
                     if let record = try provisioner.existing(request) { return record }
-                    _ = try ServeConfiguration.build(objects: request.objects, blockdevs: request.blockdevs,
-                                                     exports: [request.exportSpec])
-                    started = true
-                    return try provisioner.start(request, serveArguments: request.serveArguments, deadline: deadline)
+                    // The overlay first (the checks open the image); whatever fails after it
+                    // removes it again.
+                    let created = try provisioner.createOverlay(request)
+                    do {
+                        _ = try ServeConfiguration.build(objects: request.objects, blockdevs: request.blockdevs,
+                                                         exports: [request.exportSpec])
+                        var record = try provisioner.start(request, serveArguments: request.serveArguments, deadline: deadline)
+                        started = true
+                        if overlay {
+                            do {
+                                record = try provisioner.recordOverlay(record, request)
+                            } catch {
+                                try? provisioner.delete(name: record.name, force: true)
+                                throw error
+                            }
+                        }
+                        return record
+                    } catch {
+                        if created { unlink(request.absoluteImage) }
+                        throw error
+                    }
                 }
                 try persistIfAsked(request, started: started, provisioner)
                 print(record)
@@ -182,7 +219,8 @@ struct DelCommand: ParsableCommand {
             Refuses (exit 5) while the disk or one of its partitions is mounted, held (e.g. by \
             device-mapper) or open in a process, unless --force. An export whose server died is \
             cleaned up. A persistent export (`add --persist`) also loses its configuration and \
-            its unit is disabled, even when it is not running. Unknown name: exit 6.
+            its unit is disabled, even when it is not running. An overlay made by `add --overlay` \
+            is deleted once the server is gone, unless --keep. Unknown name: exit 6.
             """)
 
     @Argument(help: "The export's name (as `list` shows it).")
@@ -191,6 +229,9 @@ struct DelCommand: ParsableCommand {
     @Flag(help: "Delete even while the disk is in use (users then get I/O errors).")
     var force = false
 
+    @Flag(help: "Keep the overlay `add --overlay` created (it is deleted otherwise); its base is named in it as its backing file.")
+    var keep = false
+
     @Flag(name: .shortAndLong, help: "Log what happens on stderr.")
     var verbose = false
 
@@ -198,7 +239,7 @@ struct DelCommand: ParsableCommand {
         let persistent = PersistentExports.standard
         do {
             do {
-                try Provisioner(logger: Console.logger(verbose: verbose)).delete(name: name, force: force)
+                try Provisioner(logger: Console.logger(verbose: verbose)).delete(name: name, force: force, keep: keep)
             } catch let e as ProvisioningError where e.status == .notFound && persistent.isPersistent(name) {
                 // Not running (say its unit failed at boot): only the configuration is left.
             }

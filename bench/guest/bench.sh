@@ -1,12 +1,14 @@
 # Guest side of bench/run (do not run directly: bench/run prepends the settings and a timeout
 # header and runs it through the test bed).
 #
-# Settings (from bench/run): ROUNDS, RUNTIME, RAMP, IMAGE_MB, QUEUE_SETS, WORKLOADS, QUEUE_SIZE
+# Settings (from bench/run): ROUNDS, RUNTIME, RAMP, IMAGE_MB, QUEUE_SETS, WORKLOADS, QUEUE_SIZE, QCOW2
 #
 # In one boot, for each queue count: every round sets up vduse-export, qemu-storage-daemon and a
 # loop device at once (each on its own image copy on the guest tmpfs; the creation order of the
 # two VDUSE servers alternates between rounds), runs every workload against the three in a
-# rotated order, records each server's peak RSS (VmHWM) and tears them down. Raw fio JSON and
+# rotated order, records each server's peak RSS (VmHWM) and tears them down. With QCOW2=1 (the
+# default) the same round also serves one qcow2 image (two copies) by each VDUSE server, run in
+# alternating order after each workload's raw targets: the qcow2 row. Raw fio JSON and
 # a line-based record of everything else go to $RESULTS; bench/report turns them into the table.
 set -uo pipefail
 
@@ -53,61 +55,80 @@ for t in ours qsd loop; do
     fallocate -l "${IMAGE_MB}M" "$PWD/$t.img" || fail "cannot allocate $t.img on tmpfs"
 done
 note "images: 3 x $IMAGE_MB MiB on $(df -h "$PWD" | awk 'NR==2 {print $1, $2}')"
+# The qcow2 row: one qcow2 image (every cluster allocated, as a used disk has them, so neither
+# server allocates during the run), copied for each server.
+if [ "${QCOW2:-1}" = 1 ]; then
+    command -v qemu-img >/dev/null || fail "qemu-img not installed"
+    qemu-img create -q -f qcow2 -o preallocation=falloc "$PWD/oursq.qcow2" "${IMAGE_MB}M" || fail "qemu-img create"
+    cp "$PWD/oursq.qcow2" "$PWD/qsdq.qcow2"
+    note "qcow2 images: 2 x $IMAGE_MB MiB (preallocation=falloc), the same image copied"
+fi
 
 # --- targets ----------------------------------------------------------------------------------
 OURS_PID= QSD_PID= OURS_DEV= QSD_DEV= LOOP_DEV=
 
-start_ours() { # QUEUES
+# start_ours_as NAME IMAGE FORMAT QUEUES: vduse-export serving IMAGE as /dev/vduse/NAME; sets
+# STARTED_PID and STARTED_DEV.
+start_ours_as() {
+    local name=$1 image=$2 format=$3 q=$4
     local t0; t0=$(now)
-    rm -f ours.out
+    rm -f "$name.out"
     "$VDUSE_EXPORT" serve \
-        --blockdev "driver=file,node-name=file0,filename=$PWD/ours.img" \
-        --blockdev driver=raw,node-name=disk0,file=file0 \
+        --blockdev "driver=file,node-name=file0,filename=$PWD/$image" \
+        --blockdev "driver=$format,node-name=disk0,file=file0" \
         --object iothread,id=io0 \
-        --export "type=vduse-blk,id=exp0,node-name=disk0,name=ours,writable=on,num-queues=$1,queue-size=$QUEUE_SIZE,iothread=io0" \
-        >ours.out 2>>ours.err &
-    OURS_PID=$!
+        --export "type=vduse-blk,id=exp0,node-name=disk0,name=$name,writable=on,num-queues=$q,queue-size=$QUEUE_SIZE,iothread=io0" \
+        >"$name.out" 2>>"$name.err" &
+    STARTED_PID=$!
     local i
     for ((i = 0; i < 6000; i++)); do
-        [ -s ours.out ] && break
-        kill -0 "$OURS_PID" 2>/dev/null || { cat ours.err >&2; fail "vduse-export exited before it was ready"; }
+        [ -s "$name.out" ] && break
+        kill -0 "$STARTED_PID" 2>/dev/null || { cat "$name.err" >&2; fail "vduse-export ($name) exited before it was ready"; }
         nap 0.005
     done
     local ms; ms=$(ms_since "$t0")
-    OURS_DEV=$(awk '{print $3; exit}' ours.out)
-    [ -b "$OURS_DEV" ] || { cat ours.err >&2; fail "vduse-export: no block device ('$OURS_DEV')"; }
-    echo "startup ours $1 $ms" >>"$EVENTS"
-    note "vduse-export ($1 queue(s)) ready in $ms ms: $OURS_DEV"
+    STARTED_DEV=$(awk '{print $3; exit}' "$name.out")
+    [ -b "$STARTED_DEV" ] || { cat "$name.err" >&2; fail "vduse-export ($name): no block device ('$STARTED_DEV')"; }
+    echo "startup $name $q $ms" >>"$EVENTS"
+    note "vduse-export $name ($format, $q queue(s)) ready in $ms ms: $STARTED_DEV"
 }
 
-start_qsd() { # QUEUES
+# start_qsd_as NAME IMAGE FORMAT QUEUES: the same with qemu-storage-daemon (aio=io_uring).
+start_qsd_as() {
+    local name=$1 image=$2 format=$3 q=$4
     local t0; t0=$(now)
     qemu-storage-daemon \
-        --blockdev "driver=file,node-name=f0,filename=$PWD/qsd.img,aio=io_uring" \
-        --blockdev driver=raw,node-name=n0,file=f0 \
+        --blockdev "driver=file,node-name=f0,filename=$PWD/$image,aio=io_uring" \
+        --blockdev "driver=$format,node-name=n0,file=f0" \
         --object iothread,id=io0 \
-        --export "type=vduse-blk,id=e1,node-name=n0,name=qsd,num-queues=$1,queue-size=$QUEUE_SIZE,writable=on,iothread=io0" \
-        >>qsd.out 2>>qsd.err &
-    QSD_PID=$!
+        --export "type=vduse-blk,id=e1,node-name=n0,name=$name,num-queues=$q,queue-size=$QUEUE_SIZE,writable=on,iothread=io0" \
+        >>"$name.out" 2>>"$name.err" &
+    STARTED_PID=$!
     local i
     for ((i = 0; i < 6000; i++)); do
-        [ -e /dev/vduse/qsd ] && break
-        kill -0 "$QSD_PID" 2>/dev/null || { cat qsd.err >&2; fail "qemu-storage-daemon exited early"; }
+        [ -e "/dev/vduse/$name" ] && break
+        kill -0 "$STARTED_PID" 2>/dev/null || { cat "$name.err" >&2; fail "qemu-storage-daemon ($name) exited early"; }
         nap 0.005
     done
-    vdpa dev add name qsd mgmtdev vduse || fail "vdpa dev add qsd failed"
+    vdpa dev add name "$name" mgmtdev vduse || fail "vdpa dev add $name failed"
     local blk=
     for ((i = 0; i < 6000; i++)); do
-        blk=$(ls /sys/bus/vdpa/devices/qsd/virtio*/block/ 2>/dev/null || true)
+        blk=$(ls "/sys/bus/vdpa/devices/$name"/virtio*/block/ 2>/dev/null || true)
         [ -n "$blk" ] && [ -b "/dev/$blk" ] && break
         nap 0.005
     done
     local ms; ms=$(ms_since "$t0")
-    QSD_DEV=/dev/$blk
-    [ -b "$QSD_DEV" ] || fail "qemu-storage-daemon: no block device"
-    echo "startup qsd $1 $ms" >>"$EVENTS"
-    note "qemu-storage-daemon ($1 queue(s)) ready in $ms ms: $QSD_DEV"
+    STARTED_DEV=/dev/$blk
+    [ -b "$STARTED_DEV" ] || fail "qemu-storage-daemon ($name): no block device"
+    echo "startup $name $q $ms" >>"$EVENTS"
+    note "qemu-storage-daemon $name ($format, $q queue(s)) ready in $ms ms: $STARTED_DEV"
 }
+
+start_ours() { start_ours_as ours ours.img raw "$1"; OURS_PID=$STARTED_PID OURS_DEV=$STARTED_DEV; }
+start_qsd() { start_qsd_as qsd qsd.img raw "$1"; QSD_PID=$STARTED_PID QSD_DEV=$STARTED_DEV; }
+OURSQ_PID= QSDQ_PID= OURSQ_DEV= QSDQ_DEV=
+start_oursq() { start_ours_as oursq oursq.qcow2 qcow2 "$1"; OURSQ_PID=$STARTED_PID OURSQ_DEV=$STARTED_DEV; }
+start_qsdq() { start_qsd_as qsdq qsdq.qcow2 qcow2 "$1"; QSDQ_PID=$STARTED_PID QSDQ_DEV=$STARTED_DEV; }
 
 start_loop() {
     local t0; t0=$(now)
@@ -131,17 +152,26 @@ stop_all() {
     vdpa dev del qsd 2>/dev/null || true
     kill -TERM "$QSD_PID" 2>/dev/null; wait "$QSD_PID" 2>/dev/null  # QSD 7.2 may abort here: harmless
     losetup -d "$LOOP_DEV" 2>/dev/null || true
+    if [ -n "$OURSQ_PID" ]; then
+        echo "rss oursq $q $round $(hwm_kb "$OURSQ_PID")" >>"$EVENTS"
+        echo "rss qsdq $q $round $(hwm_kb "$QSDQ_PID")" >>"$EVENTS"
+        kill -TERM "$OURSQ_PID" 2>/dev/null; wait "$OURSQ_PID" 2>/dev/null
+        vdpa dev del qsdq 2>/dev/null || true
+        kill -TERM "$QSDQ_PID" 2>/dev/null; wait "$QSDQ_PID" 2>/dev/null
+    fi
     for ((i = 0; i < 200; i++)); do
-        [ ! -e /dev/vduse/ours ] && [ ! -e /dev/vduse/qsd ] && break
+        [ ! -e /dev/vduse/ours ] && [ ! -e /dev/vduse/qsd ] && [ ! -e /dev/vduse/oursq ] && [ ! -e /dev/vduse/qsdq ] && break
         nap 0.05
     done
-    OURS_PID= QSD_PID=
+    OURS_PID= QSD_PID= OURSQ_PID= QSDQ_PID=
 }
 
 alive() { # TARGET
     case $1 in
         ours) kill -0 "$OURS_PID" 2>/dev/null ;;
         qsd) kill -0 "$QSD_PID" 2>/dev/null ;;
+        oursq) kill -0 "$OURSQ_PID" 2>/dev/null ;;
+        qsdq) kill -0 "$QSDQ_PID" 2>/dev/null ;;
         loop) true ;;
     esac
 }
@@ -186,6 +216,9 @@ for q in "${queue_sets[@]}"; do
             start_qsd "$q"; start_ours "$q"; echo "order $q $round qsd-first" >>"$EVENTS"
         fi
         start_loop
+        if [ "${QCOW2:-1}" = 1 ]; then
+            if (((round + qi) % 2)); then start_oursq "$q"; start_qsdq "$q"; else start_qsdq "$q"; start_oursq "$q"; fi
+        fi
         wi=0
         for w in "${workloads[@]}"; do
             # Rotate the order of the targets from workload to workload and round to round.
@@ -194,6 +227,13 @@ for q in "${queue_sets[@]}"; do
                 case $t in ours) dev=$OURS_DEV ;; qsd) dev=$QSD_DEV ;; loop) dev=$LOOP_DEV ;; esac
                 run_fio "$t" "$dev" "$w" "$q" "$round"
             done
+            # The qcow2 pair, in alternating order.
+            if [ "${QCOW2:-1}" = 1 ]; then
+                for ((k = 0; k < 2; k++)); do
+                    if (((k + wi + round) % 2)); then run_fio qsdq "$QSDQ_DEV" "$w" "$q" "$round"
+                    else run_fio oursq "$OURSQ_DEV" "$w" "$q" "$round"; fi
+                done
+            fi
             wi=$((wi + 1))
         done
         stop_all "$q" "$round"

@@ -173,23 +173,23 @@ _vduse-export() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    add|list|del|resize|restart|serve|check|help)
+    add|list|del|resize|stats|restart|serve|check|help)
         # Offer subcommand argument completions
         "_vduse-export_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'add list del resize restart serve check help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'add list del resize stats restart serve check help' -- "${cur}"))
         ;;
     esac
 }
 
 _vduse-export_add() {
     repeating_flags=()
-    non_repeating_flags=(--read-only --writethrough --direct --force-share --json --foreground --persist --verbose -v -h --help)
+    non_repeating_flags=(--overlay --read-only --writethrough --direct --force-share --json --foreground --persist --verbose -v -h --help)
     repeating_options=()
     non_repeating_options=(--format --name --num-queues --queue-size --logical-block-size --serial --timeout --iothread)
-    __vduse-export_offer_flags_options 1
+    __vduse-export_offer_flags_options 2
 
     # Offer option value completions
     case "${prev}" in
@@ -231,7 +231,7 @@ _vduse-export_list() {
 
 _vduse-export_del() {
     repeating_flags=()
-    non_repeating_flags=(--force --verbose -v -h --help)
+    non_repeating_flags=(--force --keep --verbose -v -h --help)
     repeating_options=()
     non_repeating_options=()
     __vduse-export_offer_flags_options 1
@@ -243,6 +243,14 @@ _vduse-export_resize() {
     repeating_options=()
     non_repeating_options=()
     __vduse-export_offer_flags_options 2
+}
+
+_vduse-export_stats() {
+    repeating_flags=()
+    non_repeating_flags=(--json -h --help)
+    repeating_options=()
+    non_repeating_options=()
+    __vduse-export_offer_flags_options 1
 }
 
 _vduse-export_restart() {
