@@ -3,10 +3,15 @@
 # declared Depends against a real package database), and everything below runs the INSTALLED
 # binary, with /opt/swift hidden: add, list, resize (grow, shrink, refused under a mounted ext4;
 # the kernel's /sys/block/vdX/size follows, data below the new end intact), man -l, bash
-# completion, and add --persist / del (files, drop-in, unit enablement via systemctl --root, and
-# the unit's own ExecStart line bringing the export back with its name, serial and by-vduse link).
-# Not proven here: a real boot under systemd as PID 1; the ordering is checked by
-# systemd-analyze verify on the fstab generator's output, not by watching a boot.
+# completion, and add --persist / del (files, drop-in, unit enablement via systemctl --root).
+# Then a real boot: that root under systemd as PID 1 of a container (systemd-nspawn --boot), where
+# systemd's boot transaction starts vduse-export@db.service from the link --persist wrote and the
+# export comes back with its name, serial and by-vduse link; del in the booted system stops and
+# disables the unit. Not proven here: an fstab mount at boot. systemd-fstab-generator ignores
+# device entries in a container and device units do not exist there, so the fstab line is checked
+# by systemd-analyze verify on the generator's output, not by watching a boot. Also in the
+# container /sys is read-only (the server warns that it cannot set msg_timeout) and udevd runs
+# outside it (the guest's, on the shared /dev).
 # timeout: 300
 source "$PROJECT/Tests/testbed/scenario-lib.sh"
 
@@ -28,9 +33,12 @@ mount -t tmpfs run "$R/run"
 mount -t tmpfs tmp "$R/tmp"
 mount -t tmpfs noswift "$R/opt/swift"  # no Swift toolchain or runtime for the installed binary
 in_root() { chroot "$R" "$@"; }
+nspawn_pid=
 cleanup() {
+    if [ -n "$nspawn_pid" ]; then kill -TERM "$nspawn_pid" 2>/dev/null; wait "$nspawn_pid" 2>/dev/null; fi  # after a failure only
     in_root udevadm control --exit 2>/dev/null || true
     for n in web01 db; do in_root vduse-export del --force "$n" 2>/dev/null || true; done  # after a failure only
+    [ -z "${B:-}" ] || umount -R "$B" 2>/dev/null || umount -lR "$B" 2>/dev/null || true
     umount -R "$R" 2>/dev/null || umount -lR "$R" 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -101,19 +109,20 @@ reply=$(in_root bash -c 'source /usr/share/bash-completion/completions/vduse-exp
 note "man -l renders $(wc -l < man.txt) lines with EXIT STATUS, FILES, EXAMPLES; bash completes 'resi' to '$reply'"
 
 # --persist: configuration, drop-in, enablement; idempotent; del undoes it.
-truncate -s 32M "$R/tmp/db.img"
-dbdev=$(in_root $X add /tmp/db.img --name db --serial DB-0001 --persist) || fail "add --persist"
+mkdir -p "$R/srv/images"  # not /tmp: nspawn mounts a fresh tmpfs there
+truncate -s 32M "$R/srv/images/db.img"
+dbdev=$(in_root $X add /srv/images/db.img --name db --serial DB-0001 --persist) || fail "add --persist"
 conf=$R/etc/vduse-export/db.conf
 dropin=$R/etc/systemd/system/vduse-export@db.service.d/persist.conf
 link=$R/etc/systemd/system/local-fs.target.wants/vduse-export@db.service
-grep -q '^VDUSE_EXPORT_ARGS=.*filename=/tmp/db.img.*name=db,.*serial=DB-0001' "$conf" || fail "db.conf: $(cat "$conf")"
-grep -qx 'RequiresMountsFor=/tmp/db.img' "$dropin" || fail "drop-in: $(cat "$dropin" 2>&1)"
+grep -q '^VDUSE_EXPORT_ARGS=.*filename=/srv/images/db.img.*name=db,.*serial=DB-0001' "$conf" || fail "db.conf: $(cat "$conf")"
+grep -qx 'RequiresMountsFor=/srv/images/db.img' "$dropin" || fail "drop-in: $(cat "$dropin" 2>&1)"
 [ "$(readlink "$link")" = /lib/systemd/system/vduse-export@.service ] || fail "enablement link: $(ls -l "$link" 2>&1)"
 [ "$(systemctl --root="$R" is-enabled vduse-export@db.service)" = enabled ] || fail "systemctl --root is-enabled"
 verify=$(in_root systemd-analyze verify vduse-export@db.service 2>&1) || true
 [ -z "$verify" ] || fail "systemd-analyze verify vduse-export@db.service: $verify"
 sums=$(md5sum "$conf" "$dropin")
-[ "$(in_root $X add /tmp/db.img --name db --serial DB-0001 --persist)" = "$dbdev" ] || fail "second add --persist"
+[ "$(in_root $X add /srv/images/db.img --name db --serial DB-0001 --persist)" = "$dbdev" ] || fail "second add --persist"
 [ "$(md5sum "$conf" "$dropin")" = "$sums" ] || fail "second add --persist changed the files"
 note "add --persist: db.conf, RequiresMountsFor drop-in, local-fs.target.wants link (is-enabled: enabled), verify clean; again: same device, files unchanged"
 
@@ -131,43 +140,90 @@ verify=$(in_root systemd-analyze verify --man=no $gen/srv-db.mount 2>&1) || true
 rm -rf "$R$gen" "$R$gen.early" "$R$gen.late"
 note "fstab on /dev/disk/by-vduse/db with x-systemd.requires: generated srv-db.mount requires and follows the unit; verify: no cycle, clean"
 
-# "Reboot": stop the server (the export goes, the configuration stays), then run the unit's own
-# ExecStart line with its EnvironmentFile, as systemd would.
+# "Reboot": stop the server (the export goes, the configuration stays), then boot this root with
+# a real systemd as PID 1 of a container (systemd-nspawn --boot). Nothing starts the export but
+# systemd's own boot transaction: local-fs.target wants vduse-export@db.service through the link
+# --persist wrote. The container shares the guest's network namespace (the vdpa netlink family)
+# and its whole /dev (--bind=/dev: /dev/vduse/control, the /dev/vduse/db that the server creates,
+# and the /dev/vdX the kernel adds), and keeps CAP_SYS_ADMIN.
 pid=$(in_root $X list --json | python3 -c 'import json,sys; print([e["pid"] for e in json.load(sys.stdin) if e["name"] == "db"][0])')
 kill -TERM "$pid"
 for _ in $(seq 1 100); do [ -e /dev/vduse/db ] || break; sleep 0.1; done
 [ ! -e /dev/vduse/db ] && [ -f "$conf" ] || fail "after stopping the server: /dev/vduse/db still there or db.conf gone"
-exec_start=$(sed -n 's/^ExecStart=//p' "$R/lib/systemd/system/vduse-export@.service" | sed 's/%i/db/g')
-# systemd takes the line after "VDUSE_EXPORT_ARGS=" as the value and splits an unquoted
-# $VDUSE_EXPORT_ARGS in ExecStart at whitespace, as bash does below.
-args=$(sed -n 's/^VDUSE_EXPORT_ARGS=//p' "$conf")
-in_root env VDUSE_EXPORT_ARGS="$args" bash -c "exec $exec_start" > unit.out 2> unit.err &
-unit_pid=$!
-for _ in $(seq 1 300); do [ -s unit.out ] && break; kill -0 $unit_pid 2>/dev/null || break; sleep 0.1; done
-read -r _ name newdev < unit.out || fail "the unit's ExecStart did not bring db back: $(cat unit.err)"
-[ "$name" = db ] && [ -b "$newdev" ] || fail "unit ready line: $(cat unit.out)"
-[ "$(cat /sys/block/$(basename "$newdev")/serial)" = DB-0001 ] || fail "serial after the unit start: $(cat /sys/block/$(basename "$newdev")/serial)"
+[ -z "$(ls /sys/bus/vdpa/devices)" ] || fail "vdpa devices left before the boot: $(ls /sys/bus/vdpa/devices)"
+[ -x /usr/bin/systemd-nspawn ] || fail "no systemd-nspawn on the host: scripts/install-deps testbed (package systemd-container)"
+# nspawn needs the cgroup2 hierarchy, and a cgroup of its own (there is no host systemd to ask).
+mkdir -p /sys/fs/cgroup
+mountpoint -q /sys/fs/cgroup || mount -t cgroup2 cgroup2 /sys/fs/cgroup || fail "cannot mount cgroup2"
+mkdir -p /sys/fs/cgroup/container
+# The container's root: the same overlay without the chroot's proc/sys/dev/run/tmp mounts (nspawn
+# makes its own and refuses a populated /dev), /opt/swift hidden again, /dev empty.
+B=$PWD/boot
+mkdir -p "$B"
+mount --bind "$R" "$B"
+mount -t tmpfs noswift "$B/opt/swift"
+mount -t tmpfs -o mode=755 dev "$B/dev"  # empty: the host root's /dev (over 9p) has nodes in it
+echo "$(date +%s.%N) boot" > boot.times
+(echo "$BASHPID" > /sys/fs/cgroup/container/cgroup.procs
+ exec systemd-nspawn --boot --directory="$B" --register=no --keep-unit --console=pipe \
+     --bind=/dev --capability=CAP_NET_ADMIN --quiet -- systemd.mask=console-getty.service) > nspawn.log 2>&1 < /dev/null &
+nspawn_pid=$!
+in_ct() { nsenter -t "$ct_pid" -m -p -u -i -r -w "$@"; }
+ct_log() { cat nspawn.log | tail -n 40; in_ct journalctl --no-pager -b -u vduse-export@db.service 2>&1 | tail -n 30 || true; }
+ct_pid=
+for _ in $(seq 1 300); do
+    ct_pid=$(ps -o pid= --ppid "$nspawn_pid" | tr -d " " | head -n 1) || true
+    [ -n "$ct_pid" ] && [ "$(cat /proc/$ct_pid/comm 2>/dev/null)" = systemd ] && break
+    kill -0 "$nspawn_pid" 2>/dev/null || { cat nspawn.log; fail "systemd-nspawn exited"; }
+    sleep 0.1
+done
+[ "$(cat /proc/$ct_pid/comm 2>/dev/null)" = systemd ] || { cat nspawn.log; fail "no systemd as the container's PID 1"; }
+state=
+for _ in $(seq 1 900); do
+    state=$(in_ct systemctl is-active vduse-export@db.service 2>/dev/null) || true
+    [ "$state" = active ] || [ "$state" = failed ] && break
+    sleep 0.1
+done
+[ "$state" = active ] || { ct_log; fail "vduse-export@db.service is '$state' after the boot"; }
+echo "$(date +%s.%N) active" >> boot.times
+[ "$(in_ct cat /proc/1/comm)" = systemd ] || fail "PID 1 of the container is not systemd"
+unit_main=$(in_ct systemctl show -P MainPID vduse-export@db.service)
+ct_list=$(in_ct $X list) || fail "list in the container"
+newdev=$(awk '$1 == "db" && $3 == "running" { print $2 }' <<<"$ct_list")
+[ -n "$newdev" ] && [ -b "$newdev" ] || { ct_log; fail "list in the container: $ct_list"; }
+grep -qE "^db +$newdev +running +$unit_main " <<<"$ct_list" || fail "the running db is not the unit's main process $unit_main: $ct_list"
+[ "$(cat /sys/block/$(basename "$newdev")/serial)" = DB-0001 ] || fail "serial after the boot: $(cat /sys/block/$(basename "$newdev")/serial)"
 for _ in $(seq 1 50); do [ -e /dev/disk/by-vduse/db ] && break; sleep 0.1; done
-[ "$(readlink -f /dev/disk/by-vduse/db)" = "$newdev" ] || fail "/dev/disk/by-vduse/db after the unit start"
-in_root $X resize db 48M >/dev/null || fail "resize through the unit's QMP socket"
-note "the unit's ExecStart ($exec_start) brought back db as $newdev, serial DB-0001, /dev/disk/by-vduse/db"
+[ "$(readlink -f /dev/disk/by-vduse/db)" = "$newdev" ] || fail "/dev/disk/by-vduse/db after the boot"
+in_ct $X resize db 48M >/dev/null || fail "resize through the unit's QMP socket"
+[ "$(cat /sys/block/$(basename "$newdev")/size)" = 98304 ] || fail "resize through the unit: $(cat /sys/block/$(basename "$newdev")/size) sectors"
+note "systemd-nspawn --boot: systemd (PID 1) started vduse-export@db.service from the enablement link, active after $(awk 'NR==1{a=$1} NR==2{printf "%.1f", $1-a}' boot.times) s; list: db $newdev running, pid $unit_main = the unit's MainPID; serial DB-0001; /dev/disk/by-vduse/db -> $newdev; resize via its QMP socket"
 
-in_root $X del db || fail "del of the persistent export"
-rc=0; wait $unit_pid || rc=$?
-[ "$rc" -eq 0 ] || fail "the unit's server exited $rc after del"
+# del in the booted system: the unit's server stops with exit 0 (no restart), the unit is disabled
+# by the running systemd, and the files go.
+in_ct $X del db || fail "del of the persistent export in the booted container"
+for _ in $(seq 1 100); do state=$(in_ct systemctl is-active vduse-export@db.service 2>/dev/null) || true; [ "$state" = inactive ] && break; sleep 0.1; done
+[ "$state" = inactive ] || { ct_log; fail "vduse-export@db.service is '$state' after del (want inactive: exit 0, no restart)"; }
+[ "$(in_ct systemctl is-enabled vduse-export@db.service 2>/dev/null)" = disabled ] || fail "still enabled in the booted system after del"
 [ ! -e "$conf" ] && [ ! -e "$dropin" ] && [ ! -e "$link" ] || fail "del left: $(ls "$conf" "$dropin" "$link" 2>&1)"
-[ "$(systemctl --root="$R" is-enabled vduse-export@db.service 2>/dev/null)" = disabled ] || fail "still enabled after del"
+[ ! -e /dev/vduse/db ] && [ ! -e /sys/bus/vdpa/devices/db ] || fail "del left the devices"
+kill -TERM "$nspawn_pid"  # nspawn asks the container's systemd to power off
+rc=0; wait "$nspawn_pid" || rc=$?
+nspawn_pid=
+umount -R "$B"
+[ "$rc" -eq 0 ] || { cat nspawn.log | tail -n 20; fail "the container's shutdown: systemd-nspawn exited $rc"; }
+note "del in the booted system: unit inactive (not restarted), is-enabled: disabled, db.conf, drop-in and link gone; container powered off (nspawn exit 0)"
 rc=0; in_root $X del db 2>/dev/null || rc=$?
 [ "$rc" -eq 6 ] || fail "second del exited $rc (want 6)"
 # A persistent export that is not running (say its unit failed at boot): del still undoes it.
-in_root $X add /tmp/db.img --name db --persist >/dev/null
+in_root $X add /srv/images/db.img --name db --persist >/dev/null
 kill -TERM "$(in_root $X list --json | python3 -c 'import json,sys; print([e["pid"] for e in json.load(sys.stdin) if e["name"] == "db"][0])')"
 for _ in $(seq 1 100); do [ -e /dev/vduse/db ] || break; sleep 0.1; done
 in_root $X del db || fail "del of a persistent export that is not running"
 [ ! -e "$conf" ] && [ ! -e "$link" ] || fail "del of a stopped persistent export left files"
-note "del: server stopped (exit 0), db.conf, drop-in and link gone (is-enabled: disabled); again: exit 6; a stopped persistent export is undone too"
+note "del again: exit 6; a persistent export whose server is not running is undone too (db.conf, link gone)"
 # dpkg --purge also removes what --persist wrote, so no enablement link dangles.
-in_root $X add /tmp/db.img --name db --persist >/dev/null
+in_root $X add /srv/images/db.img --name db --persist >/dev/null
 kill -TERM "$(in_root $X list --json | python3 -c 'import json,sys; print([e["pid"] for e in json.load(sys.stdin) if e["name"] == "db"][0])')"
 for _ in $(seq 1 100); do [ -e /dev/vduse/db ] || break; sleep 0.1; done
 in_root dpkg --purge vduse-export > dpkg.log 2>&1 || { cat dpkg.log; fail "dpkg --purge"; }
