@@ -39,11 +39,13 @@ let package = Package(
             name: "CQcow2",
             linkerSettings: [.linkedLibrary("z"), .linkedLibrary("zstd")]
         ),
+        // libnbd (Debian libnbd-dev): the NBD client library, with its async calls made callable.
+        .target(name: "CNBD", linkerSettings: [.linkedLibrary("nbd")]),
         // The qcow2 image format, independent of VDUSE: open, map, read, write, allocate. Pure
         // file I/O (Glibc), so it is tested on the host against qemu-img.
         .target(name: "QCOW2", dependencies: ["CQcow2"]),
-        // The storage behind an export, behind one interface (file/block device, null, qcow2, ...).
-        .target(name: "BlockBackends", dependencies: ["Kernel", "Virtio", "QCOW2"]),
+        // The storage behind an export, behind one interface (file/block device, null, qcow2, nbd, ...).
+        .target(name: "BlockBackends", dependencies: ["Kernel", "Virtio", "QCOW2", "CNBD"]),
         // The block server: iothreads, queue servers, VDUSE exports, the export manager.
         .target(
             name: "Core",

@@ -26,6 +26,8 @@ enum ExportFactory {
             } catch {
                 throw ExportError("Could not open '\(q.path)': \(error)", code: .invalidArgument)
             }
+        case let .nbd(n):
+            return try openNBD(n, plan: plan)
         case let .file(path):
             let backend: FileBackend
             do {
@@ -37,6 +39,27 @@ enum ExportFactory {
             // Two writers on one image corrupt it: QEMU-compatible locks keep them apart.
             try ImageLock.acquire(fd: backend.fd, path: path, writable: plan.writable, forceShare: plan.backend.forceShare)
             return backend
+        }
+    }
+
+    /// Connects to the NBD server; failures keep libnbd's reason (refused, no such export, ...).
+    static func openNBD(_ n: NBDSpec, plan: ExportPlan) throws(ExportError) -> NBDBackend {
+        let server: NBDTarget.Server = switch n.server {
+        case let .inet(host, port): .tcp(host: host, port: port)
+        case let .unix(path): .unix(path: path)
+        }
+        let target = NBDTarget(server: server, export: n.export, reconnectDelayMs: UInt64(n.reconnectDelay) * 1000)
+        do {
+            return try NBDBackend(target: target, writable: plan.writable, queues: Int(plan.numQueues),
+                                  logicalBlockSize: plan.logicalBlockSize)
+        } catch {
+            // libnbd's text names the step ("connect: Connection refused"); QEMU's words for a
+            // failed connect, ours with libnbd's reason otherwise.
+            let text = error.call
+            if text.hasPrefix("connect: ") {
+                throw ExportError("Failed to connect to '\(target.address)': \(error.reason)", code: .system, cause: error)
+            }
+            throw ExportError("Could not open '\(n.uri)': \(text)", code: .system, cause: error)
         }
     }
 

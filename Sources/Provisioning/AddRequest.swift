@@ -29,8 +29,10 @@ public struct AddRequest: Sendable, Equatable {
 
     public init(image: String) { self.image = image }
 
-    /// The image path made absolute (records compare images by this).
+    /// The image path made absolute (records compare images by this); a URI in its usual form.
     public var absoluteImage: String {
+        if let n = try? nbdSpec { return n.uri }
+        if isURI { return image }
         let url = URL(fileURLWithPath: image)
         return url.standardizedFileURL.resolvingSymlinksInPath().path
     }
@@ -39,11 +41,24 @@ public struct AddRequest: Sendable, Equatable {
     /// `[A-Za-z0-9._-]` replaced by `-` (e.g. `/srv/images/web 01.qcow.img` → `web-01.qcow`).
     public var resolvedName: String {
         if let name { return name }
+        if let n = try? nbdSpec { return Self.clean(NetworkURI.defaultName(n)) }
         let base = (image as NSString).lastPathComponent
         let stem = (base as NSString).deletingPathExtension
+        return Self.clean(stem.isEmpty ? base : stem)
+    }
+
+    private static func clean(_ s: String) -> String {
         let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
-        let cleaned = String((stem.isEmpty ? base : stem).map { allowed.contains($0) ? $0 : "-" })
+        let cleaned = String(s.map { allowed.contains($0) ? $0 : "-" })
         return cleaned.isEmpty ? "disk" : cleaned
+    }
+
+    /// The image is a network URI (`nbd://`, `nbd+unix://`) rather than a file.
+    public var isURI: Bool { NetworkURI.isURI(image) }
+
+    /// The NBD export the URI names (nil for a file); throws for a malformed URI.
+    public var nbdSpec: NBDSpec? {
+        get throws(ProvisioningError) { isURI ? try NetworkURI.nbd(image) : nil }
     }
 
     /// The export id: the name when it is a well-formed QEMU id, else the name prefixed with `e`.
@@ -99,6 +114,17 @@ public struct AddRequest: Sendable, Equatable {
     public var blockdevs: [String] { blockdevs(isBlockDevice: Self.isBlockDevice) }
 
     public func blockdevs(isBlockDevice: (String) -> Bool) -> [String] {
+        if isURI {
+            // A malformed URI was refused before (`nbdSpec`); this node then fails the checks.
+            guard let n = try? nbdSpec else { return ["driver=nbd,node-name=disk0"] }
+            var node = "driver=nbd,node-name=disk0"
+            switch n.server {
+            case let .inet(host, port): node += ",server.type=inet,server.host=\(Self.escape(host)),server.port=\(Self.escape(port))"
+            case let .unix(path): node += ",server.type=unix,server.path=\(Self.escape(path))"
+            }
+            if !n.export.isEmpty { node += ",export=\(Self.escape(n.export))" }
+            return [node + (readOnly ? ",read-only=on" : "")]
+        }
         var args: [String] = []
         let driver = isBlockDevice(absoluteImage) ? "host_device" : "file"
         var file = "driver=\(driver),node-name=file0,filename=\(Self.escape(absoluteImage))"

@@ -52,6 +52,8 @@ public struct BackendSpec: Sendable, Equatable, Encodable {
         case null(size: UInt64)
         /// A qcow2 image file, served by our qcow2 engine.
         case qcow2(Qcow2Spec)
+        /// An NBD server's export, through libnbd.
+        case nbd(NBDSpec)
     }
     public var kind: Kind
     /// The node is read-only (`read-only=on` on any node of the chain).
@@ -91,6 +93,39 @@ public struct Qcow2Spec: Sendable, Equatable {
         self.backing = backing
         self.l2CacheSize = l2CacheSize
         self.discardUnmap = discardUnmap
+    }
+}
+
+/// An NBD export: where the server listens, which export, and how long requests wait for a
+/// lost connection to come back.
+public struct NBDSpec: Sendable, Equatable {
+    public enum Server: Sendable, Equatable {
+        case inet(host: String, port: String)
+        case unix(path: String)
+    }
+    public var server: Server
+    /// "" = the server's default export.
+    public var export: String
+    /// Seconds (QEMU's `reconnect-delay`). Our default is not QEMU's 0: a kernel disk whose
+    /// server restarts should not see I/O errors at once.
+    public var reconnectDelay: UInt32
+    public static let defaultReconnectDelay: UInt32 = 30
+
+    public init(server: Server, export: String = "", reconnectDelay: UInt32 = NBDSpec.defaultReconnectDelay) {
+        self.server = server
+        self.export = export
+        self.reconnectDelay = reconnectDelay
+    }
+
+    /// As qemu-img and libnbd write it: `nbd://HOST:PORT/EXPORT` or `nbd+unix:///EXPORT?socket=PATH`.
+    public var uri: String {
+        switch server {
+        case let .inet(host, port):
+            let h = host.contains(":") ? "[\(host)]" : host
+            return "nbd://\(h)\(port == "10809" ? "" : ":" + port)/\(export)"
+        case let .unix(path):
+            return "nbd+unix:///\(export)?socket=\(path)"
+        }
     }
 }
 
@@ -153,6 +188,14 @@ extension BackendSpec {
             }
             try c.encode(q.l2CacheSize, forKey: QAPIKey("l2-cache-size"))
             try c.encode(q.discardUnmap ? "unmap" : "ignore", forKey: QAPIKey("discard"))
+        case let .nbd(n):
+            try c.encode("nbd", forKey: QAPIKey("driver"))
+            switch n.server {
+            case let .inet(host, port): try c.encode(["type": "inet", "host": host, "port": port], forKey: QAPIKey("server"))
+            case let .unix(path): try c.encode(["type": "unix", "path": path], forKey: QAPIKey("server"))
+            }
+            try c.encode(n.export, forKey: QAPIKey("export"))
+            try c.encode(n.reconnectDelay, forKey: QAPIKey("reconnect-delay"))
         }
         try c.encode(readOnly, forKey: QAPIKey("read-only"))
         try c.encode(direct, forKey: QAPIKey("cache.direct"))
@@ -161,12 +204,18 @@ extension BackendSpec {
 }
 
 extension BackendSpec {
+    /// Served over the network (a URI, not a path).
+    public var isNetwork: Bool {
+        if case .nbd = kind { true } else { false }
+    }
+
     /// The image path, or the driver's name for backends without one.
     public var pathDescription: String {
         switch kind {
         case let .file(path): path
         case .null: "null-co"
         case let .qcow2(q): q.path
+        case let .nbd(n): n.uri
         }
     }
 }

@@ -15,7 +15,7 @@ struct AddCommand: ParsableCommand {
             messages as `serve` apply (exit 1).
             """)
 
-    @Argument(help: "The image: a raw or qcow2 image file, or a block device.")
+    @Argument(help: "The image: a raw or qcow2 image file, a block device, or an NBD URI (nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH).")
     var image: String
 
     @Option(help: ArgumentHelp("Image format: raw or qcow2 (default: qcow2 if the file starts with the qcow2 magic, raw otherwise, as qemu-nbd probes).", valueName: "raw|qcow2"))
@@ -89,6 +89,12 @@ struct AddCommand: ParsableCommand {
             throw fail(ProvisioningError(.invalidOptions, "--timeout must be a positive number of seconds"))
         }
         do {
+            if request.isURI {
+                _ = try request.nbdSpec  // a malformed URI is refused before anything starts
+                if format == .qcow2 || direct || forceShare {
+                    throw ProvisioningError(.invalidOptions, "--format qcow2, --direct and --force-share apply to image files, not to network URIs")
+                }
+            }
             // Refuse what cannot be persisted before anything is created.
             if persist { _ = try PersistentExports.configText(name: request.resolvedName, serveArguments: request.serveArguments) }
             if !foreground {
