@@ -101,7 +101,9 @@ final class NBDHandle {
 
     /// libnbd's message for the last failure on this thread, with its errno.
     static func lastError(_ call: String) -> SystemError {
-        let text = nbd_get_error().map { String(cString: $0) } ?? call
+        var text = nbd_get_error().map { String(cString: $0) } ?? call
+        // "nbd_aio_connect_unix: connect: ..." -> "connect: ...": the API name says nothing to users.
+        if text.hasPrefix("nbd_"), let colon = text.range(of: ": ") { text = String(text[colon.upperBound...]) }
         let e = nbd_get_errno()
         return SystemError(text, errno: e > 0 ? e : EIO)
     }
