@@ -151,8 +151,28 @@ final class NBDConnection {
         if !touched.contains(where: { $0 === command.queue }) { touched.append(command.queue) }
     }
 
-    /// End of a batch: libnbd already wrote what the socket took; wait for writability if not all.
-    func commit() { updateInterest() }
+    /// End of a batch: libnbd already wrote what the socket took (waiting for writability if not
+    /// all), and may have read replies while it wrote: those are retired here, as no socket event
+    /// will announce them again.
+    func commit() {
+        if ready, let handle {
+            reap(handle)
+            if handle.isDead { lost() }
+        }
+        updateInterest()
+        publish()
+    }
+
+    private func reap(_ handle: NBDHandle) {
+        while let (cookie, err) = handle.nextCompleted() {
+            guard let command = cookies.removeValue(forKey: cookie) else { continue }
+            command.outstanding -= 1
+            if err != 0 && command.failure == 0 { command.failure = err }
+            if command.outstanding == 0 && !command.waiting {
+                finish(command, status: command.failure == 0 ? .ok : .ioError)
+            }
+        }
+    }
 
     private func updateInterest() {
         guard let loop, let handle, !handle.isDead else { return }
@@ -176,14 +196,7 @@ final class NBDConnection {
         guard let handle else { return }
         handle.notify()
         if ready {
-            while let (cookie, err) = handle.nextCompleted() {
-                guard let command = cookies.removeValue(forKey: cookie) else { continue }
-                command.outstanding -= 1
-                if err != 0 && command.failure == 0 { command.failure = err }
-                if command.outstanding == 0 && !command.waiting {
-                    finish(command, status: command.failure == 0 ? .ok : .ioError)
-                }
-            }
+            reap(handle)
             if handle.isDead { lost() }
         } else if handle.isReady {
             reconnected()
@@ -268,6 +281,7 @@ final class NBDConnection {
             c.waiting = false
             start(c)
         }
+        if ready { reap(handle) }
     }
 
     /// Drives the connection by polling (a queue's quiesce waits for its requests on its own).

@@ -28,6 +28,8 @@ enum ExportFactory {
             }
         case let .nbd(n):
             return try openNBD(n, plan: plan)
+        case let .rbd(r):
+            return try openRBD(r, plan: plan)
         case let .file(path):
             let backend: FileBackend
             do {
@@ -60,6 +62,23 @@ enum ExportFactory {
                 throw ExportError("Failed to connect to '\(target.address)': \(error.reason)", code: .system, cause: error)
             }
             throw ExportError("Could not open '\(n.uri)': \(text)", code: .system, cause: error)
+        }
+    }
+
+    /// Opens the RBD image; a failure names the step in QEMU's words, with the errno.
+    static func openRBD(_ r: RBDSpec, plan: ExportPlan) throws(ExportError) -> RBDBackend {
+        let target = RBDTarget(pool: r.pool, namespace: r.namespace, image: r.image, snapshot: r.snapshot,
+                               conf: r.conf, user: r.user)
+        do {
+            return try RBDBackend(target: target, writable: plan.writable)
+        } catch {
+            let what = switch error.step {
+            case "pool": "error opening pool \(r.pool)"
+            case "image": "error reading header from \(r.image)"
+            default: "error connecting"
+            }
+            let cause = SystemError(error.step, errno: error.errno)
+            throw ExportError("Could not open '\(r.uri)': \(what): \(cause.reason)", code: .system, cause: cause)
         }
     }
 

@@ -32,6 +32,7 @@ public struct AddRequest: Sendable, Equatable {
     /// The image path made absolute (records compare images by this); a URI in its usual form.
     public var absoluteImage: String {
         if let n = try? nbdSpec { return n.uri }
+        if let r = try? rbdSpec { return r.uri }
         if isURI { return image }
         let url = URL(fileURLWithPath: image)
         return url.standardizedFileURL.resolvingSymlinksInPath().path
@@ -42,6 +43,7 @@ public struct AddRequest: Sendable, Equatable {
     public var resolvedName: String {
         if let name { return name }
         if let n = try? nbdSpec { return Self.clean(NetworkURI.defaultName(n)) }
+        if let r = try? rbdSpec { return Self.clean(NetworkURI.defaultName(r)) }
         let base = (image as NSString).lastPathComponent
         let stem = (base as NSString).deletingPathExtension
         return Self.clean(stem.isEmpty ? base : stem)
@@ -58,7 +60,21 @@ public struct AddRequest: Sendable, Equatable {
 
     /// The NBD export the URI names (nil for a file); throws for a malformed URI.
     public var nbdSpec: NBDSpec? {
-        get throws(ProvisioningError) { isURI ? try NetworkURI.nbd(image) : nil }
+        get throws(ProvisioningError) { isURI && !image.hasPrefix("rbd:") ? try NetworkURI.nbd(image) : nil }
+    }
+
+    /// The RBD image an `rbd:` name gives (nil otherwise); throws for a malformed one.
+    public var rbdSpec: RBDSpec? {
+        get throws(ProvisioningError) { image.hasPrefix("rbd:") ? try NetworkURI.rbd(image) : nil }
+    }
+
+    /// What `add` exports: the network image the URI names, or nil for a file.
+    public var networkKind: BackendSpec.Kind? {
+        get throws(ProvisioningError) {
+            if let n = try nbdSpec { return .nbd(n) }
+            if let r = try rbdSpec { return .rbd(r) }
+            return nil
+        }
     }
 
     /// The export id: the name when it is a well-formed QEMU id, else the name prefixed with `e`.
@@ -114,8 +130,16 @@ public struct AddRequest: Sendable, Equatable {
     public var blockdevs: [String] { blockdevs(isBlockDevice: Self.isBlockDevice) }
 
     public func blockdevs(isBlockDevice: (String) -> Bool) -> [String] {
+        if let r = try? rbdSpec {
+            var node = "driver=rbd,node-name=disk0,pool=\(Self.escape(r.pool)),image=\(Self.escape(r.image))"
+            if !r.namespace.isEmpty { node += ",namespace=\(Self.escape(r.namespace))" }
+            if let s = r.snapshot { node += ",snapshot=\(Self.escape(s))" }
+            if let c = r.conf { node += ",conf=\(Self.escape(c))" }
+            if let u = r.user { node += ",user=\(Self.escape(u))" }
+            return [node + (readOnly ? ",read-only=on" : "")]
+        }
         if isURI {
-            // A malformed URI was refused before (`nbdSpec`); this node then fails the checks.
+            // A malformed URI was refused before (`networkKind`); this node then fails the checks.
             guard let n = try? nbdSpec else { return ["driver=nbd,node-name=disk0"] }
             var node = "driver=nbd,node-name=disk0"
             switch n.server {

@@ -1,11 +1,39 @@
 import Foundation
 import QAPI
 
-/// `add`'s network images, written as qemu-img takes them: `nbd://HOST[:PORT]/EXPORT` and
-/// `nbd+unix:///EXPORT?socket=PATH`.
+/// `add`'s network images, written as qemu-img takes them: `nbd://HOST[:PORT]/EXPORT`,
+/// `nbd+unix:///EXPORT?socket=PATH` and `rbd:POOL/[NAMESPACE/]IMAGE[@SNAP][:conf=PATH][:id=USER]`.
 public enum NetworkURI {
     public static func isURI(_ s: String) -> Bool {
-        s.hasPrefix("nbd://") || s.hasPrefix("nbd+unix://")
+        s.hasPrefix("nbd://") || s.hasPrefix("nbd+unix://") || s.hasPrefix("rbd:")
+    }
+
+    public static func rbd(_ s: String) throws(ProvisioningError) -> RBDSpec {
+        func bad(_ why: String) -> ProvisioningError {
+            ProvisioningError(.invalidOptions, "invalid RBD name '\(s)': \(why) (rbd:POOL/[NAMESPACE/]IMAGE[@SNAP][:conf=PATH][:id=USER])")
+        }
+        var parts = s.dropFirst(4).split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        let name = parts.removeFirst()
+        var snapshot: String?
+        var path = name
+        if let at = name.firstIndex(of: "@") {
+            snapshot = String(name[name.index(after: at)...])
+            path = String(name[..<at])
+            guard !snapshot!.isEmpty else { throw bad("empty snapshot name") }
+        }
+        let pieces = path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        guard pieces.count == 2 || pieces.count == 3, !pieces.contains("") else { throw bad("no POOL/IMAGE") }
+        var spec = RBDSpec(pool: pieces[0], namespace: pieces.count == 3 ? pieces[1] : "", image: pieces.last!, snapshot: snapshot)
+        for option in parts {
+            let kv = option.split(separator: "=", maxSplits: 1).map(String.init)
+            guard kv.count == 2, !kv[1].isEmpty else { throw bad("'\(option)' is not KEY=VALUE") }
+            switch kv[0] {
+            case "conf": spec.conf = kv[1]
+            case "id": spec.user = kv[1]
+            default: throw bad("only conf= and id= are understood here (keys stay in the keyring ceph.conf names)")
+            }
+        }
+        return spec
     }
 
     public static func nbd(_ s: String) throws(ProvisioningError) -> NBDSpec {
@@ -32,6 +60,11 @@ public enum NetworkURI {
         default:
             throw bad("unknown scheme")
         }
+    }
+
+    /// `add`'s default name for an RBD image: the image's, with the snapshot's after a dash.
+    static func defaultName(_ r: RBDSpec) -> String {
+        r.image + (r.snapshot.map { "-" + $0 } ?? "")
     }
 
     /// The export name `add` gives a URI without `--name`: the export's, else the socket's file

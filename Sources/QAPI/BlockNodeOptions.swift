@@ -11,12 +11,13 @@ public struct BlockNodeOptions: Equatable, Sendable {
         case qcow2
         case nullCo = "null-co"
         case nbd
+        case rbd
     }
     public static let drivers = Driver.allCases.map(\.rawValue)
     /// Other QEMU block drivers: known names, refused with a clear message.
     package static let unsupportedQEMUDrivers = [
         "qcow", "qed", "vmdk", "vdi", "vhdx", "vpc", "luks", "parallels", "bochs", "cloop", "dmg",
-        "iscsi", "nvme", "nfs", "ssh", "http", "https", "rbd", "gluster", "host_cdrom", "null-aio",
+        "iscsi", "nvme", "nfs", "ssh", "http", "https", "gluster", "host_cdrom", "null-aio",
         "blkdebug", "blkverify", "blklogwrites", "copy-on-read", "throttle", "quorum", "replication",
         "compress", "copy-before-write", "snapshot-access", "preallocate", "io_uring", "vvfat", "virtio-blk-vhost-user",
     ]
@@ -44,6 +45,8 @@ public struct BlockNodeOptions: Equatable, Sendable {
     public var nbdServer: NBDSpec.Server?
     public var nbdExport: String?
     public var reconnectDelay: UInt32?
+    /// rbd: `pool`, `namespace`, `image`, `snapshot`, `conf`, `user`
+    public var rbd: RBDSpec?
     /// null-co
     public var size: UInt64?
     public var readZeroes: Bool?
@@ -53,7 +56,7 @@ public struct BlockNodeOptions: Equatable, Sendable {
         guard let driver = try r.string("driver") else { throw OptionError("Parameter 'driver' is missing") }
         guard let known = Driver(rawValue: driver) else {
             if Self.unsupportedQEMUDrivers.contains(driver) {
-                throw OptionError("Block driver '\(driver)' is not supported by vduse-export (use file, host_device, raw, qcow2, nbd or null-co)")
+                throw OptionError("Block driver '\(driver)' is not supported by vduse-export (use file, host_device, raw, qcow2, nbd, rbd or null-co)")
             }
             throw OptionError("Parameter 'driver' does not accept value '\(driver)'")
         }
@@ -102,6 +105,11 @@ public struct BlockNodeOptions: Equatable, Sendable {
             try a.finish()
             nbdExport = try r.string("export")
             reconnectDelay = try r.unsigned("reconnect-delay", max: UInt64(UInt32.max), typeName: "uint32_t").map { UInt32($0) }
+        case .rbd:
+            let pool = try r.requiredString("pool")
+            let image = try r.requiredString("image")
+            rbd = RBDSpec(pool: pool, namespace: try r.string("namespace") ?? "", image: image,
+                          snapshot: try r.string("snapshot"), conf: try r.string("conf"), user: try r.string("user"))
         case .nullCo:
             // QAPI `int`, not `size`: no suffixes (size=1G fails in QEMU too).
             size = try r.unsigned("size", max: UInt64(Int64.max), typeName: "int64_t")

@@ -54,6 +54,8 @@ public struct BackendSpec: Sendable, Equatable, Encodable {
         case qcow2(Qcow2Spec)
         /// An NBD server's export, through libnbd.
         case nbd(NBDSpec)
+        /// A Ceph RBD image (or snapshot), through librbd.
+        case rbd(RBDSpec)
     }
     public var kind: Kind
     /// The node is read-only (`read-only=on` on any node of the chain).
@@ -129,6 +131,38 @@ public struct NBDSpec: Sendable, Equatable {
     }
 }
 
+/// A Ceph RBD image: where it is and how to reach the cluster. Never a key: that stays in the
+/// keyring ceph.conf names.
+public struct RBDSpec: Sendable, Equatable {
+    public var pool: String
+    public var namespace: String
+    public var image: String
+    public var snapshot: String?
+    /// ceph.conf path; nil = ceph's default search.
+    public var conf: String?
+    /// The client's id (`admin` for client.admin); nil = ceph's default.
+    public var user: String?
+
+    public init(pool: String, namespace: String = "", image: String, snapshot: String? = nil, conf: String? = nil,
+                user: String? = nil) {
+        self.pool = pool
+        self.namespace = namespace
+        self.image = image
+        self.snapshot = snapshot
+        self.conf = conf
+        self.user = user
+    }
+
+    /// As qemu-img writes it: `rbd:POOL/[NAMESPACE/]IMAGE[@SNAP][:conf=PATH][:id=USER]`.
+    public var uri: String {
+        var s = "rbd:\(pool)/" + (namespace.isEmpty ? "" : namespace + "/") + image
+        if let snapshot { s += "@" + snapshot }
+        if let conf { s += ":conf=" + conf }
+        if let user { s += ":id=" + user }
+        return s
+    }
+}
+
 /// Everything `serve` needs: the iothread objects to start, and the exports in command-line order.
 public struct ServePlan: Sendable, Equatable, Encodable {
     public var iothreads: [String]
@@ -196,6 +230,14 @@ extension BackendSpec {
             }
             try c.encode(n.export, forKey: QAPIKey("export"))
             try c.encode(n.reconnectDelay, forKey: QAPIKey("reconnect-delay"))
+        case let .rbd(r):
+            try c.encode("rbd", forKey: QAPIKey("driver"))
+            try c.encode(r.pool, forKey: QAPIKey("pool"))
+            try c.encode(r.namespace, forKey: QAPIKey("namespace"))
+            try c.encode(r.image, forKey: QAPIKey("image"))
+            try c.encode(r.snapshot, forKey: QAPIKey("snapshot"))
+            try c.encode(r.conf, forKey: QAPIKey("conf"))
+            try c.encode(r.user, forKey: QAPIKey("user"))
         }
         try c.encode(readOnly, forKey: QAPIKey("read-only"))
         try c.encode(direct, forKey: QAPIKey("cache.direct"))
@@ -206,7 +248,10 @@ extension BackendSpec {
 extension BackendSpec {
     /// Served over the network (a URI, not a path).
     public var isNetwork: Bool {
-        if case .nbd = kind { true } else { false }
+        switch kind {
+        case .nbd, .rbd: true
+        default: false
+        }
     }
 
     /// The image path, or the driver's name for backends without one.
@@ -216,6 +261,7 @@ extension BackendSpec {
         case .null: "null-co"
         case let .qcow2(q): q.path
         case let .nbd(n): n.uri
+        case let .rbd(r): r.uri
         }
     }
 }

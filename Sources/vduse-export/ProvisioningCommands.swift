@@ -15,7 +15,7 @@ struct AddCommand: ParsableCommand {
             messages as `serve` apply (exit 1).
             """)
 
-    @Argument(help: "The image: a raw or qcow2 image file, a block device, or an NBD URI (nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH).")
+    @Argument(help: "The image: a raw or qcow2 image file, a block device, an NBD URI (nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH) or an RBD image (rbd:POOL/[NAMESPACE/]IMAGE[@SNAP][:conf=PATH][:id=USER]).")
     var image: String
 
     @Option(help: ArgumentHelp("Image format: raw or qcow2 (default: qcow2 if the file starts with the qcow2 magic, raw otherwise, as qemu-nbd probes).", valueName: "raw|qcow2"))
@@ -90,7 +90,8 @@ struct AddCommand: ParsableCommand {
         }
         do {
             if request.isURI {
-                _ = try request.nbdSpec  // a malformed URI is refused before anything starts
+                // A malformed URI is refused before anything starts; a snapshot is read-only.
+                if case let .rbd(r)? = try request.networkKind, r.snapshot != nil { request.readOnly = true }
                 if format == .qcow2 || direct || forceShare {
                     throw ProvisioningError(.invalidOptions, "--format qcow2, --direct and --force-share apply to image files, not to network URIs")
                 }

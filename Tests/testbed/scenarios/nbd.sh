@@ -3,17 +3,19 @@
 # compared with what was written, discard/write-zeroes seen in the server's file, the server
 # killed and restarted during fio (requests retried, fio clean), a server gone for good (I/O
 # errors within reconnect-delay, then del works), and refusals before any device exists.
-# timeout: 900
+# timeout: 600
 # vm-cpus: 2
 source "$PROJECT/Tests/testbed/scenario-lib.sh"
 X=$VDUSE_EXPORT
 for c in nbdkit nbdcopy nbdinfo qemu-nbd fio; do command -v $c >/dev/null || fail "$c missing: scripts/install-deps testbed"; done
 # The guest's init leaves loopback down.
+echo "-- start"
 ip link set lo up
 # Under TCG the first TCP connections of a boot make the kernel patch its own code; a thread
 # racing that patch hit an int3 Oops once. One connection alone first, then a phase without TCP.
-python3 -c 'import socket; l=socket.socket(); l.bind(("127.0.0.1",0)); l.listen(1); c=socket.create_connection(l.getsockname()); a,_=l.accept(); c.sendall(b"x"); a.recv(1)'
+timeout 60 python3 -c 'import socket; l=socket.socket(); l.bind(("127.0.0.1",0)); l.listen(1); c=socket.create_connection(l.getsockname()); a,_=l.accept(); c.sendall(b"x"); a.recv(1)'
 head -c 16M /dev/urandom >pattern.bin
+echo "-- warm-up done"
 T0=$SECONDS
 took() { echo "$((SECONDS - T0)) s"; }
 
@@ -28,7 +30,7 @@ srv() {
 stopsrv() { local p; p=$(cat "$1.pid"); kill "${2:--TERM}" "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; }
 fio_verify() {  # fio_verify DEV LOG [extra fio options]: 4k random writes verified, then fio's own check
     local dev=$1 log=$2; shift 2
-    fio --name=v --filename="$dev" --ioengine=io_uring --direct=1 --rw=randwrite --bs=4k --iodepth=16 \
+    timeout 300 fio --name=v --filename="$dev" --ioengine=io_uring --direct=1 --rw=randwrite --bs=4k --iodepth=16 \
         --size=16M --verify=crc32c --verify_fatal=1 --do_verify=1 --output="$log" "$@" \
         || { cat "$log"; fail "fio verify on $dev failed"; }
     grep -q "err= 0" "$log" || { cat "$log"; fail "fio reported errors"; }
@@ -38,7 +40,9 @@ fio_verify() {  # fio_verify DEV LOG [extra fio options]: 4k random writes verif
 #    device come back from the server with nbdcopy.
 M="nbd+unix:///?socket=$PWD/mem.sock"
 srv mem "$M" nbdkit -f --log=stderr --unix "$PWD/mem.sock" memory size=64M
-dev=$($X add "$M" --name nbdmem --num-queues 2) || fail "add $M"
+echo "-- nbdkit up"
+dev=$(timeout 150 $X add "$M" --name nbdmem --num-queues 2) || { cat /run/vduse-export/nbdmem.log; fail "add $M"; }
+echo "-- added $dev"
 [ "$(blockdev --getsize64 "$dev")" = $((64 << 20)) ] || fail "size of $dev"
 $X list | grep -E "^nbdmem .* running .*nbd\+unix:///\?socket=$PWD/mem.sock" >/dev/null || fail "list: $($X list)"
 fio_verify "$dev" mem-fio.log
