@@ -77,6 +77,7 @@ final class NBDConnection {
 
     /// Sends a request now, or keeps it for the next connection, or fails it (past the deadline).
     func start(_ command: NBDCommand) {
+        trace("start tag \(command.tag) \(command.io) ready=\(ready)")
         command.outstanding = 0
         command.failure = 0
         if ready, let handle {
@@ -144,6 +145,7 @@ final class NBDConnection {
     }
 
     private func finish(_ command: NBDCommand, status: BlockStatus) {
+        trace("finish tag \(command.tag) \(status)")
         command.waiting = false
         guard !command.abandoned else { return }
         if status == .ok, case let .read(_, buffers, length) = command.io { command.scatter(buffers, length: length) }
@@ -155,6 +157,7 @@ final class NBDConnection {
     /// all), and may have read replies while it wrote: those are retired here, as no socket event
     /// will announce them again.
     func commit() {
+        trace("commit: direction \(handle?.direction ?? 0) in flight \(cookies.count)")
         if ready, let handle {
             reap(handle)
             if handle.isDead { lost() }
@@ -194,6 +197,7 @@ final class NBDConnection {
 
     private func onSocket() {
         guard let handle else { return }
+        trace("socket event: direction \(handle.direction) in flight \(cookies.count)")
         handle.notify()
         if ready {
             reap(handle)
@@ -309,6 +313,13 @@ struct NBDLimits {
     var maxChunk: UInt64
     /// Largest trim or zero per command (no payload, so the server's payload limit does not apply).
     var maxZero: UInt64
+}
+
+/// `VDUSE_EXPORT_TRACE_NBD=1`: every request and socket event on stderr (debugging only).
+let nbdTrace = getenv("VDUSE_EXPORT_TRACE_NBD") != nil
+
+@inline(__always) func trace(_ text: @autoclosure () -> String) {
+    if nbdTrace { log(text()) }
 }
 
 /// One line on stderr (the server's log): connection losses and recoveries.

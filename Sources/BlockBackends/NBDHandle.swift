@@ -74,11 +74,20 @@ final class NBDHandle {
     var isReady: Bool { nbd_aio_is_ready(raw) == 1 }
     var isDead: Bool { nbd_aio_is_dead(raw) == 1 || nbd_aio_is_closed(raw) == 1 }
 
-    /// Moves the state machine on: reads and writes what the socket allows (EAGAIN is fine).
+    /// Moves the state machine on with what the socket is ready for. libnbd must be told only
+    /// of readiness that is real: a read notification while a write is half sent pauses the
+    /// write to wait for a reply that cannot come (a 1 MiB write hung that way).
     func notify() {
         let d = direction
-        if d & UInt32(LIBNBD_AIO_DIRECTION_READ) != 0 { _ = nbd_aio_notify_read(raw) }
-        if direction & UInt32(LIBNBD_AIO_DIRECTION_WRITE) != 0 { _ = nbd_aio_notify_write(raw) }
+        let wantRead = d & UInt32(LIBNBD_AIO_DIRECTION_READ) != 0
+        let wantWrite = d & UInt32(LIBNBD_AIO_DIRECTION_WRITE) != 0
+        guard wantRead || wantWrite else { return }
+        var p = pollfd(fd: fd, events: Int16((wantRead ? POLLIN : 0) | (wantWrite ? POLLOUT : 0)), revents: 0)
+        guard poll(&p, 1, 0) > 0 else { return }
+        if wantRead && p.revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 { _ = nbd_aio_notify_read(raw) }
+        if wantWrite && p.revents & Int16(POLLOUT | POLLHUP | POLLERR) != 0 && direction & UInt32(LIBNBD_AIO_DIRECTION_WRITE) != 0 {
+            _ = nbd_aio_notify_write(raw)
+        }
     }
 
     /// The next finished command: its cookie and whether it succeeded (with the errno if not).

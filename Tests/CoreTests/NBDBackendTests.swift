@@ -17,8 +17,10 @@ struct NBDBackendTests {
         var socket: String { dir + "/nbd.sock" }
         var image: String { dir + "/disk.img" }
         var process: Process?
+        let size: Int
 
         init(size: Int) throws {
+            self.size = size
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             _ = FileManager.default.createFile(atPath: image, contents: nil)
             truncate(image, off_t(size))
@@ -27,7 +29,7 @@ struct NBDBackendTests {
         func start() throws {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/usr/bin/nbdkit")
-            p.arguments = ["-f", "--unix", socket, "file", "file=\(image)"]
+            p.arguments = ProcessInfo.processInfo.environment["NBDTEST_MEMORY"] != nil ? ["-f", "--unix", socket, "memory", "size=\(size)"] : ["-f", "--unix", socket, "file", "file=\(image)"]
             p.standardError = FileHandle.nullDevice
             try p.run()
             process = p
@@ -102,6 +104,19 @@ struct NBDBackendTests {
         #expect(wait(loop, sink, 4) == .ok)
         #expect(FileManager.default.contents(atPath: server.image)![8192..<12288].allSatisfy { $0 == 0 })
 
+        // Larger than a socket buffer: libnbd sends it in pieces as the socket drains.
+        let big = UnsafeMutableRawPointer.allocate(byteCount: 2 << 20, alignment: 4096)
+        defer { big.deallocate() }
+        for i in 0..<(2 << 20) { big.storeBytes(of: UInt8(truncatingIfNeeded: i / 4096 + 1), toByteOffset: i, as: UInt8.self) }
+        let bv = UnsafeMutableBufferPointer<iovec>.allocate(capacity: 1)
+        defer { bv.deallocate() }
+        bv[0] = iovec(iov_base: big, iov_len: 2 << 20)
+        queue.submit(.write(offset: 1 << 20, buffers: bv, length: 2 << 20), tag: 6)
+        queue.commit()
+        #expect(wait(loop, sink, 6) == .ok)
+        #expect(FileManager.default.contents(atPath: server.image)![(1 << 20)..<(3 << 20)]
+            .elementsEqual(UnsafeRawBufferPointer(start: big, count: 2 << 20)))
+
         // The server goes away and comes back: a request sent meanwhile waits and succeeds.
         server.stop()
         queue.submit(.read(offset: 12288, buffers: rv, length: 4096), tag: 5)
@@ -123,7 +138,7 @@ struct NBDBackendTests {
         let loop = try IOThread(name: "nbdq")
         loop.adoptCurrentThread()
         let backend = try NBDBackend(target: target(server, delayMs: 5000), writable: true, queues: 1, logicalBlockSize: 512)
-        let driver = VirtqueueDriver(size: 128)
+        let driver = VirtqueueDriver(size: 256, memorySize: 64 << 20)
         let queue = try SplitVirtqueue(index: 0, addresses: driver.addresses, eventIndex: true, memory: driver.space)
         let geometry = BlockExportGeometry(capacitySectors: (1 << 20) / 512, logicalBlockSize: 512, writable: true, serial: [])
         let vq = try VirtqueueServer(queue: queue, backend: backend, geometry: geometry, memory: driver.space, loop: loop,
@@ -152,6 +167,29 @@ struct NBDBackendTests {
         #expect(UnsafeRawBufferPointer(start: driver.pointer(r.data), count: 4096).allSatisfy { $0 == 40 })
         let img = Array(FileManager.default.contents(atPath: server.image)!)
         for i in 0..<40 { #expect(img[i * 4096] == UInt8(i + 1) && img[i * 4096 + 4095] == UInt8(i + 1)) }
+
+        // Keep 16 in flight for 2000 requests (fio's shape): each answered, none stranded.
+        var done = 0, offered = 0
+        var live: [VirtqueueDriver.Request] = []
+        let end = monotonicMs() + 20_000
+        while done < 2000 && monotonicMs() < end {
+            while live.count < 16 && offered < 2000 {
+                let write = offered % 3 != 0
+                let r = driver.blockRequest(type: write ? 1 : 0, sector: UInt64.random(in: 0..<250) * 8, dataLength: 4096,
+                                            deviceWritesData: !write, fill: 0x5a)
+                driver.offer(r.head)
+                live.append(r)
+                offered += 1
+            }
+            vq.processAvailable()
+            loop.poll(timeoutMs: 100)
+            let used = driver.takeUsed()
+            for u in used {
+                live.removeAll { UInt32($0.head) == u.id }
+            }
+            done += used.count
+        }
+        #expect(done == 2000)
     }
 
     @Test func aServerGoneForGoodFailsRequestsAfterTheDelay() throws {

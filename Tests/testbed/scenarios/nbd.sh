@@ -9,13 +9,11 @@ source "$PROJECT/Tests/testbed/scenario-lib.sh"
 X=$VDUSE_EXPORT
 for c in nbdkit nbdcopy nbdinfo qemu-nbd fio; do command -v $c >/dev/null || fail "$c missing: scripts/install-deps testbed"; done
 # The guest's init leaves loopback down.
-echo "-- start"
 ip link set lo up
 # Under TCG the first TCP connections of a boot make the kernel patch its own code; a thread
 # racing that patch hit an int3 Oops once. One connection alone first, then a phase without TCP.
 timeout 60 python3 -c 'import socket; l=socket.socket(); l.bind(("127.0.0.1",0)); l.listen(1); c=socket.create_connection(l.getsockname()); a,_=l.accept(); c.sendall(b"x"); a.recv(1)'
 head -c 16M /dev/urandom >pattern.bin
-echo "-- warm-up done"
 T0=$SECONDS
 took() { echo "$((SECONDS - T0)) s"; }
 
@@ -28,11 +26,23 @@ srv() {
     cat "$name.log"; fail "$name: server not up"
 }
 stopsrv() { local p; p=$(cat "$1.pid"); kill "${2:--TERM}" "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; }
+# A request that never completes leaves fio in D state, deaf to signals: wait for it in the
+# background and, if it hangs, show where the requests are instead of waiting for the timeout.
+wait_fio() {  # wait_fio PID LOG SECONDS
+    local pid=$1 log=$2
+    for _ in $(seq 1 "$3"); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    if kill -0 "$pid" 2>/dev/null; then
+        for b in /sys/block/vd*; do echo "$b inflight: $(cat "$b/inflight")"; done
+        for f in /run/vduse-export/*.log *.err; do [ -f "$f" ] && { echo "---- $f"; tail -20 "$f"; }; done
+        fail "fio still running after $3 s"
+    fi
+    wait "$pid"
+}
 fio_verify() {  # fio_verify DEV LOG [extra fio options]: 4k random writes verified, then fio's own check
     local dev=$1 log=$2; shift 2
-    timeout 300 fio --name=v --filename="$dev" --ioengine=io_uring --direct=1 --rw=randwrite --bs=4k --iodepth=16 \
-        --size=16M --verify=crc32c --verify_fatal=1 --do_verify=1 --output="$log" "$@" \
-        || { cat "$log"; fail "fio verify on $dev failed"; }
+    fio --name=v --filename="$dev" --ioengine=io_uring --direct=1 --rw=randwrite --bs=4k --iodepth=16 \
+        --size=16M --verify=crc32c --verify_fatal=1 --do_verify=1 --output="$log" "$@" &
+    wait_fio $! "$log" 240 || { cat "$log"; fail "fio verify on $dev failed"; }
     grep -q "err= 0" "$log" || { cat "$log"; fail "fio reported errors"; }
 }
 
@@ -40,9 +50,8 @@ fio_verify() {  # fio_verify DEV LOG [extra fio options]: 4k random writes verif
 #    device come back from the server with nbdcopy.
 M="nbd+unix:///?socket=$PWD/mem.sock"
 srv mem "$M" nbdkit -f --log=stderr --unix "$PWD/mem.sock" memory size=64M
-echo "-- nbdkit up"
 dev=$(timeout 150 $X add "$M" --name nbdmem --num-queues 2) || { cat /run/vduse-export/nbdmem.log; fail "add $M"; }
-echo "-- added $dev"
+
 [ "$(blockdev --getsize64 "$dev")" = $((64 << 20)) ] || fail "size of $dev"
 $X list | grep -E "^nbdmem .* running .*nbd\+unix:///\?socket=$PWD/mem.sock" >/dev/null || fail "list: $($X list)"
 fio_verify "$dev" mem-fio.log
@@ -132,7 +141,7 @@ stopsrv r -KILL
 rm -f r.sock
 sleep 1
 srv r "$R" nbdkit -f --log=stderr --unix "$PWD/r.sock" file file="$PWD/restart.img"
-rc=0; wait $fiopid || rc=$?
+rc=0; wait_fio $fiopid rs-fio.log 300 || rc=$?
 [ "$rc" -eq 0 ] && grep -q "err= 0" rs-fio.log || { cat rs-fio.log; cat rs.err; fail "fio across two server restarts: exit $rc"; }
 grep -c "reconnected" rs.err >/dev/null || fail "no reconnect logged: $(cat rs.err)"
 note "server killed twice during fio: $(grep -c reconnected rs.err) reconnects, fio verify clean ($(took))"
