@@ -74,12 +74,12 @@ touch "$D/mon/keyring"
 ceph-mon -f --id a >"$D/log/mon.out" 2>&1 &
 MONPID=$!
 wait $mkfs || { cat "$D/log/osd-mkfs.out"; fail "ceph-osd --mkfs"; }
-retry() { local n=$1; shift; for _ in $(seq 1 "$n"); do timeout 60 "$@" && return 0; sleep 1; done; return 1; }
-retry 60 "$MC" '{"prefix":"mon stat"}' >/dev/null 2>&1 || fail "the monitor does not answer"
+retry() { local n=$1; shift; for _ in $(seq 1 "$n"); do "$@" && return 0; sleep 1; done; return 1; }
+retry 60 timeout 60 "$MC" '{"prefix":"mon stat"}' >/dev/null 2>&1 || fail "the monitor does not answer"
 [ "$(timeout 60 "$MC" '{"prefix":"osd create"}' 2>/dev/null)" = 0 ] || fail "osd create"
 ceph-osd -f --id 0 >"$D/log/osd.out" 2>&1 &
 OSDPID=$!
-osd_up() { "$MC" '{"prefix":"osd stat"}' 2>/dev/null | grep -q ' 1 up'; }
+osd_up() { timeout 60 "$MC" '{"prefix":"osd stat"}' 2>/dev/null | grep -q ' 1 up'; }
 retry 120 osd_up || fail "the osd did not come up"
 timeout 60 "$MC" '{"prefix":"osd pool create","pool":"rbd","pg_num":8,"pgp_num":8}' \
     '{"prefix":"osd pool application enable","pool":"rbd","app":"rbd"}' >/dev/null 2>&1 || fail "pool create"
