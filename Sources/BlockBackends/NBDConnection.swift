@@ -26,6 +26,9 @@ final class NBDConnection {
     private var expired = false
     private var attemptStarted: UInt64 = 0
     private var watchingWrite = false
+    /// The socket fd registered in the loop: libnbd closes a dead handle's socket (its fd reads
+    /// -1 then), so the number is kept to unwatch it.
+    private var watchedFD: Int32 = -1
     /// Queues that completed something since they were last told (`completionsDone`).
     private var touched: [NBDBackendQueue] = []
     /// Inside a quiesce: completions are delivered but not published.
@@ -54,6 +57,7 @@ final class NBDConnection {
             try loop.watch(timer.fd) { [unowned self] in self.onTimer() }
             if let handle {
                 try loop.watch(handle.fd) { [unowned self] in self.onSocket() }
+                watchedFD = handle.fd
                 watchingWrite = false
                 if handle.isDead { lost() }
             }
@@ -69,7 +73,8 @@ final class NBDConnection {
         waiting.removeAll { $0.abandoned }
         guard queues.isEmpty, let loop else { return }
         loop.unwatch(timer.fd)
-        if let handle { loop.unwatch(handle.fd) }
+        if watchedFD >= 0 { loop.unwatch(watchedFD) }
+        watchedFD = -1
         self.loop = nil
     }
 
@@ -231,7 +236,8 @@ final class NBDConnection {
     }
 
     private func dropAttempt() {
-        if let handle, let loop { loop.unwatch(handle.fd) }
+        if watchedFD >= 0, let loop { loop.unwatch(watchedFD) }
+        watchedFD = -1
         handle = nil
         watchingWrite = false
     }
@@ -259,6 +265,7 @@ final class NBDConnection {
                 handle = h
                 do {
                     try loop?.watch(h.fd) { [unowned self] in self.onSocket() }
+                    watchedFD = h.fd
                     onSocket()
                 } catch {
                     handle = nil
