@@ -39,11 +39,16 @@ let package = Package(
             name: "CQcow2",
             linkerSettings: [.linkedLibrary("z"), .linkedLibrary("zstd")]
         ),
+        // libnbd (Debian libnbd-dev): the NBD client library, with its async calls made callable.
+        .target(name: "CNBD", linkerSettings: [.linkedLibrary("nbd")]),
+        // librbd/librados (Debian librbd-dev; no pkg-config file there): opening an image and
+        // async requests whose completions wake the iothread through an eventfd.
+        .target(name: "CRBD", linkerSettings: [.linkedLibrary("rbd"), .linkedLibrary("rados")]),
         // The qcow2 image format, independent of VDUSE: open, map, read, write, allocate. Pure
         // file I/O (Glibc), so it is tested on the host against qemu-img.
         .target(name: "QCOW2", dependencies: ["CQcow2"]),
-        // The storage behind an export, behind one interface (file/block device, null, qcow2, ...).
-        .target(name: "BlockBackends", dependencies: ["Kernel", "Virtio", "QCOW2"]),
+        // The storage behind an export, behind one interface (file/block device, null, qcow2, nbd, ...).
+        .target(name: "BlockBackends", dependencies: ["Kernel", "Virtio", "QCOW2", "CNBD", "CRBD"]),
         // The block server: iothreads, queue servers, VDUSE exports, the export manager.
         .target(
             name: "Core",
@@ -71,6 +76,9 @@ let package = Package(
         // server (bench/request-path).
         .executableTarget(name: "request-path-bench", dependencies: ["Core", "VirtioDriverSim", "BlockBackends", "Virtio", "Kernel",
                                                                .product(name: "Logging", package: "swift-log")]),
+        // Monitor commands through librados for the ceph test-bed scenario (the python CLI is too
+        // slow under TCG); not installed.
+        .executableTarget(name: "ceph-mon-command", linkerSettings: [.linkedLibrary("rados")]),
         // Writes the man page and shell completions from the built command's own parser definitions
         // (scripts/gen-docs, scripts/build-deb); not installed.
         .executableTarget(

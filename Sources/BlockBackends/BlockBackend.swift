@@ -48,6 +48,9 @@ package protocol EventLoop: AnyObject {
     /// Calls `handler` on the loop whenever `fd` is readable.
     func watch(_ fd: Int32, handler: @escaping () -> Void) throws(SystemError)
     func unwatch(_ fd: Int32)
+    /// Also calls a watched fd's handler when the fd is writable (a socket whose send buffer was
+    /// full), or no longer.
+    func setWritable(_ fd: Int32, _ writable: Bool)
     /// Traps unless called on the loop's own thread.
     func assertCurrent(file: StaticString, line: UInt)
 }

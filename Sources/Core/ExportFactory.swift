@@ -38,6 +38,10 @@ enum ExportFactory {
                 if reason.hasPrefix(q.path + ": ") { reason.removeFirst(q.path.count + 2) }
                 throw ExportError("Could not open '\(q.path)': \(reason)", code: .invalidArgument)
             }
+        case let .nbd(n):
+            return try openNBD(n, plan: plan)
+        case let .rbd(r):
+            return try openRBD(r, plan: plan)
         case let .file(path):
             let backend: FileBackend
             do {
@@ -49,6 +53,44 @@ enum ExportFactory {
             // Two writers on one image corrupt it: QEMU-compatible locks keep them apart.
             try ImageLock.acquire(fd: backend.fd, path: path, writable: plan.writable, forceShare: plan.backend.forceShare)
             return backend
+        }
+    }
+
+    /// Connects to the NBD server; failures keep libnbd's reason (refused, no such export, ...).
+    static func openNBD(_ n: NBDSpec, plan: ExportPlan) throws(ExportError) -> NBDBackend {
+        let server: NBDTarget.Server = switch n.server {
+        case let .inet(host, port): .tcp(host: host, port: port)
+        case let .unix(path): .unix(path: path)
+        }
+        let target = NBDTarget(server: server, export: n.export, reconnectDelayMs: UInt64(n.reconnectDelay) * 1000)
+        do {
+            return try NBDBackend(target: target, writable: plan.writable, queues: Int(plan.numQueues),
+                                  logicalBlockSize: plan.logicalBlockSize)
+        } catch {
+            // libnbd's text names the step ("connect: Connection refused"); QEMU's words for a
+            // failed connect, ours with libnbd's reason otherwise.
+            let text = error.call
+            if text.hasPrefix("connect: ") {
+                throw ExportError("Failed to connect to '\(target.address)': \(error.reason)", code: .system, cause: error)
+            }
+            throw ExportError("Could not open '\(n.uri)': \(text)", code: .system, cause: error)
+        }
+    }
+
+    /// Opens the RBD image; a failure names the step in QEMU's words, with the errno.
+    static func openRBD(_ r: RBDSpec, plan: ExportPlan) throws(ExportError) -> RBDBackend {
+        let target = RBDTarget(pool: r.pool, namespace: r.namespace, image: r.image, snapshot: r.snapshot,
+                               conf: r.conf, user: r.user)
+        do {
+            return try RBDBackend(target: target, writable: plan.writable)
+        } catch {
+            let what = switch error.step {
+            case "pool": "error opening pool \(r.pool)"
+            case "image": "error reading header from \(r.image)"
+            default: "error connecting"
+            }
+            let cause = SystemError(error.step, errno: error.errno)
+            throw ExportError("Could not open '\(r.uri)': \(what): \(cause.reason)", code: .system, cause: cause)
         }
     }
 

@@ -155,6 +155,16 @@ public final class IOThread: EventLoop, @unchecked Sendable {
         }
     }
 
+    /// Adds or removes writability to what wakes `fd`'s handler. Loop thread only.
+    package func setWritable(_ fd: Int32, _ writable: Bool) {
+        assertCurrent()
+        guard handlers[fd] != nil else { return }
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue | (writable ? EPOLLOUT.rawValue : 0)
+        event.data.fd = fd
+        _ = epoll_ctl(epollFD, EPOLL_CTL_MOD, fd, &event)
+    }
+
     /// Ends the loop after the work queued so far, and waits for the thread to exit. Work
     /// posted after this fails (`execute` returns false, `run` throws).
     public func stop() {

@@ -34,8 +34,11 @@ public struct AddRequest: Sendable, Equatable {
 
     public init(image: String) { self.image = image }
 
-    /// The image path made absolute (records compare images by this).
+    /// The image path made absolute (records compare images by this); a URI in its usual form.
     public var absoluteImage: String {
+        if let n = try? nbdSpec { return n.uri }
+        if let r = try? rbdSpec { return r.uri }
+        if isURI { return image }
         let url = URL(fileURLWithPath: image)
         return url.standardizedFileURL.resolvingSymlinksInPath().path
     }
@@ -44,11 +47,39 @@ public struct AddRequest: Sendable, Equatable {
     /// `[A-Za-z0-9._-]` replaced by `-` (e.g. `/srv/images/web 01.qcow.img` → `web-01.qcow`).
     public var resolvedName: String {
         if let name { return name }
+        if let n = try? nbdSpec { return Self.clean(NetworkURI.defaultName(n)) }
+        if let r = try? rbdSpec { return Self.clean(NetworkURI.defaultName(r)) }
         let base = (image as NSString).lastPathComponent
         let stem = (base as NSString).deletingPathExtension
+        return Self.clean(stem.isEmpty ? base : stem)
+    }
+
+    private static func clean(_ s: String) -> String {
         let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
-        let cleaned = String((stem.isEmpty ? base : stem).map { allowed.contains($0) ? $0 : "-" })
+        let cleaned = String(s.map { allowed.contains($0) ? $0 : "-" })
         return cleaned.isEmpty ? "disk" : cleaned
+    }
+
+    /// The image is a network URI (`nbd://`, `nbd+unix://`) rather than a file.
+    public var isURI: Bool { NetworkURI.isURI(image) }
+
+    /// The NBD export the URI names (nil for a file); throws for a malformed URI.
+    public var nbdSpec: NBDSpec? {
+        get throws(ProvisioningError) { isURI && !image.hasPrefix("rbd:") ? try NetworkURI.nbd(image) : nil }
+    }
+
+    /// The RBD image an `rbd:` name gives (nil otherwise); throws for a malformed one.
+    public var rbdSpec: RBDSpec? {
+        get throws(ProvisioningError) { image.hasPrefix("rbd:") ? try NetworkURI.rbd(image) : nil }
+    }
+
+    /// What `add` exports: the network image the URI names, or nil for a file.
+    public var networkKind: BackendSpec.Kind? {
+        get throws(ProvisioningError) {
+            if let n = try nbdSpec { return .nbd(n) }
+            if let r = try rbdSpec { return .rbd(r) }
+            return nil
+        }
     }
 
     /// The export id: the name when it is a well-formed QEMU id, else the name prefixed with `e`.
@@ -105,6 +136,25 @@ public struct AddRequest: Sendable, Equatable {
     public var blockdevs: [String] { blockdevs(isBlockDevice: Self.isBlockDevice) }
 
     public func blockdevs(isBlockDevice: (String) -> Bool) -> [String] {
+        if let r = try? rbdSpec {
+            var node = "driver=rbd,node-name=disk0,pool=\(Self.escape(r.pool)),image=\(Self.escape(r.image))"
+            if !r.namespace.isEmpty { node += ",namespace=\(Self.escape(r.namespace))" }
+            if let s = r.snapshot { node += ",snapshot=\(Self.escape(s))" }
+            if let c = r.conf { node += ",conf=\(Self.escape(c))" }
+            if let u = r.user { node += ",user=\(Self.escape(u))" }
+            return [node + (readOnly ? ",read-only=on" : "")]
+        }
+        if isURI {
+            // A malformed URI was refused before (`networkKind`); this node then fails the checks.
+            guard let n = try? nbdSpec else { return ["driver=nbd,node-name=disk0"] }
+            var node = "driver=nbd,node-name=disk0"
+            switch n.server {
+            case let .inet(host, port): node += ",server.type=inet,server.host=\(Self.escape(host)),server.port=\(Self.escape(port))"
+            case let .unix(path): node += ",server.type=unix,server.path=\(Self.escape(path))"
+            }
+            if !n.export.isEmpty { node += ",export=\(Self.escape(n.export))" }
+            return [node + (readOnly ? ",read-only=on" : "")]
+        }
         var args: [String] = []
         let driver = isBlockDevice(absoluteImage) ? "host_device" : "file"
         var file = "driver=\(driver),node-name=file0,filename=\(Self.escape(absoluteImage))"

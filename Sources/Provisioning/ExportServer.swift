@@ -104,8 +104,10 @@ package final class RecordKeeper: ExportObserver {
         if !image.hasPrefix("/"), case .file = plan.backend.kind {
             image = FileManager.default.currentDirectoryPath + "/" + image
         }
+        // Paths are recorded resolved; a network export's URI (no secrets in it) as it is.
+        if !plan.backend.isNetwork { image = URL(fileURLWithPath: image).standardizedFileURL.resolvingSymlinksInPath().path }
         let record = ExportRecord(name: plan.deviceName, id: plan.id, device: status.device,
-                                  image: URL(fileURLWithPath: image).standardizedFileURL.resolvingSymlinksInPath().path,
+                                  image: image,
                                   size: status.sizeBytes, queues: plan.numQueues, serial: plan.serial,
                                   readOnly: !plan.writable, pid: getpid(), socket: settings.qmpSocket,
                                   restarts: status.restarts, supervisor: Supervisor.ofThisProcess)

@@ -44,11 +44,12 @@ public struct PersistentExports: Sendable {
     }
 
     /// Orders the unit after the mounts that hold the image (and makes them required).
+    /// A network export waits for the network instead.
     public static func dropInText(name: String, image: String) -> String {
         """
         # vduse-export \(name): written by `vduse-export add --persist`, removed by `vduse-export del \(name)`.
         [Unit]
-        RequiresMountsFor=\(image)
+        \(NetworkURI.isURI(image) ? "Wants=network-online.target\nAfter=network-online.target" : "RequiresMountsFor=\(image)")
 
         """
     }

@@ -121,8 +121,10 @@ extension Provisioner {
             if let image {
                 do {
                     // The idle disk is served until it is gone: a qcow2 image must not be written as raw.
-                    let kind: BackendSpec.Kind = AddRequest(image: image).resolvedFormat == .qcow2
-                        ? .qcow2(Qcow2Spec(path: image)) : .file(path: image)
+                    let request = AddRequest(image: image)
+                    let kind: BackendSpec.Kind = if let n = try request.networkKind { n }
+                        else if request.resolvedFormat == .qcow2 { .qcow2(Qcow2Spec(path: image)) }
+                        else { .file(path: image) }
                     try manager.removeOrphan(plan(kind))
                     return
                 } catch {

@@ -10,7 +10,9 @@ import Kernel
 public enum Supervisor {
     /// A server that exits with a status (not a signal) this soon failed to start: starting it
     /// again would only fail again, so the status is final. Later, any exit but 0 is a crash.
-    static let startupWindow: TimeInterval = 5
+    /// Long enough for a network image that cannot be reached to fail its open (NBD connect
+    /// 10 s, RBD monitor 20 s): restarting those only kept `add` waiting.
+    static let startupWindow: TimeInterval = 30
     /// More than this many unplanned restarts within `window` seconds: give up.
     static let burst = 5
     static let window: TimeInterval = 30

@@ -1,7 +1,7 @@
 /// `--blockdev`: the block nodes an export can serve. Supported drivers: `file` and
 /// `host_device` (protocol nodes: an image file or a block device), `raw` (a format node over
 /// another node, given by name in `file`), `qcow2` (a format node over a `file` node, with an
-/// optional `backing` node) and `null-co` (zeros, for benchmarks).
+/// optional `backing` node), `nbd` (an NBD server's export) and `null-co` (zeros, for benchmarks).
 public struct BlockNodeOptions: Equatable, Sendable {
     /// The block drivers we implement, by their QEMU names.
     public enum Driver: String, CaseIterable, Equatable, Sendable {
@@ -10,12 +10,14 @@ public struct BlockNodeOptions: Equatable, Sendable {
         case raw
         case qcow2
         case nullCo = "null-co"
+        case nbd
+        case rbd
     }
     public static let drivers = Driver.allCases.map(\.rawValue)
     /// Other QEMU block drivers: known names, refused with a clear message.
     package static let unsupportedQEMUDrivers = [
         "qcow", "qed", "vmdk", "vdi", "vhdx", "vpc", "luks", "parallels", "bochs", "cloop", "dmg",
-        "nbd", "iscsi", "nvme", "nfs", "ssh", "http", "https", "rbd", "gluster", "host_cdrom", "null-aio",
+        "iscsi", "nvme", "nfs", "ssh", "http", "https", "gluster", "host_cdrom", "null-aio",
         "blkdebug", "blkverify", "blklogwrites", "copy-on-read", "throttle", "quorum", "replication",
         "compress", "copy-before-write", "snapshot-access", "preallocate", "io_uring", "vvfat", "virtio-blk-vhost-user",
     ]
@@ -39,6 +41,12 @@ public struct BlockNodeOptions: Equatable, Sendable {
     public var l2CacheSize: UInt64?
     /// qcow2: `discard=unmap` passes guest discards to the image (QEMU's default: ignore)
     public var discardUnmap: Bool?
+    /// nbd: `server.*` (QEMU's SocketAddress, types inet and unix), `export`, `reconnect-delay`
+    public var nbdServer: NBDSpec.Server?
+    public var nbdExport: String?
+    public var reconnectDelay: UInt32?
+    /// rbd: `pool`, `namespace`, `image`, `snapshot`, `conf`, `user`
+    public var rbd: RBDSpec?
     /// null-co
     public var size: UInt64?
     public var readZeroes: Bool?
@@ -48,7 +56,7 @@ public struct BlockNodeOptions: Equatable, Sendable {
         guard let driver = try r.string("driver") else { throw OptionError("Parameter 'driver' is missing") }
         guard let known = Driver(rawValue: driver) else {
             if Self.unsupportedQEMUDrivers.contains(driver) {
-                throw OptionError("Block driver '\(driver)' is not supported by vduse-export (use file, host_device, raw, qcow2 or null-co)")
+                throw OptionError("Block driver '\(driver)' is not supported by vduse-export (use file, host_device, raw, qcow2, nbd, rbd or null-co)")
             }
             throw OptionError("Parameter 'driver' does not accept value '\(driver)'")
         }
@@ -86,6 +94,22 @@ public struct BlockNodeOptions: Equatable, Sendable {
             }
             l2CacheSize = try r.size("l2-cache-size")
             discardUnmap = try r.enumeration("discard", ["ignore", "off", "unmap", "on"]).map { $0 == "unmap" || $0 == "on" }
+        case .nbd:
+            guard let server = r.raw("server") else { throw OptionError("NBD server address missing") }
+            var a = try OptionReader(server, syntax: syntax, prefix: "server.")
+            switch try a.enumeration("type", ["inet", "unix"]) {
+            case "inet"?: nbdServer = .inet(host: try a.requiredString("host"), port: try a.requiredString("port"))
+            case "unix"?: nbdServer = .unix(path: try a.requiredString("path"))
+            default: throw OptionError("Parameter 'server.type' is missing")
+            }
+            try a.finish()
+            nbdExport = try r.string("export")
+            reconnectDelay = try r.unsigned("reconnect-delay", max: UInt64(UInt32.max), typeName: "uint32_t").map { UInt32($0) }
+        case .rbd:
+            let pool = try r.requiredString("pool")
+            let image = try r.requiredString("image")
+            rbd = RBDSpec(pool: pool, namespace: try r.string("namespace") ?? "", image: image,
+                          snapshot: try r.string("snapshot"), conf: try r.string("conf"), user: try r.string("user"))
         case .nullCo:
             // QAPI `int`, not `size`: no suffixes (size=1G fails in QEMU too).
             size = try r.unsigned("size", max: UInt64(Int64.max), typeName: "int64_t")

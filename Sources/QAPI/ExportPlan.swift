@@ -52,6 +52,10 @@ public struct BackendSpec: Sendable, Equatable, Encodable {
         case null(size: UInt64)
         /// A qcow2 image file, served by our qcow2 engine.
         case qcow2(Qcow2Spec)
+        /// An NBD server's export, through libnbd.
+        case nbd(NBDSpec)
+        /// A Ceph RBD image (or snapshot), through librbd.
+        case rbd(RBDSpec)
     }
     public var kind: Kind
     /// The node is read-only (`read-only=on` on any node of the chain).
@@ -91,6 +95,71 @@ public struct Qcow2Spec: Sendable, Equatable {
         self.backing = backing
         self.l2CacheSize = l2CacheSize
         self.discardUnmap = discardUnmap
+    }
+}
+
+/// An NBD export: where the server listens, which export, and how long requests wait for a
+/// lost connection to come back.
+public struct NBDSpec: Sendable, Equatable {
+    public enum Server: Sendable, Equatable {
+        case inet(host: String, port: String)
+        case unix(path: String)
+    }
+    public var server: Server
+    /// "" = the server's default export.
+    public var export: String
+    /// Seconds (QEMU's `reconnect-delay`). Our default is not QEMU's 0: a kernel disk whose
+    /// server restarts should not see I/O errors at once.
+    public var reconnectDelay: UInt32
+    public static let defaultReconnectDelay: UInt32 = 30
+
+    public init(server: Server, export: String = "", reconnectDelay: UInt32 = NBDSpec.defaultReconnectDelay) {
+        self.server = server
+        self.export = export
+        self.reconnectDelay = reconnectDelay
+    }
+
+    /// As qemu-img and libnbd write it: `nbd://HOST:PORT/EXPORT` or `nbd+unix:///EXPORT?socket=PATH`.
+    public var uri: String {
+        switch server {
+        case let .inet(host, port):
+            let h = host.contains(":") ? "[\(host)]" : host
+            return "nbd://\(h)\(port == "10809" ? "" : ":" + port)/\(export)"
+        case let .unix(path):
+            return "nbd+unix:///\(export)?socket=\(path)"
+        }
+    }
+}
+
+/// A Ceph RBD image: where it is and how to reach the cluster. Never a key: that stays in the
+/// keyring ceph.conf names.
+public struct RBDSpec: Sendable, Equatable {
+    public var pool: String
+    public var namespace: String
+    public var image: String
+    public var snapshot: String?
+    /// ceph.conf path; nil = ceph's default search.
+    public var conf: String?
+    /// The client's id (`admin` for client.admin); nil = ceph's default.
+    public var user: String?
+
+    public init(pool: String, namespace: String = "", image: String, snapshot: String? = nil, conf: String? = nil,
+                user: String? = nil) {
+        self.pool = pool
+        self.namespace = namespace
+        self.image = image
+        self.snapshot = snapshot
+        self.conf = conf
+        self.user = user
+    }
+
+    /// As qemu-img writes it: `rbd:POOL/[NAMESPACE/]IMAGE[@SNAP][:conf=PATH][:id=USER]`.
+    public var uri: String {
+        var s = "rbd:\(pool)/" + (namespace.isEmpty ? "" : namespace + "/") + image
+        if let snapshot { s += "@" + snapshot }
+        if let conf { s += ":conf=" + conf }
+        if let user { s += ":id=" + user }
+        return s
     }
 }
 
@@ -153,6 +222,22 @@ extension BackendSpec {
             }
             try c.encode(q.l2CacheSize, forKey: QAPIKey("l2-cache-size"))
             try c.encode(q.discardUnmap ? "unmap" : "ignore", forKey: QAPIKey("discard"))
+        case let .nbd(n):
+            try c.encode("nbd", forKey: QAPIKey("driver"))
+            switch n.server {
+            case let .inet(host, port): try c.encode(["type": "inet", "host": host, "port": port], forKey: QAPIKey("server"))
+            case let .unix(path): try c.encode(["type": "unix", "path": path], forKey: QAPIKey("server"))
+            }
+            try c.encode(n.export, forKey: QAPIKey("export"))
+            try c.encode(n.reconnectDelay, forKey: QAPIKey("reconnect-delay"))
+        case let .rbd(r):
+            try c.encode("rbd", forKey: QAPIKey("driver"))
+            try c.encode(r.pool, forKey: QAPIKey("pool"))
+            try c.encode(r.namespace, forKey: QAPIKey("namespace"))
+            try c.encode(r.image, forKey: QAPIKey("image"))
+            try c.encode(r.snapshot, forKey: QAPIKey("snapshot"))
+            try c.encode(r.conf, forKey: QAPIKey("conf"))
+            try c.encode(r.user, forKey: QAPIKey("user"))
         }
         try c.encode(readOnly, forKey: QAPIKey("read-only"))
         try c.encode(direct, forKey: QAPIKey("cache.direct"))
@@ -161,12 +246,22 @@ extension BackendSpec {
 }
 
 extension BackendSpec {
+    /// Served over the network (a URI, not a path).
+    public var isNetwork: Bool {
+        switch kind {
+        case .nbd, .rbd: true
+        default: false
+        }
+    }
+
     /// The image path, or the driver's name for backends without one.
     public var pathDescription: String {
         switch kind {
         case let .file(path): path
         case .null: "null-co"
         case let .qcow2(q): q.path
+        case let .nbd(n): n.uri
+        case let .rbd(r): r.uri
         }
     }
 }

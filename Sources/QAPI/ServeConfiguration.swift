@@ -97,6 +97,18 @@ public struct ServeConfiguration: Sendable {
             backend = below
         case .qcow2:
             backend = try qcow2Node(n, readOnly: readOnly)
+        case .nbd:
+            try checkNodeName(n.nodeName)
+            // The server is reached when the export opens it: `check` does not connect.
+            let spec = NBDSpec(server: n.nbdServer!, export: n.nbdExport ?? "",
+                               reconnectDelay: n.reconnectDelay ?? NBDSpec.defaultReconnectDelay)
+            backend = BackendSpec(kind: .nbd(spec), readOnly: readOnly)
+        case .rbd:
+            try checkNodeName(n.nodeName)
+            let spec = n.rbd!
+            // QEMU's words; the cluster is contacted when the export opens the image.
+            if spec.snapshot != nil && !readOnly { throw OptionError("rbd snapshots are always read-only") }
+            backend = BackendSpec(kind: .rbd(spec), readOnly: readOnly)
         case .nullCo:
             try checkNodeName(n.nodeName)
             backend = BackendSpec(kind: .null(size: n.size ?? 1 << 30), readOnly: readOnly)
@@ -125,7 +137,7 @@ public struct ServeConfiguration: Sendable {
             switch b.kind {
             case let .file(p): backing = .image(path: p, qcow2: false)
             case let .qcow2(q): backing = .image(path: q.path, qcow2: true)
-            case .null: throw OptionError("qcow2 node '\(n.nodeName)': backing node '\(name)' must be a raw or qcow2 image")
+            case .null, .nbd, .rbd: throw OptionError("qcow2 node '\(n.nodeName)': backing node '\(name)' must be a raw or qcow2 image")
             }
         }
         if below.direct || n.cacheDirect == true {

@@ -16,7 +16,7 @@ struct AddCommand: ParsableCommand {
             overlay over BASE; a failed add removes the overlay it created.
             """)
 
-    @Argument(help: "The image: a raw or qcow2 image file, or a block device. With --overlay: the base (raw or qcow2), which is only read.")
+    @Argument(help: "The image: a raw or qcow2 image file, a block device, an NBD URI (nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH) or an RBD image (rbd:POOL/[NAMESPACE/]IMAGE[@SNAP][:conf=PATH][:id=USER]). With --overlay: the base (a raw or qcow2 file), which is only read.")
     var image: String
 
     @Argument(help: ArgumentHelp("With --overlay: where to create the overlay (default: $VDUSE_EXPORT_OVERLAY_DIR or /var/lib/vduse-export/overlays, then NAME.qcow2). Must not exist.", valueName: "overlay-path"))
@@ -109,6 +109,13 @@ struct AddCommand: ParsableCommand {
             throw fail(ProvisioningError(.invalidOptions, "--timeout must be a positive number of seconds"))
         }
         do {
+            if request.isURI {
+                // A malformed URI is refused before anything starts; a snapshot is read-only.
+                if case let .rbd(r)? = try request.networkKind, r.snapshot != nil { request.readOnly = true }
+                if format == .qcow2 || direct || forceShare {
+                    throw ProvisioningError(.invalidOptions, "--format qcow2, --direct and --force-share apply to image files, not to network URIs")
+                }
+            }
             // Refuse what cannot be persisted before anything is created.
             if persist { _ = try PersistentExports.configText(name: request.resolvedName, serveArguments: request.serveArguments) }
             if !foreground {

@@ -13,6 +13,7 @@
 #include <sys/uio.h>
 #include <sys/ioctl.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/vfs.h>

@@ -1,0 +1,67 @@
+import CNBD
+import Glibc
+import Kernel
+import Virtio
+
+/// An export of an NBD server (QEMU's `driver=nbd`), through libnbd's asynchronous API. The
+/// connections are made here, before the device exists, so that an unreachable server, a
+/// missing export or a refused permission fails the export with libnbd's reason. With
+/// multi-conn (the server says concurrent connections see each other's writes and flushes)
+/// each queue gets its own connection; otherwise all queues share one.
+package final class NBDBackend: BlockBackend {
+    package let target: NBDTarget
+    package let size: UInt64
+    package let readOnly: Bool
+    /// The server's smallest block (bytes); requests must be multiples of it.
+    package let minimumBlock: UInt64
+    package let preferredBlock: UInt64
+    package let canFastZero: Bool
+    private let limits: NBDLimits
+    private var connections: [NBDConnection] = []
+
+    /// Connects (up to `queues` connections with multi-conn) and checks the export against
+    /// what the device needs: `writable` on a read-only export, a logical block size below the
+    /// server's minimum.
+    package init(target: NBDTarget, writable: Bool, queues: Int, logicalBlockSize: UInt32) throws(SystemError) {
+        self.target = target
+        let first = try NBDHandle.connect(target)
+        size = first.size
+        readOnly = first.readOnly
+        if writable && readOnly {
+            throw SystemError("NBD export is read-only (export it read-only)", errno: EROFS)
+        }
+        minimumBlock = max(first.blockSize(Int32(LIBNBD_SIZE_MINIMUM)), 1)
+        preferredBlock = first.blockSize(Int32(LIBNBD_SIZE_PREFERRED))
+        if minimumBlock > UInt64(logicalBlockSize) {
+            throw SystemError("the server's minimum block size is \(minimumBlock) bytes: use logical-block-size=\(minimumBlock)",
+                              errno: EINVAL)
+        }
+        canFastZero = first.canFastZero
+        let serverMax = first.blockSize(Int32(LIBNBD_SIZE_MAXIMUM))
+        var chunk = min(serverMax == 0 ? 32 << 20 : serverMax, 32 << 20)
+        chunk -= chunk % minimumBlock
+        limits = NBDLimits(size: size, canFlush: first.canFlush, canTrim: first.canTrim && writable,
+                           canZero: first.canZero, maxChunk: max(chunk, minimumBlock),
+                           maxZero: UInt64(Int32.max) - UInt64(Int32.max) % max(minimumBlock, 4096))
+        let count = first.canMultiConn ? max(queues, 1) : 1
+        connections.append(try NBDConnection(handle: first, target: target, limits: limits))
+        for _ in 1..<max(count, 1) {
+            connections.append(try NBDConnection(handle: try NBDHandle.connect(target), target: target, limits: limits))
+        }
+    }
+
+    package var multiConn: Bool { connections.count > 1 }
+
+    package var capabilities: BackendCapabilities {
+        BackendCapabilities(discard: limits.canTrim, writeZeroes: true, resizable: false)
+    }
+
+    package func makeQueue(index: Int, depth: Int, loop: any EventLoop, sink: any CompletionSink) throws(SystemError)
+        -> any BackendQueue {
+        try NBDBackendQueue(connection: connections[index % connections.count], depth: depth, loop: loop, sink: sink)
+    }
+
+    package func resize(to bytes: UInt64) throws(SystemError) {
+        throw SystemError("resize: an NBD export cannot be resized from the client", errno: ENOTSUP)
+    }
+}

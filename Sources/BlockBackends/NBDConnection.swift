@@ -1,0 +1,336 @@
+import CNBD
+import Glibc
+import Kernel
+import Virtio
+
+/// One connection to an NBD server, serving the queues that share it (all queues with one
+/// connection; one queue each with multi-conn). Iothread only once a queue is attached: the
+/// socket and a retry timer are watched in the queue's loop, commands are sent with libnbd's
+/// asynchronous calls and retired from the socket's handler.
+///
+/// A lost connection is opened again in the background (every `retryMs`); requests in flight
+/// and new ones wait for it until `reconnectDelayMs` after the loss, then fail with an I/O
+/// error (and later ones at once) while attempts go on.
+final class NBDConnection {
+    let target: NBDTarget
+    let limits: NBDLimits
+    private var handle: NBDHandle?
+    private var ready: Bool
+    private var loop: (any EventLoop)?
+    private var queues: [ObjectIdentifier: NBDBackendQueue] = [:]
+    private let timer: TimerFD
+    private var cookies: [Int64: NBDCommand] = [:]
+    private var waiting: [NBDCommand] = []
+    /// Monotonic ms when waiting requests fail; nil while connected.
+    private var deadline: UInt64?
+    private var expired = false
+    private var attemptStarted: UInt64 = 0
+    private var watchingWrite = false
+    /// The socket fd registered in the loop: libnbd closes a dead handle's socket (its fd reads
+    /// -1 then), so the number is kept to unwatch it.
+    private var watchedFD: Int32 = -1
+    /// Queues that completed something since they were last told (`completionsDone`).
+    private var touched: [NBDBackendQueue] = []
+    /// Inside a quiesce: completions are delivered but not published.
+    private var quiescing = false
+    static let retryMs = 500
+    nonisolated(unsafe) private static let zeros: UnsafeMutableRawPointer = {
+        let p = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+        p.initializeMemory(as: UInt8.self, repeating: 0, count: 1 << 20)
+        return p
+    }()
+
+    /// Takes over a connected handle (made before the device existed).
+    init(handle: NBDHandle, target: NBDTarget, limits: NBDLimits) throws(SystemError) {
+        self.handle = handle
+        self.target = target
+        self.limits = limits
+        ready = true
+        timer = try TimerFD()
+    }
+
+    // MARK: queues
+
+    func attach(_ queue: NBDBackendQueue, loop: any EventLoop) throws(SystemError) {
+        if self.loop == nil {
+            self.loop = loop
+            try loop.watch(timer.fd) { [unowned self] in self.onTimer() }
+            if let handle {
+                try loop.watch(handle.fd) { [unowned self] in self.onSocket() }
+                watchedFD = handle.fd
+                watchingWrite = false
+                if handle.isDead { lost() }
+            }
+            if !ready { timer.arm(firstMs: 1, intervalMs: Self.retryMs) }
+        }
+        queues[ObjectIdentifier(queue)] = queue
+    }
+
+    func detach(_ queue: NBDBackendQueue) {
+        queues.removeValue(forKey: ObjectIdentifier(queue))
+        // Sent commands stay in `cookies` (libnbd may still fill their buffers) and are dropped
+        // when answered.
+        waiting.removeAll { $0.abandoned }
+        guard queues.isEmpty, let loop else { return }
+        loop.unwatch(timer.fd)
+        if watchedFD >= 0 { loop.unwatch(watchedFD) }
+        watchedFD = -1
+        self.loop = nil
+    }
+
+    // MARK: requests
+
+    /// Sends a request now, or keeps it for the next connection, or fails it (past the deadline).
+    func start(_ command: NBDCommand) {
+        trace("start tag \(command.tag) \(command.io) ready=\(ready)")
+        command.outstanding = 0
+        command.failure = 0
+        if ready, let handle {
+            issue(command, on: handle)
+            if handle.isDead { lost() }
+        } else if expired {
+            finish(command, status: .ioError)
+        } else {
+            command.waiting = true
+            waiting.append(command)
+        }
+    }
+
+    private func issue(_ command: NBDCommand, on handle: NBDHandle) {
+        let h = handle.raw
+        switch command.io {
+        case let .read(offset, _, length):
+            let b = command.buffer(length)
+            chunks(offset, UInt64(length), limits.maxChunk, command) { at, n in cnbd_pread(h, b + Int(at - offset), Int(n), at) }
+        case let .write(offset, buffers, length):
+            let b = command.gather(buffers, length: length)
+            chunks(offset, UInt64(length), limits.maxChunk, command) { at, n in cnbd_pwrite(h, b + Int(at - offset), Int(n), at) }
+        case .flush:
+            if limits.canFlush { send(command) { cnbd_flush(h) } }
+        case let .discard(offset, length):
+            // Advisory: a server without trim simply keeps the data.
+            if limits.canTrim { chunks(offset, length, limits.maxZero, command) { at, n in cnbd_trim(h, n, at) } }
+        case let .writeZeroes(offset, length, unmap):
+            if limits.canZero {
+                let flags = unmap ? 0 : UInt32(LIBNBD_CMD_FLAG_NO_HOLE)
+                chunks(offset, length, limits.maxZero, command) { at, n in cnbd_zero(h, n, at, flags) }
+            } else {
+                chunks(offset, length, min(limits.maxChunk, 1 << 20), command) { at, n in cnbd_pwrite(h, Self.zeros, Int(n), at) }
+            }
+        }
+        if command.outstanding == 0 && !command.waiting { finish(command, status: command.failure == 0 ? .ok : .ioError) }
+    }
+
+    private func chunks(_ offset: UInt64, _ length: UInt64, _ most: UInt64, _ command: NBDCommand,
+                        _ call: (UInt64, UInt64) -> Int64) {
+        var at = offset
+        while at < offset + length && command.failure == 0 && !command.waiting {
+            let n = min(most, offset + length - at)
+            send(command) { call(at, n) }
+            at += n
+        }
+    }
+
+    private func send(_ command: NBDCommand, _ call: () -> Int64) {
+        let cookie = call()
+        if cookie > 0 {
+            cookies[cookie] = command
+            command.outstanding += 1
+        } else if let handle, handle.isDead {
+            requeue(command)
+        } else {
+            command.failure = max(nbd_get_errno(), EIO)
+        }
+    }
+
+    private func requeue(_ command: NBDCommand) {
+        guard !command.waiting else { return }
+        command.waiting = true
+        waiting.append(command)
+    }
+
+    private func finish(_ command: NBDCommand, status: BlockStatus) {
+        trace("finish tag \(command.tag) \(status)")
+        command.waiting = false
+        guard !command.abandoned else { return }
+        if status == .ok, case let .read(_, buffers, length) = command.io { command.scatter(buffers, length: length) }
+        command.queue.finished(command, status: status)
+        if !touched.contains(where: { $0 === command.queue }) { touched.append(command.queue) }
+    }
+
+    /// End of a batch: libnbd already wrote what the socket took (waiting for writability if not
+    /// all), and may have read replies while it wrote: those are retired here, as no socket event
+    /// will announce them again.
+    func commit() {
+        trace("commit: direction \(handle?.direction ?? 0) in flight \(cookies.count)")
+        if ready, let handle {
+            reap(handle)
+            if handle.isDead { lost() }
+        }
+        updateInterest()
+        publish()
+    }
+
+    private func reap(_ handle: NBDHandle) {
+        while let (cookie, err) = handle.nextCompleted() {
+            guard let command = cookies.removeValue(forKey: cookie) else { continue }
+            command.outstanding -= 1
+            if err != 0 && command.failure == 0 { command.failure = err }
+            if command.outstanding == 0 && !command.waiting {
+                finish(command, status: command.failure == 0 ? .ok : .ioError)
+            }
+        }
+    }
+
+    private func updateInterest() {
+        guard let loop, let handle, !handle.isDead else { return }
+        let wantWrite = handle.direction & UInt32(LIBNBD_AIO_DIRECTION_WRITE) != 0
+        if wantWrite != watchingWrite {
+            loop.setWritable(handle.fd, wantWrite)
+            watchingWrite = wantWrite
+        }
+    }
+
+    private func publish() {
+        let done = touched
+        touched.removeAll()
+        guard !quiescing else { return }
+        for q in done { q.completionsDone() }
+    }
+
+    // MARK: events
+
+    private func onSocket() {
+        guard let handle else { return }
+        trace("socket event: direction \(handle.direction) in flight \(cookies.count)")
+        handle.notify()
+        if ready {
+            reap(handle)
+            if handle.isDead { lost() }
+        } else if handle.isReady {
+            reconnected()
+        } else if handle.isDead {
+            dropAttempt()
+        }
+        updateInterest()
+        publish()
+    }
+
+    /// The server went away: every request not answered waits for the next connection.
+    private func lost() {
+        let inOrder = cookies.sorted { $0.key < $1.key }.map(\.value)
+        cookies.removeAll()
+        for c in inOrder where !c.waiting {
+            c.outstanding = 0
+            c.failure = 0
+            requeue(c)
+        }
+        dropAttempt()
+        ready = false
+        let now = monotonicMs()
+        deadline = now + target.reconnectDelayMs
+        expired = false
+        log("connection to \(target.address) lost; reconnecting (requests wait up to \(target.reconnectDelayMs / 1000) s)")
+        if target.reconnectDelayMs == 0 { expire() }
+        timer.arm(firstMs: 1, intervalMs: Self.retryMs)
+    }
+
+    private func dropAttempt() {
+        if watchedFD >= 0, let loop { loop.unwatch(watchedFD) }
+        watchedFD = -1
+        handle = nil
+        watchingWrite = false
+    }
+
+    private func expire() {
+        guard !expired else { return }
+        expired = true
+        let failed = waiting
+        waiting.removeAll()
+        if !failed.isEmpty {
+            log("\(target.address) not back within \(target.reconnectDelayMs / 1000) s: failing \(failed.count) request(s)")
+        }
+        for c in failed { finish(c, status: .ioError) }
+    }
+
+    private func onTimer() {
+        timer.drain()
+        guard !ready else { return timer.disarm() }
+        let now = monotonicMs()
+        if let deadline, now >= deadline { expire() }
+        if handle != nil, now - attemptStarted > UInt64(target.connectTimeoutMs) { dropAttempt() }
+        if handle == nil {
+            attemptStarted = now
+            if let h = try? NBDHandle(target: target) {
+                handle = h
+                do {
+                    try loop?.watch(h.fd) { [unowned self] in self.onSocket() }
+                    watchedFD = h.fd
+                    onSocket()
+                } catch {
+                    handle = nil
+                }
+            }
+        }
+        publish()
+    }
+
+    private func reconnected() {
+        guard let handle else { return }
+        guard handle.size == limits.size else {
+            log("\(target.address) came back with another size (\(handle.size), was \(limits.size)): not used")
+            return dropAttempt()
+        }
+        ready = true
+        deadline = nil
+        expired = false
+        timer.disarm()
+        let again = waiting
+        waiting.removeAll()
+        log("reconnected to \(target.address); resending \(again.count) request(s)")
+        for c in again {
+            c.waiting = false
+            start(c)
+        }
+        if ready { reap(handle) }
+    }
+
+    /// Drives the connection by polling (a queue's quiesce waits for its requests on its own).
+    func pollOnce(timeoutMs: Int32) {
+        quiescing = true
+        defer { quiescing = false }
+        var fds = [pollfd(fd: timer.fd, events: Int16(POLLIN), revents: 0)]
+        if let handle {
+            let d = handle.direction
+            fds.append(pollfd(fd: handle.fd, events: Int16((d & 1 != 0 ? POLLIN : 0) | (d & 2 != 0 ? POLLOUT : 0)), revents: 0))
+        }
+        _ = poll(&fds, nfds_t(fds.count), timeoutMs)
+        if fds[0].revents != 0 { onTimer() }
+        if fds.count > 1, fds[1].revents != 0 { onSocket() }
+    }
+}
+
+/// What the server allows, fixed at the first connection (a reconnect must find the same size).
+struct NBDLimits {
+    var size: UInt64
+    var canFlush: Bool
+    var canTrim: Bool
+    var canZero: Bool
+    /// Largest read or write per NBD command.
+    var maxChunk: UInt64
+    /// Largest trim or zero per command (no payload, so the server's payload limit does not apply).
+    var maxZero: UInt64
+}
+
+/// `VDUSE_EXPORT_TRACE_NBD=1`: every request and socket event on stderr (debugging only).
+let nbdTrace = getenv("VDUSE_EXPORT_TRACE_NBD") != nil
+
+@inline(__always) func trace(_ text: @autoclosure () -> String) {
+    if nbdTrace { log(text()) }
+}
+
+/// One line on stderr (the server's log): connection losses and recoveries.
+private func log(_ text: String) {
+    let line = Array("vduse-export: nbd: \(text)\n".utf8)
+    _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+}

@@ -1,0 +1,119 @@
+import CNBD
+import Glibc
+import Kernel
+
+/// Where an NBD server is and which export to ask for (QEMU's `driver=nbd` options).
+package struct NBDTarget: Sendable, Equatable {
+    package enum Server: Sendable, Equatable {
+        case tcp(host: String, port: String)
+        case unix(path: String)
+    }
+    package var server: Server
+    package var export: String
+    /// How long requests wait for a lost connection to come back before they fail.
+    package var reconnectDelayMs: UInt64
+    /// How long one connection attempt (connect + handshake) may take.
+    package var connectTimeoutMs: Int
+
+    package init(server: Server, export: String, reconnectDelayMs: UInt64, connectTimeoutMs: Int = 10_000) {
+        self.server = server
+        self.export = export
+        self.reconnectDelayMs = reconnectDelayMs
+        self.connectTimeoutMs = connectTimeoutMs
+    }
+
+    /// The address as QEMU's messages name it: `HOST:PORT` or the socket path.
+    package var address: String {
+        switch server {
+        case let .tcp(host, port): host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        case let .unix(path): path
+        }
+    }
+}
+
+/// One libnbd handle: a connection (or an attempt at one) driven without blocking through its
+/// fd. Closed when the owner lets go.
+final class NBDHandle {
+    let raw: OpaquePointer
+
+    /// Starts connecting (non-blocking): the handle is in the connecting state afterwards, or
+    /// this throws with libnbd's reason.
+    init(target: NBDTarget) throws(SystemError) {
+        guard let h = nbd_create() else { throw Self.lastError("nbd_create") }
+        raw = h
+        guard nbd_set_export_name(h, target.export) == 0 else { throw Self.lastError("nbd_set_export_name") }
+        let r: Int32 = switch target.server {
+        case let .tcp(host, port): nbd_aio_connect_tcp(h, host, port)
+        case let .unix(path): nbd_aio_connect_unix(h, path)
+        }
+        guard r == 0 else { throw Self.lastError("connect") }
+    }
+
+    deinit { nbd_close(raw) }
+
+    /// Connects and waits for the handshake to finish, up to `timeoutMs` (used before the device
+    /// exists, where failing early with a clear reason matters more than not blocking).
+    static func connect(_ target: NBDTarget) throws(SystemError) -> NBDHandle {
+        let handle = try NBDHandle(target: target)
+        let deadline = monotonicMs() + UInt64(target.connectTimeoutMs)
+        while !handle.isReady {
+            if handle.isDead { throw lastError("handshake") }
+            let now = monotonicMs()
+            guard now < deadline else { throw SystemError("timed out after \(target.connectTimeoutMs / 1000) s", errno: ETIMEDOUT) }
+            let d = handle.direction
+            var p = pollfd(fd: handle.fd, events: Int16((d & 1 != 0 ? POLLIN : 0) | (d & 2 != 0 ? POLLOUT : 0)), revents: 0)
+            if poll(&p, 1, Int32(min(deadline - now, 1000))) < 0 && errno != EINTR { throw SystemError("poll", errno: errno) }
+            handle.notify()
+        }
+        return handle
+    }
+
+    var fd: Int32 { nbd_aio_get_fd(raw) }
+    /// LIBNBD_AIO_DIRECTION_READ (1) and/or _WRITE (2): what the state machine waits for.
+    var direction: UInt32 { nbd_aio_get_direction(raw) }
+    var isReady: Bool { nbd_aio_is_ready(raw) == 1 }
+    var isDead: Bool { nbd_aio_is_dead(raw) == 1 || nbd_aio_is_closed(raw) == 1 }
+
+    /// Moves the state machine on with what the socket is ready for. libnbd must be told only
+    /// of readiness that is real: a read notification while a write is half sent pauses the
+    /// write to wait for a reply that cannot come (a 1 MiB write hung that way).
+    func notify() {
+        let d = direction
+        let wantRead = d & UInt32(LIBNBD_AIO_DIRECTION_READ) != 0
+        let wantWrite = d & UInt32(LIBNBD_AIO_DIRECTION_WRITE) != 0
+        guard wantRead || wantWrite else { return }
+        var p = pollfd(fd: fd, events: Int16((wantRead ? POLLIN : 0) | (wantWrite ? POLLOUT : 0)), revents: 0)
+        guard poll(&p, 1, 0) > 0 else { return }
+        if wantRead && p.revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 { _ = nbd_aio_notify_read(raw) }
+        if wantWrite && p.revents & Int16(POLLOUT | POLLHUP | POLLERR) != 0 && direction & UInt32(LIBNBD_AIO_DIRECTION_WRITE) != 0 {
+            _ = nbd_aio_notify_write(raw)
+        }
+    }
+
+    /// The next finished command: its cookie and whether it succeeded (with the errno if not).
+    func nextCompleted() -> (cookie: Int64, errno: Int32)? {
+        let cookie = nbd_aio_peek_command_completed(raw)
+        guard cookie > 0 else { return nil }
+        let r = nbd_aio_command_completed(raw, UInt64(cookie))
+        return (cookie, r < 0 ? max(nbd_get_errno(), EIO) : 0)
+    }
+
+    var size: UInt64 { UInt64(max(nbd_get_size(raw), 0)) }
+    var readOnly: Bool { nbd_is_read_only(raw) == 1 }
+    var canFlush: Bool { nbd_can_flush(raw) == 1 }
+    var canTrim: Bool { nbd_can_trim(raw) == 1 }
+    var canZero: Bool { nbd_can_zero(raw) == 1 }
+    var canFastZero: Bool { nbd_can_fast_zero(raw) == 1 }
+    var canMultiConn: Bool { nbd_can_multi_conn(raw) == 1 }
+    /// LIBNBD_SIZE_MINIMUM / PREFERRED / MAXIMUM; 0 when the server did not say.
+    func blockSize(_ which: Int32) -> UInt64 { UInt64(max(nbd_get_block_size(raw, which), 0)) }
+
+    /// libnbd's message for the last failure on this thread, with its errno.
+    static func lastError(_ call: String) -> SystemError {
+        var text = nbd_get_error().map { String(cString: $0) } ?? call
+        // "nbd_aio_connect_unix: connect: ..." -> "connect: ...": the API name says nothing to users.
+        if text.hasPrefix("nbd_"), let colon = text.range(of: ": ") { text = String(text[colon.upperBound...]) }
+        let e = nbd_get_errno()
+        return SystemError(text, errno: e > 0 ? e : EIO)
+    }
+}

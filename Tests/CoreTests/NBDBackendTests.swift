@@ -1,0 +1,226 @@
+import Foundation
+import Glibc
+import Logging
+import Testing
+import VirtioDriverSim
+@testable import BlockBackends
+@testable import Core
+@testable import Kernel
+@testable import Virtio
+
+/// The NBD backend against a real nbdkit (file plugin) on a unix socket, driven by a real
+/// IOThread's loop on the test's thread. Skipped where nbdkit is not installed.
+@Suite(.serialized, .timeLimit(.minutes(1)), .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/nbdkit")))
+struct NBDBackendTests {
+    final class Server {
+        let dir = NSTemporaryDirectory() + "nbdtest-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        var socket: String { dir + "/nbd.sock" }
+        var image: String { dir + "/disk.img" }
+        var process: Process?
+        let size: Int
+
+        init(size: Int) throws {
+            self.size = size
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            _ = FileManager.default.createFile(atPath: image, contents: nil)
+            truncate(image, off_t(size))
+        }
+
+        func start() throws {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/nbdkit")
+            p.arguments = ProcessInfo.processInfo.environment["NBDTEST_MEMORY"] != nil ? ["-f", "--unix", socket, "memory", "size=\(size)"] : ["-f", "--unix", socket, "file", "file=\(image)"]
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            process = p
+            for _ in 0..<200 where access(socket, F_OK) != 0 { usleep(10_000) }
+        }
+
+        /// SIGKILL: nbdkit waits for its clients on SIGTERM, and the client is this thread.
+        func stop() {
+            if let p = process { kill(p.processIdentifier, SIGKILL) }
+            process?.waitUntilExit()
+            process = nil
+            unlink(socket)
+        }
+
+        deinit {
+            stop()
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+    }
+
+    final class Sink: CompletionSink {
+        var completed: [UInt16: BlockStatus] = [:]
+        func complete(tag: UInt16, status: BlockStatus) { completed[tag] = status }
+        func completionsDone() {}
+    }
+
+    func target(_ server: Server, delayMs: UInt64) -> NBDTarget {
+        NBDTarget(server: .unix(path: server.socket), export: "", reconnectDelayMs: delayMs)
+    }
+
+    /// Polls until `tag` is answered or `ms` pass.
+    func wait(_ loop: IOThread, _ sink: Sink, _ tag: UInt16, ms: Int = 5000) -> BlockStatus? {
+        let end = monotonicMs() + UInt64(ms)
+        while sink.completed[tag] == nil && monotonicMs() < end { loop.poll(timeoutMs: 50) }
+        return sink.completed.removeValue(forKey: tag)
+    }
+
+    @Test func readsWritesZeroesAndSurvivesARestart() throws {
+        let server = try Server(size: 4 << 20)
+        try server.start()
+        let loop = try IOThread(name: "nbd")
+        loop.adoptCurrentThread()
+        let backend = try NBDBackend(target: target(server, delayMs: 10_000), writable: true, queues: 1, logicalBlockSize: 512)
+        #expect(backend.size == 4 << 20)
+        let sink = Sink()
+        let queue = try backend.makeQueue(index: 0, depth: 8, loop: loop, sink: sink)
+        let a = UnsafeMutableRawPointer.allocate(byteCount: 65536, alignment: 4096)
+        let b = UnsafeMutableRawPointer.allocate(byteCount: 65536, alignment: 4096)
+        defer { a.deallocate(); b.deallocate() }
+        for i in 0..<65536 { a.storeBytes(of: UInt8(truncatingIfNeeded: i * 7 + 3), toByteOffset: i, as: UInt8.self) }
+        let iov = UnsafeMutableBufferPointer<iovec>.allocate(capacity: 2)
+        defer { iov.deallocate() }
+        iov[0] = iovec(iov_base: a, iov_len: 4096)
+        iov[1] = iovec(iov_base: a + 4096, iov_len: 61440)
+        queue.submit(.write(offset: 8192, buffers: iov, length: 65536), tag: 1)
+        queue.submit(.flush, tag: 2)
+        queue.commit()
+        #expect(wait(loop, sink, 1) == .ok)
+        #expect(wait(loop, sink, 2) == .ok)
+        let rv = UnsafeMutableBufferPointer<iovec>.allocate(capacity: 1)
+        defer { rv.deallocate() }
+        rv[0] = iovec(iov_base: b, iov_len: 65536)
+        queue.submit(.read(offset: 8192, buffers: rv, length: 65536), tag: 3)
+        queue.commit()
+        #expect(wait(loop, sink, 3) == .ok)
+        #expect(memcmp(a, b, 65536) == 0)
+        // The file behind the server holds the bytes.
+        let onDisk = FileManager.default.contents(atPath: server.image)!
+        #expect(onDisk[8192..<(8192 + 65536)].elementsEqual(UnsafeRawBufferPointer(start: a, count: 65536)))
+        queue.submit(.writeZeroes(offset: 8192, length: 4096, unmap: false), tag: 4)
+        queue.commit()
+        #expect(wait(loop, sink, 4) == .ok)
+        #expect(FileManager.default.contents(atPath: server.image)![8192..<12288].allSatisfy { $0 == 0 })
+
+        // Larger than a socket buffer: libnbd sends it in pieces as the socket drains.
+        let big = UnsafeMutableRawPointer.allocate(byteCount: 2 << 20, alignment: 4096)
+        defer { big.deallocate() }
+        for i in 0..<(2 << 20) { big.storeBytes(of: UInt8(truncatingIfNeeded: i / 4096 + 1), toByteOffset: i, as: UInt8.self) }
+        let bv = UnsafeMutableBufferPointer<iovec>.allocate(capacity: 1)
+        defer { bv.deallocate() }
+        bv[0] = iovec(iov_base: big, iov_len: 2 << 20)
+        queue.submit(.write(offset: 1 << 20, buffers: bv, length: 2 << 20), tag: 6)
+        queue.commit()
+        #expect(wait(loop, sink, 6) == .ok)
+        #expect(FileManager.default.contents(atPath: server.image)![(1 << 20)..<(3 << 20)]
+            .elementsEqual(UnsafeRawBufferPointer(start: big, count: 2 << 20)))
+
+        // The server goes away and comes back: a request sent meanwhile waits and succeeds.
+        server.stop()
+        queue.submit(.read(offset: 12288, buffers: rv, length: 4096), tag: 5)
+        queue.commit()
+        for _ in 0..<10 { loop.poll(timeoutMs: 50) }
+        #expect(sink.completed[5] == nil)
+        try server.start()
+        #expect(wait(loop, sink, 5) == .ok)
+        #expect(memcmp(a + 4096, b, 4096) == 0)
+        queue.quiesce()
+        queue.close()
+        #expect(loop.watchedCount == 0)
+    }
+
+    /// The real queue server over the NBD backend: many requests in flight, then read back.
+    @Test func throughTheQueueServer() throws {
+        let server = try Server(size: 1 << 20)
+        try server.start()
+        let loop = try IOThread(name: "nbdq")
+        loop.adoptCurrentThread()
+        let backend = try NBDBackend(target: target(server, delayMs: 5000), writable: true, queues: 1, logicalBlockSize: 512)
+        let driver = VirtqueueDriver(size: 256, memorySize: 64 << 20)
+        let queue = try SplitVirtqueue(index: 0, addresses: driver.addresses, eventIndex: true, memory: driver.space)
+        let geometry = BlockExportGeometry(capacitySectors: (1 << 20) / 512, logicalBlockSize: 512, writable: true, serial: [])
+        let vq = try VirtqueueServer(queue: queue, backend: backend, geometry: geometry, memory: driver.space, loop: loop,
+                                     logger: Logger(label: "test"), interrupt: {})
+        func run(_ count: Int) -> Int {
+            vq.processAvailable()
+            var used = driver.takeUsed().count
+            let end = monotonicMs() + 5000
+            while used < count && monotonicMs() < end {
+                loop.poll(timeoutMs: 100)
+                used += driver.takeUsed().count
+            }
+            return used
+        }
+        var writes: [VirtqueueDriver.Request] = []
+        for i in 0..<40 {
+            let r = driver.blockRequest(type: 1, sector: UInt64(i * 8), dataLength: 4096, deviceWritesData: false, fill: UInt8(i + 1))
+            driver.offer(r.head)
+            writes.append(r)
+        }
+        #expect(run(40) == 40)
+        #expect(writes.allSatisfy { driver.status(of: $0) == 0 })
+        let r = driver.blockRequest(type: 0, sector: 8 * 39, dataLength: 4096, deviceWritesData: true)
+        driver.offer(r.head)
+        #expect(run(1) == 1)
+        #expect(UnsafeRawBufferPointer(start: driver.pointer(r.data), count: 4096).allSatisfy { $0 == 40 })
+        let img = Array(FileManager.default.contents(atPath: server.image)!)
+        for i in 0..<40 { #expect(img[i * 4096] == UInt8(i + 1) && img[i * 4096 + 4095] == UInt8(i + 1)) }
+
+        // Keep 16 in flight for 2000 requests (fio's shape): each answered, none stranded.
+        var done = 0, offered = 0
+        var live: [VirtqueueDriver.Request] = []
+        let end = monotonicMs() + 20_000
+        while done < 2000 && monotonicMs() < end {
+            while live.count < 16 && offered < 2000 {
+                let write = offered % 3 != 0
+                let r = driver.blockRequest(type: write ? 1 : 0, sector: UInt64.random(in: 0..<250) * 8, dataLength: 4096,
+                                            deviceWritesData: !write, fill: 0x5a)
+                driver.offer(r.head)
+                live.append(r)
+                offered += 1
+            }
+            vq.processAvailable()
+            loop.poll(timeoutMs: 100)
+            let used = driver.takeUsed()
+            for u in used {
+                live.removeAll { UInt32($0.head) == u.id }
+            }
+            done += used.count
+        }
+        #expect(done == 2000)
+    }
+
+    @Test func aServerGoneForGoodFailsRequestsAfterTheDelay() throws {
+        let server = try Server(size: 1 << 20)
+        try server.start()
+        let loop = try IOThread(name: "nbd")
+        loop.adoptCurrentThread()
+        let backend = try NBDBackend(target: target(server, delayMs: 1000), writable: true, queues: 1, logicalBlockSize: 512)
+        let sink = Sink()
+        let queue = try backend.makeQueue(index: 0, depth: 4, loop: loop, sink: sink)
+        server.stop()
+        let start = monotonicMs()
+        queue.submit(.flush, tag: 0)
+        queue.commit()
+        #expect(wait(loop, sink, 0, ms: 5000) == .ioError)
+        let took = monotonicMs() - start
+        #expect(took >= 900 && took < 3000)
+        // Past the deadline, new requests fail at once.
+        queue.submit(.flush, tag: 1)
+        #expect(wait(loop, sink, 1, ms: 100) == .ioError)
+        queue.close()
+    }
+
+    @Test func anUnreachableServerFailsTheOpenWithItsReason() throws {
+        let t = NBDTarget(server: .unix(path: "/nonexistent/nbd.sock"), export: "", reconnectDelayMs: 0)
+        #expect(throws: SystemError.self) { try NBDBackend(target: t, writable: false, queues: 1, logicalBlockSize: 512) }
+        do {
+            _ = try NBDBackend(target: t, writable: false, queues: 1, logicalBlockSize: 512)
+        } catch {
+            #expect(error.errno == .noSuchFileOrDirectory)
+            #expect(error.call.hasPrefix("connect"))
+        }
+    }
+}

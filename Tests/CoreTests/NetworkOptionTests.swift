@@ -1,0 +1,58 @@
+import QAPI
+import Testing
+@testable import Provisioning
+
+/// `--blockdev driver=nbd|rbd,…` and add's URIs: what they resolve to and what they refuse.
+@Suite struct NetworkOptionTests {
+    func node(_ spec: String) throws(OptionError) -> BackendSpec? {
+        var c = ServeConfiguration(openProbe: ExportOptionTests.probe)
+        try c.addBlockdev(spec)
+        return c.context.nodes["n0"]
+    }
+
+    func message(_ spec: String) -> String? {
+        do { _ = try node(spec); return nil } catch { return "\(error)" }
+    }
+
+    @Test func nbdNodes() throws {
+        #expect(try node("driver=nbd,node-name=n0,server.type=inet,server.host=127.0.0.1,server.port=10809,export=disk,reconnect-delay=5")
+            == BackendSpec(kind: .nbd(NBDSpec(server: .inet(host: "127.0.0.1", port: "10809"), export: "disk", reconnectDelay: 5))))
+        let u = try node("driver=nbd,node-name=n0,server.type=unix,server.path=/run/n.sock,read-only=on")
+        #expect(u == BackendSpec(kind: .nbd(NBDSpec(server: .unix(path: "/run/n.sock"))), readOnly: true))
+        #expect(u?.pathDescription == "nbd+unix:///?socket=/run/n.sock")
+        #expect(message("driver=nbd,node-name=n0") == "NBD server address missing")
+        #expect(message("driver=nbd,node-name=n0,server.type=inet,server.host=h") == "Parameter 'server.port' is missing")
+        #expect(message("driver=nbd,node-name=n0,server.type=fd,server.str=3") == "Parameter 'server.type' does not accept value 'fd'")
+        #expect(message("driver=nbd,node-name=n0,server.type=unix,server.path=/s,tls-creds=t") == "Parameter 'tls-creds' is unexpected")
+    }
+
+    @Test func rbdNodes() throws {
+        #expect(try node("driver=rbd,node-name=n0,pool=p,namespace=ns,image=i,conf=/c.conf,user=u")
+            == BackendSpec(kind: .rbd(RBDSpec(pool: "p", namespace: "ns", image: "i", conf: "/c.conf", user: "u"))))
+        #expect(message("driver=rbd,node-name=n0,pool=p,image=i,snapshot=s") == "rbd snapshots are always read-only")
+        #expect(try node("driver=rbd,node-name=n0,pool=p,image=i,snapshot=s,read-only=on")?.pathDescription == "rbd:p/i@s")
+        #expect(message("driver=rbd,node-name=n0,image=i") == "Parameter 'pool' is missing")
+        #expect(message("driver=rbd,node-name=n0,pool=p,image=i,key-secret=k") == "Parameter 'key-secret' is unexpected")
+    }
+
+    @Test func addURIs() throws {
+        #expect(try NetworkURI.nbd("nbd://10.0.0.1/disk") == NBDSpec(server: .inet(host: "10.0.0.1", port: "10809"), export: "disk"))
+        #expect(try NetworkURI.nbd("nbd://[::1]:10810/") == NBDSpec(server: .inet(host: "::1", port: "10810")))
+        #expect(try NetworkURI.nbd("nbd+unix:///e?socket=/run/s.sock") == NBDSpec(server: .unix(path: "/run/s.sock"), export: "e"))
+        #expect(throws: ProvisioningError.self) { try NetworkURI.nbd("nbd+unix:///e") }
+        #expect(throws: ProvisioningError.self) { try NetworkURI.nbd("nbd://h/e?x=y") }
+        #expect(try NetworkURI.rbd("rbd:p/ns/i@s:conf=/c:id=u")
+            == RBDSpec(pool: "p", namespace: "ns", image: "i", snapshot: "s", conf: "/c", user: "u"))
+        #expect(throws: ProvisioningError.self) { try NetworkURI.rbd("rbd:p") }
+        #expect(throws: ProvisioningError.self) { try NetworkURI.rbd("rbd:p/i:key=SECRET") }
+
+        var a = AddRequest(image: "nbd://127.0.0.1:10810/vm1")
+        a.readOnly = true
+        #expect(a.resolvedName == "vm1" && a.absoluteImage == "nbd://127.0.0.1:10810/vm1")
+        #expect(a.blockdevs == ["driver=nbd,node-name=disk0,server.type=inet,server.host=127.0.0.1,server.port=10810,export=vm1,read-only=on"])
+        let r = AddRequest(image: "rbd:rbd/img@s1:conf=/etc/ceph/ceph.conf")
+        #expect(r.resolvedName == "img-s1")
+        #expect(r.blockdevs == ["driver=rbd,node-name=disk0,pool=rbd,image=img,snapshot=s1,conf=/etc/ceph/ceph.conf"])
+        #expect(AddRequest(image: "nbd+unix:///?socket=/run/nbd/db.sock").resolvedName == "db")
+    }
+}

@@ -1,0 +1,157 @@
+# Ceph RBD backend against a one-mon, one-osd cluster (memstore, auth none, pool size 1) started
+# here on 127.0.0.1: add rbd:pool/image, fio verify, ext4 mkfs/mount/fsck, `rbd export` equals
+# the writes, a snapshot exported read-only, a namespace, resize, and refusals (missing pool,
+# missing image, unreachable cluster) before any device exists.
+# timeout: 900
+source "$PROJECT/Tests/testbed/scenario-lib.sh"
+X=$VDUSE_EXPORT
+MC=$(dirname "$VDUSE_EXPORT")/ceph-mon-command
+for c in ceph-mon ceph-osd rbd fio; do command -v $c >/dev/null || fail "$c missing: scripts/install-deps testbed"; done
+[ -x "$MC" ] || fail "$MC missing: swift build builds it"
+T0=$SECONDS
+took() { echo "$((SECONDS - T0)) s"; }
+D=$PWD/ceph
+export CEPH_CONF=$D/ceph.conf
+mkdir -p "$D/mon" "$D/osd" "$D/log" "$D/run"
+MONPID= OSDPID=
+cleanup() {
+    local rc=$?
+    if [ "$rc" -ne 0 ]; then
+        for f in "$D"/log/*.log; do [ -f "$f" ] && { echo "---- tail $f"; tail -15 "$f"; }; done
+        for f in /run/vduse-export/*.log; do [ -f "$f" ] && { echo "---- $f"; tail -20 "$f"; }; done
+    fi
+    kill $OSDPID $MONPID 2>/dev/null || true
+}
+trap cleanup EXIT
+# The guest's init leaves loopback down; then one TCP connection alone (TCG: see nbd.sh).
+ip link set lo up
+timeout 60 python3 -c 'import socket; l=socket.socket(); l.bind(("127.0.0.1",0)); l.listen(1); c=socket.create_connection(l.getsockname()); a,_=l.accept(); c.sendall(b"x"); a.recv(1)'
+
+# memstore keeps data in the osd's memory; "page set" makes small writes cheap.
+cat >"$CEPH_CONF" <<EOC
+[global]
+fsid = $(cat /proc/sys/kernel/random/uuid)
+mon host = 127.0.0.1
+public addr = 127.0.0.1
+cluster addr = 127.0.0.1
+run dir = $D/run
+log file = $D/log/\$name.log
+auth cluster required = none
+auth service required = none
+auth client required = none
+osd pool default size = 1
+osd pool default min size = 1
+osd pool default pg num = 8
+osd pool default pgp num = 8
+osd pool default pg autoscale mode = off
+osd crush chooseleaf type = 0
+mon warn on pool no redundancy = false
+mon warn on insecure global id reclaim allowed = false
+mon mgr mkfs grace = 31536000
+client mount timeout = 30
+rbd default features = 1
+[mon.a]
+mon data = $D/mon
+mon cluster log file = $D/log/cluster.log
+mon data avail crit = 0
+mon data avail warn = 0
+[osd.0]
+osd data = $D/osd
+osd objectstore = memstore
+memstore device bytes = 2147483648
+memstore page set = true
+crush location = root=default host=node0
+osd crush initial weight = 1
+osd class load list = *
+osd class default list = *
+osd op num shards = 2
+osd op num threads per shard = 1
+EOC
+timeout 120 ceph-osd --id 0 --mkfs >"$D/log/osd-mkfs.out" 2>&1 &
+mkfs=$!
+timeout 60 ceph-mon --id a --mkfs --keyring /dev/null >/dev/null 2>&1 || fail "ceph-mon --mkfs"
+touch "$D/mon/keyring"
+ceph-mon -f --id a >"$D/log/mon.out" 2>&1 &
+MONPID=$!
+wait $mkfs || { cat "$D/log/osd-mkfs.out"; fail "ceph-osd --mkfs"; }
+retry() { local n=$1; shift; for _ in $(seq 1 "$n"); do "$@" && return 0; sleep 1; done; return 1; }
+retry 60 timeout 60 "$MC" '{"prefix":"mon stat"}' >/dev/null 2>&1 || fail "the monitor does not answer"
+[ "$(timeout 60 "$MC" '{"prefix":"osd create"}' 2>/dev/null)" = 0 ] || fail "osd create"
+ceph-osd -f --id 0 >"$D/log/osd.out" 2>&1 &
+OSDPID=$!
+osd_up() { timeout 60 "$MC" '{"prefix":"osd stat"}' 2>/dev/null | grep -q ' 1 up'; }
+retry 120 osd_up || fail "the osd did not come up"
+timeout 60 "$MC" '{"prefix":"osd pool create","pool":"rbd","pg_num":8,"pgp_num":8}' \
+    '{"prefix":"osd pool application enable","pool":"rbd","app":"rbd"}' >/dev/null 2>&1 || fail "pool create"
+timeout 120 rbd create --size 64M rbd/img || fail "rbd create"
+note "cluster up, image rbd/img created ($(took))"
+
+# 1. add rbd:pool/image: fio verify; ext4; bytes written are what `rbd export` reads.
+dev=$(timeout 150 $X add "rbd:rbd/img:conf=$CEPH_CONF") || fail "add rbd:rbd/img"
+[ "$(blockdev --getsize64 "$dev")" = $((64 << 20)) ] || fail "size of $dev"
+$X list | grep -E "^img .* running .*rbd:rbd/img:conf=$CEPH_CONF" >/dev/null || fail "list: $($X list)"
+[ "$(cat /sys/block/"$(basename "$dev")"/queue/discard_max_bytes)" != 0 ] || fail "no discard"
+timeout 400 fio --name=v --filename="$dev" --ioengine=io_uring --direct=1 --rw=randwrite --bs=4k --iodepth=16 \
+    --size=8M --verify=crc32c --verify_fatal=1 --do_verify=1 --output=fio.log || { cat fio.log; fail "fio verify"; }
+grep -q "err= 0" fio.log || { cat fio.log; fail "fio errors"; }
+note "fio verify on $dev ($(took))"
+mkfs.ext4 -q -E nodiscard "$dev" 40M || fail "mkfs.ext4"
+mkdir -p mnt && mount "$dev" mnt || fail "mount"
+head -c 4M /dev/urandom >mnt/data && sync && cp mnt/data data.copy
+umount mnt
+fsck.ext4 -fn "$dev" >fsck.log 2>&1 || { cat fsck.log; fail "fsck"; }
+mount -o ro "$dev" mnt && cmp mnt/data data.copy || fail "file changed across mount"
+umount mnt
+head -c 8M /dev/urandom >pattern.bin
+dd if=pattern.bin of="$dev" bs=1M seek=48 oflag=direct conv=fsync status=none || fail "dd"
+blkdiscard -z -o $((60 << 20)) -l $((1 << 20)) "$dev" || fail "write-zeroes"
+$X del img || fail "del img"
+expect_gone img
+timeout 120 rbd export rbd/img img.raw >/dev/null 2>&1 || fail "rbd export"
+cmp -n $((8 << 20)) -i $((48 << 20)):0 img.raw pattern.bin || fail "rbd export differs from what was written"
+cmp -n $((1 << 20)) -i $((60 << 20)):0 img.raw /dev/zero || fail "write-zeroes not in the image"
+note "ext4 mkfs/mount/fsck clean; rbd export holds the writes and the zeroes ($(took))"
+
+# 2. A snapshot, exported read-only; the image itself changes afterwards, the snapshot does not.
+timeout 120 rbd snap create rbd/img@s1 >/dev/null 2>&1 || fail "rbd snap create"
+dev=$(timeout 150 $X add "rbd:rbd/img@s1:conf=$CEPH_CONF") || fail "add the snapshot"
+[ "$(cat /sys/block/"$(basename "$dev")"/ro)" = 1 ] || fail "snapshot not read-only"
+dd if="$dev" of=snap.bin bs=1M skip=48 count=8 iflag=direct status=none && cmp snap.bin pattern.bin || fail "snapshot content"
+rc=0; dd if=/dev/zero of="$dev" bs=4k count=1 oflag=direct status=none 2>/dev/null || rc=$?
+[ "$rc" -ne 0 ] || fail "a write to the snapshot succeeded"
+$X del img-s1 || fail "del img-s1"
+rc=0; $X serve --blockdev driver=rbd,node-name=r0,pool=rbd,image=img,snapshot=s1,conf="$CEPH_CONF" \
+    --export type=vduse-blk,id=e0,node-name=r0,name=snapw,writable=on 2>err.txt || rc=$?
+[ "$rc" -eq 1 ] && grep -q "rbd snapshots are always read-only" err.txt || fail "writable snapshot: exit $rc $(cat err.txt)"
+note "snapshot exported read-only, content as at the snapshot ($(took))"
+
+# 3. Namespace, then resize through the resize verb (block_resize over QMP).
+timeout 60 rbd namespace create rbd/ns1 || fail "rbd namespace create"
+timeout 60 rbd create --size 16M rbd/ns1/small || fail "rbd create in ns1"
+dev=$(timeout 150 $X add "rbd:rbd/ns1/small:conf=$CEPH_CONF") || fail "add rbd:rbd/ns1/small"
+dd if=pattern.bin of="$dev" bs=1M count=8 oflag=direct conv=fsync status=none || fail "dd ns1"
+$X resize small 32M || fail "resize"
+[ "$(blockdev --getsize64 "$dev")" = $((32 << 20)) ] || fail "device size after resize: $(blockdev --getsize64 "$dev")"
+timeout 60 rbd info rbd/ns1/small | grep -q "size 32 MiB" || fail "rbd info after resize: $(rbd info rbd/ns1/small)"
+$X del small || fail "del small"
+timeout 120 rbd export rbd/ns1/small small.raw >/dev/null 2>&1 || fail "rbd export ns1"
+cmp -n $((8 << 20)) small.raw pattern.bin || fail "ns1 export differs"
+note "namespace ns1: written and exported; resized to 32M (device and rbd info) ($(took))"
+
+# 4. Refusals before any device exists: exit 4, nothing left.
+rc=0; $X add "rbd:nosuch/img:conf=$CEPH_CONF" --name bad 2>err.txt || rc=$?
+[ "$rc" -eq 4 ] && grep -q "error opening pool nosuch" err.txt || fail "missing pool: exit $rc $(cat err.txt)"
+note "missing pool: $(cat err.txt)"
+rc=0; $X add "rbd:rbd/nosuch:conf=$CEPH_CONF" --name bad 2>err.txt || rc=$?
+[ "$rc" -eq 4 ] && grep -q "error reading header from nosuch" err.txt || fail "missing image: exit $rc $(cat err.txt)"
+note "missing image: $(cat err.txt)"
+sed 's/^mon host = .*/mon host = 127.0.0.1:1/' "$CEPH_CONF" >bad.conf
+s=$SECONDS
+rc=0; $X add "rbd:rbd/img:conf=$PWD/bad.conf" --name bad 2>err.txt || rc=$?
+[ "$rc" -eq 4 ] && grep -q "error connecting" err.txt || fail "unreachable cluster: exit $rc $(cat err.txt)"
+note "unreachable cluster, after $((SECONDS - s)) s: $(cat err.txt)"
+rc=0; $X add "rbd:rbd" --name bad 2>err.txt || rc=$?
+[ "$rc" -eq 1 ] || fail "malformed rbd name: exit $rc"
+[ -z "$($X list)" ] || fail "left in list: $($X list)"
+expect_no_disks
+note "missing pool, missing image, unreachable cluster, malformed name: refused, nothing left ($(took))"
