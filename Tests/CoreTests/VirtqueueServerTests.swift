@@ -87,19 +87,23 @@ final class QueueHarness {
         #expect(h.server.inFlight == 0)
     }
 
-    /// On tmpfs small transfers are done inline, larger ones still through io_uring.
+    /// On tmpfs writes and small reads are done inline, large reads still through io_uring.
     @Test func memoryBackedImage() throws {
         let h = try QueueHarness(imageBytes: 4 << 20, directory: "/dev/shm")
         #expect(h.backend.memoryBacked)
         let small = h.driver.blockRequest(type: 1, sector: 0, dataLength: 4096, deviceWritesData: false, fill: 0x11)
         let large = h.driver.blockRequest(type: 1, sector: 1024, dataLength: 1 << 20, deviceWritesData: false, fill: 0x22)
+        let largeRead = h.driver.blockRequest(type: 0, sector: 1024, dataLength: 1 << 20, deviceWritesData: true)
         h.driver.offer(small.head)
         h.driver.offer(large.head)
+        h.driver.offer(largeRead.head)
         h.server.processAvailable()
-        #expect(h.driver.takeUsed().map(\.id) == [UInt32(small.head)])  // inline: done before any completion
+        // inline: both writes done before any completion; the large read is in io_uring
+        #expect(h.driver.takeUsed().map(\.id) == [UInt32(small.head), UInt32(large.head)])
         #expect(h.server.inFlight == 1)
         h.run(expecting: 1)
-        #expect(h.driver.status(of: small) == 0 && h.driver.status(of: large) == 0)
+        #expect(h.driver.status(of: small) == 0 && h.driver.status(of: large) == 0 && h.driver.status(of: largeRead) == 0)
+        #expect(UnsafeRawBufferPointer(start: h.driver.pointer(largeRead.data), count: 1 << 20).allSatisfy { $0 == 0x22 })
         let back = h.driver.blockRequest(type: 0, sector: 0, dataLength: 4096, deviceWritesData: true)
         h.driver.offer(back.head)
         h.run(expecting: 1)
