@@ -142,6 +142,7 @@ final class FileBackendQueue: BackendQueue {
     private func onCompletions(publish: Bool = true) {
         ring.completions.drain()
         ring.reap { tag, result in complete(tag: Int(tag), result: result) }
+        if publish && ring.unsubmitted > 0 { commit() }  // transfers re-started while reaping
         if publish { sink.completionsDone() }
     }
 
@@ -161,8 +162,7 @@ final class FileBackendQueue: BackendQueue {
                 operations[tag] = .idle
                 inFlight -= 1
                 startStaged(isRead: !isWrite, offset: offset, buffers: buffers, length: length, tag: UInt16(tag))
-                commit()
-                return
+                return  // submitted once the reaping is over (onCompletions), not from inside it
             }
             if result < 0 {
                 status = .ioError
