@@ -100,9 +100,14 @@ public final class ExportManager: Sendable {
             guard FileManager.default.fileExists(atPath: "/sys/bus/vdpa/devices/\(plan.deviceName)") else {
                 // Its server died before binding it (during `add`): no driver has seen it, its
                 // queues may not be set up (vdpa would refuse it), so start over with a new one.
-                // A live server still holding it makes the destroy fail, and the create below too.
+                // A live server still holding it makes the destroy fail: its log stays.
                 logger.info("export \(plan.id): /dev/vduse/\(plan.deviceName) was never bound; creating it anew")
-                try? control.destroyDevice(name: plan.deviceName)
+                do {
+                    try control.destroyDevice(name: plan.deviceName)
+                } catch {
+                    throw ExportError("vduse device '\(plan.deviceName)' is being set up by another server", because: error,
+                                      code: .busy)
+                }
                 unlink(logPath)
                 return try create(plan, logPath: logPath, iothread: iothread)
             }
