@@ -42,8 +42,9 @@ let package = Package(
         // libnbd (Debian libnbd-dev): the NBD client library, with its async calls made callable.
         .target(name: "CNBD", linkerSettings: [.linkedLibrary("nbd")]),
         // librbd/librados (Debian librbd-dev; no pkg-config file there): opening an image and
-        // async requests whose completions wake the iothread through an eventfd.
-        .target(name: "CRBD", linkerSettings: [.linkedLibrary("rbd"), .linkedLibrary("rados")]),
+        // async requests whose completions wake the iothread through an eventfd. Loaded with
+        // dlopen on first use (shim.c), so only their headers are needed to build.
+        .target(name: "CRBD"),
         // The qcow2 image format, independent of VDUSE: open, map, read, write, allocate. Pure
         // file I/O (Glibc), so it is tested on the host against qemu-img.
         .target(name: "QCOW2", dependencies: ["CQcow2"]),

@@ -32,11 +32,14 @@ package final class RBDBackend: BlockBackend {
     package private(set) var size: UInt64
     let image: OpaquePointer
 
-    /// The step that failed ("connect", "pool", "image") with librbd's errno.
+    /// The step that failed ("library", "connect", "pool", "image") with librbd's errno.
     package struct OpenError: Error {
         package let step: String
         package let errno: Int32
     }
+
+    /// Why librbd could not be loaded (it is loaded on first use), or nil once it is.
+    package static var libraryError: String? { crbd_load().map { String(cString: $0) } }
 
     package init(target: RBDTarget, writable: Bool) throws(OpenError) {
         self.target = target

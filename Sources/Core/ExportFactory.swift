@@ -84,6 +84,11 @@ enum ExportFactory {
         do {
             return try RBDBackend(target: target, writable: plan.writable)
         } catch {
+            if error.step == "library" {
+                let why = RBDBackend.libraryError ?? "unknown error"
+                throw ExportError("Could not open '\(r.uri)': cannot load librbd (install librbd1): \(why)",
+                                  code: .system, cause: SystemError("dlopen librbd", errno: error.errno))
+            }
             let what = switch error.step {
             case "pool": "error opening pool \(r.pool)"
             case "image": "error reading header from \(r.image)"

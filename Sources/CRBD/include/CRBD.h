@@ -10,8 +10,11 @@
 struct crbd_image;
 struct crbd_queue;
 
+/* Loads librados and librbd (once); returns NULL, or why they could not be loaded. */
+const char *crbd_load(void);
+
 /* Opens the image. On failure returns -errno and names the step that failed in *step
- * ("connect", "pool", "image"; static strings). */
+ * ("library", "connect", "pool", "image"; static strings). */
 int crbd_open(const char *conf, const char *user, const char *pool, const char *ns, const char *image,
               const char *snapshot, int read_only, struct crbd_image **out, const char **step);
 void crbd_close(struct crbd_image *img);
