@@ -33,6 +33,13 @@ package protocol BackendQueue: AnyObject {
     func quiesce()
     /// Stops watching the loop; no completion is delivered after this.
     func close()
+    /// Delivers completions that are ready without waiting for their fd to wake the loop (the
+    /// iothread is spinning); says whether there were any.
+    func pollCompletions() -> Bool
+}
+
+extension BackendQueue {
+    package func pollCompletions() -> Bool { false }
 }
 
 /// Where completions go: the queue server of one virtqueue.

@@ -23,7 +23,7 @@ final class FileBackendQueue: BackendQueue {
     /// workers spread them over CPUs). Writes of any size are done inline: tmpfs writes never
     /// complete without blocking in io_uring, and the worker hop cost 1 MiB writes a third of
     /// their throughput (docs/performance.md, 2026-12-05).
-    static let inlineTransferLimit = 128 * 1024
+    static let inlineTransferLimit = DataPathTuning.current.inlineReadLimit
 
     private enum Operation {
         case idle
@@ -137,6 +137,12 @@ final class FileBackendQueue: BackendQueue {
                 return
             }
         }
+    }
+
+    func pollCompletions() -> Bool {
+        guard ring.hasCompletions else { return false }
+        onCompletions()
+        return true
     }
 
     private func onCompletions(publish: Bool = true) {

@@ -117,6 +117,8 @@ unsigned cvduse_ring_reap(cvduse_ring *r, uint64_t *tags, int32_t *results, unsi
     return n;
 }
 
+unsigned cvduse_ring_ready(cvduse_ring *r) { return io_uring_cq_ready(&r->ring); }
+
 int cvduse_ring_wait(cvduse_ring *r, uint64_t *tag, int32_t *result) {
     struct io_uring_cqe *cqe;
     int e;

@@ -99,6 +99,27 @@ enum ExportFactory {
         }
     }
 
+    /// Writes a sysfs attribute of a VDUSE device (`/sys/class/vduse/NAME/ATTRIBUTE`); a failure is
+    /// logged, not fatal: these only tune the device.
+    static func writeAttribute(_ attribute: String, _ value: String, device name: String, logger: Logger) {
+        let path = "/sys/class/vduse/\(name)/\(attribute)"
+        guard let file = fopen(path, "w") else {
+            logger.warning("cannot set \(path): \(String(cString: strerror(errno)))")
+            return
+        }
+        fputs(value + "\n", file)
+        if fclose(file) != 0 { logger.warning("cannot set \(path): \(String(cString: strerror(errno)))") }
+    }
+
+    /// After binding: where the kernel runs each queue's interrupt injection (DataPathTuning).
+    static func applyInterruptAffinity(_ plan: ExportPlan, logger: Logger) {
+        let mask = DataPathTuning.current.irqMask
+        guard !mask.isEmpty else { return }
+        for q in 0..<Int(plan.numQueues) {
+            writeAttribute("vq\(q)/irq_cb_affinity", mask, device: plan.deviceName, logger: logger)
+        }
+    }
+
     /// Creates the kernel device with every queue set up. Iothread of the export.
     static func create(plan: ExportPlan, control: VDUSEControl, iothread: IOThread, logPath: String?, logger: Logger)
         throws(ExportError) -> VDUSEBlockExport {
@@ -121,11 +142,11 @@ enum ExportFactory {
         // No timeout on control messages: with the default (30 s) a message that arrives while the
         // server is being restarted could mark the device broken for good; with none, the sender
         // waits (killably) until a server answers.
-        if let sysfs = fopen("/sys/class/vduse/\(plan.deviceName)/msg_timeout", "w") {
-            fputs("0\n", sysfs)
-            if fclose(sysfs) != 0 { logger.warning("cannot set msg_timeout of \(plan.deviceName): \(String(cString: strerror(errno)))") }
-        } else {
-            logger.warning("cannot set msg_timeout of \(plan.deviceName): \(String(cString: strerror(errno)))")
+        writeAttribute("msg_timeout", "0", device: plan.deviceName, logger: logger)
+        // Before binding: the kernel takes the bounce size when the driver first maps memory.
+        let tuning = DataPathTuning.current
+        if tuning.bounceMiB > 0 {
+            writeAttribute("bounce_size", String(tuning.bounceMiB << 20), device: plan.deviceName, logger: logger)
         }
         do {
             let device = try VDUSEDevice(name: plan.deviceName)

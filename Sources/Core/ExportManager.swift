@@ -139,6 +139,7 @@ public final class ExportManager: Sendable {
             destroy(export)
             throw ExportError("failed to create vduse device: vdpa: \(error.reason)")
         }
+        ExportFactory.applyInterruptAffinity(plan, logger: logger)
         let disk: String
         do {
             disk = try DiskLocator.waitForDisk(vdpaName: plan.deviceName)

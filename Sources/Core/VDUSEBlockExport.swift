@@ -194,6 +194,7 @@ final class VDUSEBlockExport: @unchecked Sendable {
                     })
                 server = started
                 try iothread.watch(started.kick.fd) { [unowned started] in started.onKick() }
+                iothread.addPoller(for: started.kick.fd) { [unowned started] in started.pollOnce() }
                 kickWatched = true
                 try device.setKickFD(index: index, fd: started.kick.fd)
                 queues.append(started)

@@ -75,6 +75,17 @@ package final class VirtqueueServer: CompletionSink {
         finishRound()
     }
 
+    /// One look at the rings while the iothread spins (polling on): serves new requests and
+    /// finished backend work; says whether there was any.
+    package func pollOnce() -> Bool {
+        loop.assertCurrent()
+        if queue.pendingCount > 0 {
+            processAvailable()
+            return true
+        }
+        return backendQueue.pollCompletions()
+    }
+
     package func completionsDone() {
         loop.assertCurrent()
         if !inRound { finishRound() }

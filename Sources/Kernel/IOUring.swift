@@ -71,6 +71,9 @@ package final class IOUring {
     /// For tests: the raw submit, to wrap.
     package static func realSubmit(_ ring: OpaquePointer) -> Int32 { cvduse_ring_submit(ring) }
 
+    /// Completions are waiting to be reaped (a look at the shared ring, no system call).
+    package var hasCompletions: Bool { cvduse_ring_ready(ring) > 0 }
+
     /// Calls `body(tag, result)` for every completion available now.
     package func reap(_ body: (UInt64, Int32) -> Void) {
         while true {

@@ -1,7 +1,9 @@
 # Guest side of bench/run (do not run directly: bench/run prepends the settings and a timeout
 # header and runs it through the test bed).
 #
-# Settings (from bench/run): ROUNDS, RUNTIME, RAMP, IMAGE_MB, QUEUE_SETS, WORKLOADS, QUEUE_SIZE, QCOW2
+# Settings (from bench/run): ROUNDS, RUNTIME, RAMP, IMAGE_MB, QUEUE_SETS, WORKLOADS, QUEUE_SIZE, QCOW2,
+# VARIANTS ("LABEL=TUNING ...": more vduse-export targets, each with VDUSE_EXPORT_TUNING=TUNING,
+# measured in the same rotation as the others; target name vLABEL).
 #
 # In one boot, for each queue count: every round sets up vduse-export, qemu-storage-daemon and a
 # loop device at once (each on its own image copy on the guest tmpfs; the creation order of the
@@ -38,6 +40,7 @@ command -v qemu-storage-daemon >/dev/null || fail "qemu-storage-daemon not insta
     echo "queue_size $QUEUE_SIZE"
     echo "queue_sets $QUEUE_SETS"
     echo "workloads $WORKLOADS"
+    echo "variants ${VARIANTS:-}"
     echo "ours_binary $VDUSE_EXPORT"
     echo "ours_commit $(cat "$PROJECT/.testbed/bench-commit" 2>/dev/null || echo unknown)"
     echo "start $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -51,10 +54,16 @@ now() { echo "$EPOCHREALTIME"; }
 ms_since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", (b - a) * 1000 }'; }
 
 # --- images: one per target, fully allocated so every target reads real pages -----------------
-for t in ours qsd loop; do
+read -ra variants <<<"${VARIANTS:-}"
+declare -A VTUNING=() VPID=() VDEV=()
+for v in "${variants[@]}"; do
+    [[ $v =~ ^([A-Za-z0-9]+)=(.+)$ ]] || fail "bad variant '$v' (LABEL=TUNING, LABEL letters and digits)"
+    VTUNING[v${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
+done
+for t in ours qsd loop "${!VTUNING[@]}"; do
     fallocate -l "${IMAGE_MB}M" "$PWD/$t.img" || fail "cannot allocate $t.img on tmpfs"
 done
-note "images: 3 x $IMAGE_MB MiB on $(df -h "$PWD" | awk 'NR==2 {print $1, $2}')"
+note "images: $((3 + ${#VTUNING[@]})) x $IMAGE_MB MiB on $(df -h "$PWD" | awk 'NR==2 {print $1, $2}')"
 # The qcow2 row: one qcow2 image (every cluster allocated, as a used disk has them, so neither
 # server allocates during the run), copied for each server.
 if [ "${QCOW2:-1}" = 1 ]; then
@@ -130,6 +139,12 @@ OURSQ_PID= QSDQ_PID= OURSQ_DEV= QSDQ_DEV=
 start_oursq() { start_ours_as oursq oursq.qcow2 qcow2 "$1"; OURSQ_PID=$STARTED_PID OURSQ_DEV=$STARTED_DEV; }
 start_qsdq() { start_qsd_as qsdq qsdq.qcow2 qcow2 "$1"; QSDQ_PID=$STARTED_PID QSDQ_DEV=$STARTED_DEV; }
 
+# start_variant vLABEL QUEUES: vduse-export with the variant's tuning.
+start_variant() {
+    VDUSE_EXPORT_TUNING=${VTUNING[$1]} start_ours_as "$1" "$1.img" raw "$2"
+    VPID[$1]=$STARTED_PID VDEV[$1]=$STARTED_DEV
+}
+
 start_loop() {
     local t0; t0=$(now)
     LOOP_DEV=$(losetup --direct-io=on --show -f "$PWD/loop.img") || fail "losetup failed"
@@ -152,6 +167,13 @@ stop_all() {
     vdpa dev del qsd 2>/dev/null || true
     kill -TERM "$QSD_PID" 2>/dev/null; wait "$QSD_PID" 2>/dev/null  # QSD 7.2 may abort here: harmless
     losetup -d "$LOOP_DEV" 2>/dev/null || true
+    local v
+    for v in "${!VPID[@]}"; do
+        echo "rss $v $q $round $(hwm_kb "${VPID[$v]}")" >>"$EVENTS"
+        kill -TERM "${VPID[$v]}" 2>/dev/null; wait "${VPID[$v]}" 2>/dev/null
+        for ((i = 0; i < 200; i++)); do [ ! -e "/dev/vduse/$v" ] && break; nap 0.05; done
+    done
+    VPID=() VDEV=()
     if [ -n "$OURSQ_PID" ]; then
         echo "rss oursq $q $round $(hwm_kb "$OURSQ_PID")" >>"$EVENTS"
         echo "rss qsdq $q $round $(hwm_kb "$QSDQ_PID")" >>"$EVENTS"
@@ -173,6 +195,7 @@ alive() { # TARGET
         oursq) kill -0 "$OURSQ_PID" 2>/dev/null ;;
         qsdq) kill -0 "$QSDQ_PID" 2>/dev/null ;;
         loop) true ;;
+        v*) kill -0 "${VPID[$1]}" 2>/dev/null ;;
     esac
 }
 
@@ -203,7 +226,8 @@ run_fio() { # TARGET DEV WORKLOAD QUEUES ROUND
 read -ra workloads <<<"$WORKLOADS"
 for w in "${workloads[@]}"; do fio_args "$w" >/dev/null || fail "unknown workload $w"; done
 read -ra queue_sets <<<"$QUEUE_SETS"
-targets=(ours qsd loop)
+targets=(ours qsd loop "${!VTUNING[@]}")
+nt=${#targets[@]}
 t_start=$EPOCHREALTIME
 qi=0
 for q in "${queue_sets[@]}"; do
@@ -216,15 +240,16 @@ for q in "${queue_sets[@]}"; do
             start_qsd "$q"; start_ours "$q"; echo "order $q $round qsd-first" >>"$EVENTS"
         fi
         start_loop
+        for v in "${!VTUNING[@]}"; do start_variant "$v" "$q"; done
         if [ "${QCOW2:-1}" = 1 ]; then
             if (((round + qi) % 2)); then start_oursq "$q"; start_qsdq "$q"; else start_qsdq "$q"; start_oursq "$q"; fi
         fi
         wi=0
         for w in "${workloads[@]}"; do
             # Rotate the order of the targets from workload to workload and round to round.
-            for ((k = 0; k < 3; k++)); do
-                t=${targets[$(((k + wi + round) % 3))]}
-                case $t in ours) dev=$OURS_DEV ;; qsd) dev=$QSD_DEV ;; loop) dev=$LOOP_DEV ;; esac
+            for ((k = 0; k < nt; k++)); do
+                t=${targets[$(((k + wi + round) % nt))]}
+                case $t in ours) dev=$OURS_DEV ;; qsd) dev=$QSD_DEV ;; loop) dev=$LOOP_DEV ;; *) dev=${VDEV[$t]} ;; esac
                 run_fio "$t" "$dev" "$w" "$q" "$round"
             done
             # The qcow2 pair, in alternating order.

@@ -99,6 +99,8 @@ int cvduse_ring_prep_fallocate(cvduse_ring *ring, int fd, int mode, uint64_t off
 int cvduse_ring_submit(cvduse_ring *ring);
 /* Takes up to `max` completions without blocking; returns how many. */
 unsigned cvduse_ring_reap(cvduse_ring *ring, uint64_t *tags, int32_t *results, unsigned max);
+/* Completions waiting in the ring (no system call). */
+unsigned cvduse_ring_ready(cvduse_ring *ring);
 /* Blocks for one completion (used only while draining on reset/teardown). 0 or -errno. */
 int cvduse_ring_wait(cvduse_ring *ring, uint64_t *tag, int32_t *result);
 

@@ -1,0 +1,36 @@
+import Glibc
+
+/// Experimental data-path settings, read once from `VDUSE_EXPORT_TUNING` (`key=value,...`) so
+/// that `bench/run` can measure a lever against the default in the same boot without a new
+/// command-line option. Unknown keys and bad values are ignored (with the defaults kept): this is
+/// a measuring aid, not an interface. docs/performance.md lists the keys and what each measured.
+package struct DataPathTuning: Sendable, Equatable {
+    /// Busy-poll the rings for up to this long before the iothread sleeps in epoll (0: never).
+    package var pollMicroseconds = 0
+    /// Written to the device's `bounce_size` before it is bound (0: the kernel's default).
+    package var bounceMiB = 0
+    /// Hex CPU mask written to every queue's `irq_cb_affinity` after binding, i.e. where the
+    /// kernel's interrupt-injection work runs (empty: the driver's choice).
+    package var irqMask = ""
+    /// Largest read done inline on a memory-backed image; bigger ones go to io_uring.
+    package var inlineReadLimit = 128 * 1024
+
+    package init() {}
+
+    package init(parsing text: String) {
+        for item in text.split(separator: ",") {
+            let kv = item.split(separator: "=", maxSplits: 1).map(String.init)
+            guard kv.count == 2 else { continue }
+            switch kv[0] {
+            case "poll-us": pollMicroseconds = Int(kv[1]).map { min(max($0, 0), 1_000_000) } ?? pollMicroseconds
+            case "bounce-mb": bounceMiB = Int(kv[1]).map { min(max($0, 0), 1024) } ?? bounceMiB
+            case "irq-mask": irqMask = !kv[1].isEmpty && kv[1].allSatisfy(\.isHexDigit) ? kv[1] : irqMask
+            case "inline-read-kb": inlineReadLimit = Int(kv[1]).map { max($0, 0) * 1024 } ?? inlineReadLimit
+            default: continue
+            }
+        }
+    }
+
+    /// The process's settings.
+    package static let current = DataPathTuning(parsing: getenv("VDUSE_EXPORT_TUNING").map { String(cString: $0) } ?? "")
+}
