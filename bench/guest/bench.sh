@@ -3,7 +3,8 @@
 #
 # Settings (from bench/run): ROUNDS, RUNTIME, RAMP, IMAGE_MB, QUEUE_SETS, WORKLOADS, QUEUE_SIZE, QCOW2,
 # VARIANTS ("LABEL=TUNING ...": more vduse-export targets, each with VDUSE_EXPORT_TUNING=TUNING,
-# measured in the same rotation as the others; target name vLABEL).
+# measured in the same rotation as the others; target name vLABEL; a `queues=N` item in TUNING
+# gives that target N queues instead), JOBS (fio jobs per run, one per CPU; default: the queue count).
 #
 # In one boot, for each queue count: every round sets up vduse-export, qemu-storage-daemon and a
 # loop device at once (each on its own image copy on the guest tmpfs; the creation order of the
@@ -41,6 +42,7 @@ command -v qemu-storage-daemon >/dev/null || fail "qemu-storage-daemon not insta
     echo "queue_sets $QUEUE_SETS"
     echo "workloads $WORKLOADS"
     echo "variants ${VARIANTS:-}"
+    echo "jobs ${JOBS:-queues}"
     echo "ours_binary $VDUSE_EXPORT"
     echo "ours_commit $(cat "$PROJECT/.testbed/bench-commit" 2>/dev/null || echo unknown)"
     echo "start $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -141,7 +143,9 @@ start_qsdq() { start_qsd_as qsdq qsdq.qcow2 qcow2 "$1"; QSDQ_PID=$STARTED_PID QS
 
 # start_variant vLABEL QUEUES: vduse-export with the variant's tuning.
 start_variant() {
-    VDUSE_EXPORT_TUNING=${VTUNING[$1]} start_ours_as "$1" "$1.img" raw "$2"
+    local tuning=${VTUNING[$1]} q=$2
+    [[ ,$tuning, =~ ,queues=([0-9]+), ]] && q=${BASH_REMATCH[1]}
+    VDUSE_EXPORT_TUNING=$tuning start_ours_as "$1" "$1.img" raw "$q"
     VPID[$1]=$STARTED_PID VDEV[$1]=$STARTED_DEV
 }
 
@@ -154,10 +158,15 @@ start_loop() {
 }
 
 hwm_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# Page faults of a server since it started (minor major), all threads: whether the bounce
+# mappings keep faulting or are touched once.
+faults() { awk '{print $10, $12}' "/proc/$1/stat" 2>/dev/null || echo "0 0"; }
 
 stop_all() {
     local q=$1 round=$2
     echo "rss ours $q $round $(hwm_kb "$OURS_PID")" >>"$EVENTS"
+    echo "faults ours $q $round $(faults "$OURS_PID")" >>"$EVENTS"
+    echo "faults qsd $q $round $(faults "$QSD_PID")" >>"$EVENTS"
     echo "rss qsd $q $round $(hwm_kb "$QSD_PID")" >>"$EVENTS"
     # What the resident memory is made of at the end (anonymous, file-backed, shared = the
     # VDUSE bounce/IOVA mappings).
@@ -170,6 +179,7 @@ stop_all() {
     local v
     for v in "${!VPID[@]}"; do
         echo "rss $v $q $round $(hwm_kb "${VPID[$v]}")" >>"$EVENTS"
+        echo "faults $v $q $round $(faults "${VPID[$v]}")" >>"$EVENTS"
         kill -TERM "${VPID[$v]}" 2>/dev/null; wait "${VPID[$v]}" 2>/dev/null
         for ((i = 0; i < 200; i++)); do [ ! -e "/dev/vduse/$v" ] && break; nap 0.05; done
     done
@@ -205,9 +215,10 @@ source "$PROJECT/bench/guest/workloads.sh"
 run_fio() { # TARGET DEV WORKLOAD QUEUES ROUND
     local target=$1 dev=$2 w=$3 q=$4 round=$5
     local out="$R/fio/$w.q$q.r$round.$target.json"
-    local size=$((IMAGE_MB / q))
+    local jobs=${JOBS:-$q}
+    local size=$((IMAGE_MB / jobs))
     local jobargs=(--numjobs=1)
-    if ((q > 1)); then jobargs=(--numjobs="$q" --cpus_allowed="0-$((q - 1))" --cpus_allowed_policy=split --offset_increment="${size}M"); fi
+    if ((jobs > 1)); then jobargs=(--numjobs="$jobs" --cpus_allowed="0-$((jobs - 1))" --cpus_allowed_policy=split --offset_increment="${size}M"); fi
     # shellcheck disable=SC2046
     fio --name="$w" --filename="$dev" --ioengine=io_uring --direct=1 --time_based \
         --runtime="$RUNTIME" --ramp_time="$RAMP" --size="${size}M" --group_reporting \
