@@ -4,7 +4,8 @@
 # Settings (from bench/run): ROUNDS, RUNTIME, RAMP, IMAGE_MB, QUEUE_SETS, WORKLOADS, QUEUE_SIZE, QCOW2,
 # VARIANTS ("LABEL=TUNING ...": more vduse-export targets, each with VDUSE_EXPORT_TUNING=TUNING,
 # measured in the same rotation as the others; target name vLABEL; a `queues=N` item in TUNING
-# gives that target N queues instead), JOBS (fio jobs per run, one per CPU; default: the queue count).
+# gives that target N queues instead, `fs=ext4` puts its image on an ext4 file system instead of
+# tmpfs), JOBS (fio jobs per run, one per CPU; default: the queue count).
 #
 # In one boot, for each queue count: every round sets up vduse-export, qemu-storage-daemon and a
 # loop device at once (each on its own image copy on the guest tmpfs; the creation order of the
@@ -62,7 +63,20 @@ for v in "${variants[@]}"; do
     [[ $v =~ ^([A-Za-z0-9]+)=(.+)$ ]] || fail "bad variant '$v' (LABEL=TUNING, LABEL letters and digits)"
     VTUNING[v${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
 done
+# Images of `fs=ext4` variants: on an ext4 file system (in a loop device over a tmpfs file,
+# so its page cache and its "disk" are both memory), where reads can hit the page cache or wait.
+EXT4=$PWD/ext4
+for v in "${!VTUNING[@]}"; do
+    [[ ,${VTUNING[$v]}, == *,fs=ext4,* ]] || continue
+    if [ ! -d "$EXT4" ]; then
+        mkdir -p "$EXT4"
+        truncate -s $(((IMAGE_MB + 64) * ${#VTUNING[@]}))M "$PWD/ext4.fs" && mkfs.ext4 -q "$PWD/ext4.fs" &&
+            mount -o loop "$PWD/ext4.fs" "$EXT4" || fail "cannot make the ext4 file system"
+    fi
+    fallocate -l "${IMAGE_MB}M" "$EXT4/$v.img" && ln -s "$EXT4/$v.img" "$PWD/$v.img" || fail "cannot allocate $v.img on ext4"
+done
 for t in ours qsd loop "${!VTUNING[@]}"; do
+    [ -e "$PWD/$t.img" ] && continue
     fallocate -l "${IMAGE_MB}M" "$PWD/$t.img" || fail "cannot allocate $t.img on tmpfs"
 done
 note "images: $((3 + ${#VTUNING[@]})) x $IMAGE_MB MiB on $(df -h "$PWD" | awk 'NR==2 {print $1, $2}')"

@@ -9,6 +9,8 @@ fio_args() { # WORKLOAD
         randwrite-4k-qd32) echo "--rw=randwrite --bs=4k --iodepth=32" ;;
         read-1m-qd8) echo "--rw=read --bs=1M --iodepth=8" ;;
         write-1m-qd8) echo "--rw=write --bs=1M --iodepth=8" ;;
+        read-1m-qd32) echo "--rw=read --bs=1M --iodepth=32" ;;   # more in flight than a 16 MiB bounce buffer holds
+        write-1m-qd32) echo "--rw=write --bs=1M --iodepth=32" ;;
         *) echo "unknown workload $1" >&2; return 1 ;;
     esac
 }
