@@ -117,8 +117,10 @@ package final class VirtqueueDriver {
     }
 
     /// A well-formed virtio-blk request: header, optional data, status byte.
+    /// A virtio-blk request; its data in `segments` descriptors of equal size (the last takes the
+    /// rest), as a driver splits a large transfer.
     package func blockRequest(type: UInt32, sector: UInt64, dataLength: Int, deviceWritesData: Bool,
-                      fill: UInt8 = 0) -> Request {
+                      fill: UInt8 = 0, segments: Int = 1) -> Request {
         let header = allocate(16)
         pointer(header).storeBytes(of: type.littleEndian, as: UInt32.self)
         pointer(header).storeBytes(of: UInt32(0), toByteOffset: 4, as: UInt32.self)
@@ -128,7 +130,15 @@ package final class VirtqueueDriver {
         let status = allocate(1)
         pointer(status).storeBytes(of: UInt8(0xff), as: UInt8.self)
         var parts: [(UInt64, UInt32, Bool)] = [(header, 16, false)]
-        if dataLength > 0 { parts.append((data, UInt32(dataLength), deviceWritesData)) }
+        if dataLength > 0 {
+            let piece = max(dataLength / max(segments, 1), 1)
+            var at = 0
+            while at < dataLength {
+                let n = at + piece >= dataLength || parts.count == segments ? dataLength - at : piece
+                parts.append((data + UInt64(at), UInt32(n), deviceWritesData))
+                at += n
+            }
+        }
         parts.append((status, 1, true))
         return Request(head: chain(parts), header: header, data: data, status: status)
     }

@@ -112,6 +112,40 @@ final class QueueHarness {
         #expect(img[(1 << 19)..<(1 << 19) + (1 << 20)].allSatisfy { $0 == 0x22 })
     }
 
+    /// Inline transfers of many segments (one preadv/pwritev) land where they belong.
+    @Test func memoryBackedImageManySegments() throws {
+        let h = try QueueHarness(imageBytes: 4 << 20, directory: "/dev/shm")
+        let write = h.driver.blockRequest(type: 1, sector: 8, dataLength: 1 << 20, deviceWritesData: false, segments: 256)
+        let bytes = h.driver.pointer(write.data).assumingMemoryBound(to: UInt8.self)
+        for i in 0..<(1 << 20) { bytes[i] = UInt8(truncatingIfNeeded: i / 4096 &+ i) }
+        let read = h.driver.blockRequest(type: 0, sector: 8 + 64, dataLength: 64 << 10, deviceWritesData: true, segments: 16)
+        h.driver.offer(write.head)
+        h.driver.offer(read.head)
+        h.server.processAvailable()
+        #expect(h.driver.takeUsed().count == 2)  // both inline
+        #expect(h.driver.status(of: write) == 0 && h.driver.status(of: read) == 0)
+        let img = h.image()
+        #expect((0..<(1 << 20)).allSatisfy { img[4096 + $0] == UInt8(truncatingIfNeeded: $0 / 4096 &+ $0) })
+        let got = UnsafeRawBufferPointer(start: h.driver.pointer(read.data), count: 64 << 10)
+        #expect((0..<(64 << 10)).allSatisfy { got[$0] == UInt8(truncatingIfNeeded: ($0 + (32 << 10)) / 4096 &+ $0 &+ (32 << 10)) })
+    }
+
+    /// A file on disk: a read the page cache holds is done inline (RWF_NOWAIT), with the data.
+    @Test func cachedReadOfADiskFileIsInline() throws {
+        let h = try QueueHarness(imageBytes: 4 << 20, directory: "/var/tmp")
+        #expect(!h.backend.memoryBacked)
+        let write = h.driver.blockRequest(type: 1, sector: 16, dataLength: 16 << 10, deviceWritesData: false, fill: 0x5a, segments: 4)
+        h.driver.offer(write.head)
+        h.run(expecting: 1)
+        #expect(h.driver.status(of: write) == 0)
+        let read = h.driver.blockRequest(type: 0, sector: 16, dataLength: 16 << 10, deviceWritesData: true, segments: 4)
+        h.driver.offer(read.head)
+        h.server.processAvailable()
+        #expect(h.driver.takeUsed().map(\.id) == [UInt32(read.head)])  // answered without io_uring
+        #expect(h.driver.status(of: read) == 0)
+        #expect(UnsafeRawBufferPointer(start: h.driver.pointer(read.data), count: 16 << 10).allSatisfy { $0 == 0x5a })
+    }
+
     @Test func manyRequestsInFlightAtOnce() throws {
         let h = try QueueHarness(size: 128)
         var requests: [VirtqueueDriver.Request] = []
