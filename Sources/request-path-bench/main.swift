@@ -1,67 +1,105 @@
-// Host-side benchmark of our own request path: an in-memory virtio driver offers 4 KiB write
-// requests in batches to the real queue server (chain walk, parse, slots, backend interface,
-// used ring, interrupt decision) over the null backend, with and without the reconnect log.
-// Prints nanoseconds per request (median of alternating rounds) and the log's cost.
-//
-//   swift run -c release request-path-bench [ROUNDS] [REQUESTS_PER_ROUND]
-import BlockBackends
-import Core
-import Foundation
+// Host-side benchmark of our own request path: an in-memory virtio driver offers requests in
+// batches to the real queue server (chain walk, parse, slots, backend interface, used ring,
+// interrupt decision) over the null backend or a file backend on tmpfs, with and without the
+// reconnect log. Prints nanoseconds per request (medians of alternating rounds).
+// bench/request-path runs it, and runs it under callgrind for instructions per request.
 import Glibc
-import Kernel
-import Logging
-import Virtio
-import VirtioDriverSim
 
-let rounds = CommandLine.arguments.count > 1 ? Int(CommandLine.arguments[1]) ?? 7 : 7
-let perRound = CommandLine.arguments.count > 2 ? Int(CommandLine.arguments[2]) ?? 400_000 : 400_000
-let batch = 64
+let usage = """
+    usage: request-path-bench [--backend null|file] [--op read|write] [--size BYTES|Nk]
+                              [--log both|on|off] [--rounds R] [--requests N]
 
-func now() -> UInt64 {
-    var t = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &t)
-    return UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_nsec)
+    Without --backend: the standard rows (null write 4k; file write/read 4k and 64k; file read
+    256k), N requests per round for the null backend, N/5 for 4k, N/25 for 64k and N/100 for 256k
+    file rows (their requests cost more). With --backend: that one row, exactly N requests
+    (rounded up to batches of \(batch)).
+    --log both alternates rounds without and with the reconnect log and prints the log's cost.
+    Defaults: --op write --size 4k --log both --rounds 11 --requests 1000000.
+    The file backend uses an image on /dev/shm (tmpfs): transfers are done inline on the
+    iothread, except reads above 128 KiB, which go through io_uring.
+    """
+
+func fail(_ message: String) -> Never {
+    let line = "request-path-bench: \(message)\n"
+    _ = line.withCString { write(2, $0, strlen($0)) }
+    exit(2)
 }
 
-/// One round: `perRound` requests in batches of `batch`; returns ns per request.
-func round(withLog: Bool) throws -> Double {
-    let loop = try IOThread(name: "bench")
-    loop.adoptCurrentThread()
-    let driver = VirtqueueDriver(size: 256, memorySize: 4 << 20)
-    let path = "/dev/shm/request-path-bench-\(getpid())"
-    defer { unlink(path) }
-    let log = withLog ? try InflightLog.create(path: path, identity: .init(queues: 1, queueSize: 256, logicalBlockSize: 512,
-                                                                          features: 0, serialHash: 0)) : nil
-    let queue = try SplitVirtqueue(index: 0, addresses: driver.addresses, eventIndex: true, memory: driver.space)
-    let geometry = BlockExportGeometry(capacitySectors: 1 << 21, logicalBlockSize: 512, writable: true, serial: [])
-    let server = try VirtqueueServer(queue: queue, backend: NullBackend(size: 1 << 30), geometry: geometry,
-                                     memory: driver.space, loop: loop, logger: Logger(label: "bench"),
-                                     log: log?.queue(0), interrupt: {})
-    let heads = (0..<batch).map { i in
-        driver.blockRequest(type: 1, sector: UInt64(i) * 8, dataLength: 4096, deviceWritesData: false).head
-    }
-    let start = now()
-    var done = 0
-    while done < perRound {
-        for h in heads { driver.offer(h) }
-        server.processAvailable()
-        done += driver.takeUsed().count
-    }
-    return Double(now() - start) / Double(done)
+func parsed<T>(_ value: T?, _ message: String) -> T {
+    guard let value else { fail(message) }
+    return value
 }
 
-var plain: [Double] = [], logged: [Double] = []
-for r in 0..<rounds {
-    // Alternate the order so drift hits both alike.
-    if r % 2 == 0 {
-        plain.append(try round(withLog: false)); logged.append(try round(withLog: true))
-    } else {
-        logged.append(try round(withLog: true)); plain.append(try round(withLog: false))
+var backend: Workload.Backend?
+var operation = Workload.Operation.write
+var size = 4096
+var logMode = "both"
+var rounds = 11
+var requests: Int?
+
+var arguments = CommandLine.arguments.dropFirst()
+while let flag = arguments.popFirst() {
+    if flag == "--help" || flag == "-h" {
+        print(usage)
+        exit(0)
+    }
+    guard let value = arguments.popFirst() else { fail("\(flag) needs a value\n\(usage)") }
+    switch flag {
+    case "--backend": backend = parsed(Workload.Backend(rawValue: value), "--backend: null or file")
+    case "--op": operation = parsed(Workload.Operation(rawValue: value), "--op: read or write")
+    case "--size":
+        let bytes = value.hasSuffix("k") ? Int(value.dropLast()).map { $0 * 1024 } : Int(value)
+        guard let bytes, bytes > 0, bytes % 512 == 0 else { fail("--size: a multiple of 512 bytes") }
+        size = bytes
+    case "--log":
+        guard ["both", "on", "off"].contains(value) else { fail("--log: both, on or off") }
+        logMode = value
+    case "--rounds": rounds = parsed(Int(value).flatMap { $0 > 0 ? $0 : nil }, "--rounds: a positive number")
+    case "--requests": requests = parsed(Int(value).flatMap { $0 > 0 ? $0 : nil }, "--requests: a positive number")
+    default: fail("unknown option \(flag)\n\(usage)")
     }
 }
-func median(_ v: [Double]) -> Double { let s = v.sorted(); return s[s.count / 2] }
-let p = median(plain), l = median(logged)
-print(String(format: "request path, null backend, batches of %d, %d rounds x %d requests (medians)", batch, rounds, perRound))
-print(String(format: "  without reconnect log: %7.1f ns/request", p))
-print(String(format: "  with reconnect log:    %7.1f ns/request", l))
-print(String(format: "  log cost:              %+7.1f ns/request (%+.1f %%)", l - p, (l - p) / p * 100))
+
+let rows: [(Workload, Int)]
+if let backend {
+    rows = [(Workload(backend: backend, operation: operation, size: size), requests ?? 1_000_000)]
+} else {
+    let n = requests ?? 1_000_000
+    rows = [
+        (Workload(backend: .null, operation: .write, size: 4096), n),
+        (Workload(backend: .file, operation: .write, size: 4096), n / 5),
+        (Workload(backend: .file, operation: .read, size: 4096), n / 5),
+        (Workload(backend: .file, operation: .write, size: 65536), n / 25),
+        (Workload(backend: .file, operation: .read, size: 65536), n / 25),
+        // Above the inline limit: through io_uring and its workers, completions reaped by the loop.
+        (Workload(backend: .file, operation: .read, size: 262_144), n / 100),
+    ]
+}
+
+func median(_ v: [Double]) -> Double? { v.isEmpty ? nil : v.sorted()[v.count / 2] }
+func column(_ v: Double?) -> String { v.map { String(format: "%12.1f", $0) } ?? String(repeating: " ", count: 11) + "-" }
+
+print("request path, batches of \(batch), medians of \(rounds) round(s), ns/request")
+print("workload".padding(toLength: 20, withPad: " ", startingAt: 0) + "  requests/round  without log     with log  log cost")
+do {
+    for (workload, count) in rows {
+        let batches = max(1, (count + batch - 1) / batch)
+        var plain: [Double] = [], logged: [Double] = []
+        for r in 0..<rounds {
+            // Alternate the order so drift hits both alike.
+            for withLog in r % 2 == 0 ? [false, true] : [true, false] {
+                guard logMode == "both" || (logMode == "on") == withLog else { continue }
+                let ns = try round(workload, batches: batches, withLog: withLog)
+                if withLog { logged.append(ns) } else { plain.append(ns) }
+            }
+        }
+        var line = workload.description.padding(toLength: 20, withPad: " ", startingAt: 0)
+        line += String(format: " %15d", batches * batch) + column(median(plain)) + column(median(logged))
+        if let p = median(plain), let l = median(logged) {
+            line += String(format: "  %+.1f (%+.1f %%)", l - p, (l - p) / p * 100)
+        }
+        print(line)
+    }
+} catch {
+    fail("\(error)")
+}
