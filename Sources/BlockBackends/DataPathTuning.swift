@@ -7,10 +7,10 @@ import Glibc
 package struct DataPathTuning: Sendable, Equatable {
     /// Busy-poll the rings for up to this long before the iothread sleeps in epoll (0: never).
     package var pollMicroseconds = 0
-    /// Written to the device's `bounce_size` before it is bound (0: the kernel's default).
+    /// The device's bounce buffer in MiB (0: DevicePolicy's size).
     package var bounceMiB = 0
-    /// Hex CPU mask written to every queue's `irq_cb_affinity` after binding, i.e. where the
-    /// kernel's interrupt-injection work runs (empty: the driver's choice).
+    /// Where each queue's interrupt work runs: a hex CPU mask, "driver" (the driver's mask), or
+    /// empty (DevicePolicy: the first CPU of the driver's mask).
     package var irqMask = ""
     /// Largest read done inline on a memory-backed image; bigger ones go to io_uring.
     package var inlineReadLimit = 128 * 1024
@@ -28,7 +28,7 @@ package struct DataPathTuning: Sendable, Equatable {
             switch kv[0] {
             case "poll-us": pollMicroseconds = Int(kv[1]).map { min(max($0, 0), 1_000_000) } ?? pollMicroseconds
             case "bounce-mb": bounceMiB = Int(kv[1]).map { min(max($0, 0), 1024) } ?? bounceMiB
-            case "irq-mask": irqMask = !kv[1].isEmpty && kv[1].allSatisfy(\.isHexDigit) ? kv[1] : irqMask
+            case "irq-mask": irqMask = kv[1] == "driver" || !kv[1].isEmpty && kv[1].allSatisfy(\.isHexDigit) ? kv[1] : irqMask
             case "vectored": vectoredInline = kv[1] != "0"
             case "nowait": nowait = kv[1] != "0"
             case "inline-read-kb": inlineReadLimit = Int(kv[1]).map { max($0, 0) * 1024 } ?? inlineReadLimit

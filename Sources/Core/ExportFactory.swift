@@ -111,12 +111,22 @@ enum ExportFactory {
         if fclose(file) != 0 { logger.warning("cannot set \(path): \(String(cString: strerror(errno)))") }
     }
 
-    /// After binding: where the kernel runs each queue's interrupt injection (DataPathTuning).
+    /// The first line of a VDUSE device's sysfs attribute, or nil.
+    static func readAttribute(_ attribute: String, device name: String) -> String? {
+        guard let file = fopen("/sys/class/vduse/\(name)/\(attribute)", "r") else { return nil }
+        defer { fclose(file) }
+        var line = [CChar](repeating: 0, count: 512)
+        guard fgets(&line, Int32(line.count), file) != nil else { return nil }
+        return String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// After binding: where the kernel runs each queue's interrupt injection (DevicePolicy).
     static func applyInterruptAffinity(_ plan: ExportPlan, logger: Logger) {
-        let mask = DataPathTuning.current.irqMask
-        guard !mask.isEmpty else { return }
         for q in 0..<Int(plan.numQueues) {
-            writeAttribute("vq\(q)/irq_cb_affinity", mask, device: plan.deviceName, logger: logger)
+            let attribute = "vq\(q)/irq_cb_affinity"
+            let current = readAttribute(attribute, device: plan.deviceName) ?? ""
+            guard let mask = DevicePolicy.interruptMask(driverMask: current) else { continue }
+            writeAttribute(attribute, mask, device: plan.deviceName, logger: logger)
         }
     }
 
@@ -144,10 +154,8 @@ enum ExportFactory {
         // waits (killably) until a server answers.
         writeAttribute("msg_timeout", "0", device: plan.deviceName, logger: logger)
         // Before binding: the kernel takes the bounce size when the driver first maps memory.
-        let tuning = DataPathTuning.current
-        if tuning.bounceMiB > 0 {
-            writeAttribute("bounce_size", String(tuning.bounceMiB << 20), device: plan.deviceName, logger: logger)
-        }
+        writeAttribute("bounce_size", String(DevicePolicy.bounceBytes(numQueues: Int(plan.numQueues))),
+                       device: plan.deviceName, logger: logger)
         do {
             let device = try VDUSEDevice(name: plan.deviceName)
             for q in 0..<Int(plan.numQueues) { try device.setupQueue(index: q, maxSize: plan.queueSize) }

@@ -114,8 +114,8 @@ final class QueueHarness {
 
     /// Inline transfers of many segments (one preadv/pwritev) land where they belong.
     @Test func memoryBackedImageManySegments() throws {
-        let h = try QueueHarness(imageBytes: 4 << 20, directory: "/dev/shm")
-        let write = h.driver.blockRequest(type: 1, sector: 8, dataLength: 1 << 20, deviceWritesData: false, segments: 256)
+        let h = try QueueHarness(size: 128, imageBytes: 4 << 20, directory: "/dev/shm")  // 68 descriptors in use
+        let write = h.driver.blockRequest(type: 1, sector: 8, dataLength: 1 << 20, deviceWritesData: false, segments: 48)
         let bytes = h.driver.pointer(write.data).assumingMemoryBound(to: UInt8.self)
         for i in 0..<(1 << 20) { bytes[i] = UInt8(truncatingIfNeeded: i / 4096 &+ i) }
         let read = h.driver.blockRequest(type: 0, sector: 8 + 64, dataLength: 64 << 10, deviceWritesData: true, segments: 16)
