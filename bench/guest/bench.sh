@@ -1,14 +1,17 @@
 # Guest side of bench/run (do not run directly: bench/run prepends the settings and a timeout
 # header and runs it through the test bed).
 #
-# Settings (from bench/run): ROUNDS, RUNTIME, RAMP, IMAGE_MB, QUEUE_SETS, WORKLOADS, QUEUE_SIZE, QCOW2
+# Settings (from bench/run): ROUNDS, RUNTIME, RAMP, IMAGE_MB, QUEUE_SETS, WORKLOADS, QUEUE_SIZE, QCOW2,
+# RAW, NBD, RBD, NET_ROUNDS, NET_QUEUE_SETS, NET_WORKLOADS
 #
 # In one boot, for each queue count: every round sets up vduse-export, qemu-storage-daemon and a
 # loop device at once (each on its own image copy on the guest tmpfs; the creation order of the
 # two VDUSE servers alternates between rounds), runs every workload against the three in a
 # rotated order, records each server's peak RSS (VmHWM) and tears them down. With QCOW2=1 (the
 # default) the same round also serves one qcow2 image (two copies) by each VDUSE server, run in
-# alternating order after each workload's raw targets: the qcow2 row. Raw fio JSON and
+# alternating order after each workload's raw targets: the qcow2 row. RAW=0 skips all of that.
+# Then, with NBD=1, the NBD rows (one nbdkit export, four clients) and, with RBD=1, the RBD rows
+# (a one-node Ceph cluster, two or three clients): see "network backends" below. Raw fio JSON and
 # a line-based record of everything else go to $RESULTS; bench/report turns them into the table.
 set -uo pipefail
 
@@ -38,6 +41,12 @@ command -v qemu-storage-daemon >/dev/null || fail "qemu-storage-daemon not insta
     echo "queue_size $QUEUE_SIZE"
     echo "queue_sets $QUEUE_SETS"
     echo "workloads $WORKLOADS"
+    echo "raw ${RAW:-1}"
+    echo "nbd ${NBD:-0}"
+    echo "rbd ${RBD:-0}"
+    echo "net_rounds ${NET_ROUNDS:-}"
+    echo "net_queue_sets ${NET_QUEUE_SETS:-}"
+    echo "net_workloads ${NET_WORKLOADS:-}"
     echo "ours_binary $VDUSE_EXPORT"
     echo "ours_commit $(cat "$PROJECT/.testbed/bench-commit" 2>/dev/null || echo unknown)"
     echo "start $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -51,6 +60,7 @@ now() { echo "$EPOCHREALTIME"; }
 ms_since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", (b - a) * 1000 }'; }
 
 # --- images: one per target, fully allocated so every target reads real pages -----------------
+if [ "${RAW:-1}" = 1 ]; then
 for t in ours qsd loop; do
     fallocate -l "${IMAGE_MB}M" "$PWD/$t.img" || fail "cannot allocate $t.img on tmpfs"
 done
@@ -63,19 +73,20 @@ if [ "${QCOW2:-1}" = 1 ]; then
     cp "$PWD/oursq.qcow2" "$PWD/qsdq.qcow2"
     note "qcow2 images: 2 x $IMAGE_MB MiB (preallocation=falloc), the same image copied"
 fi
+fi
 
 # --- targets ----------------------------------------------------------------------------------
 OURS_PID= QSD_PID= OURS_DEV= QSD_DEV= LOOP_DEV=
 
-# start_ours_as NAME IMAGE FORMAT QUEUES: vduse-export serving IMAGE as /dev/vduse/NAME; sets
-# STARTED_PID and STARTED_DEV.
-start_ours_as() {
-    local name=$1 image=$2 format=$3 q=$4
+# start_ours_with NAME QUEUES BLOCKDEV...: vduse-export serving the node "disk0" of the --blockdev
+# options BLOCKDEV... as /dev/vduse/NAME; sets STARTED_PID and STARTED_DEV.
+start_ours_with() {
+    local name=$1 q=$2; shift 2
+    local bd=() b
+    for b in "$@"; do bd+=(--blockdev "$b"); done
     local t0; t0=$(now)
     rm -f "$name.out"
-    "$VDUSE_EXPORT" serve \
-        --blockdev "driver=file,node-name=file0,filename=$PWD/$image" \
-        --blockdev "driver=$format,node-name=disk0,file=file0" \
+    "$VDUSE_EXPORT" serve "${bd[@]}" \
         --object iothread,id=io0 \
         --export "type=vduse-blk,id=exp0,node-name=disk0,name=$name,writable=on,num-queues=$q,queue-size=$QUEUE_SIZE,iothread=io0" \
         >"$name.out" 2>>"$name.err" &
@@ -90,16 +101,20 @@ start_ours_as() {
     STARTED_DEV=$(awk '{print $3; exit}' "$name.out")
     [ -b "$STARTED_DEV" ] || { cat "$name.err" >&2; fail "vduse-export ($name): no block device ('$STARTED_DEV')"; }
     echo "startup $name $q $ms" >>"$EVENTS"
-    note "vduse-export $name ($format, $q queue(s)) ready in $ms ms: $STARTED_DEV"
+    note "vduse-export $name ($q queue(s)) ready in $ms ms: $STARTED_DEV"
+}
+# start_ours_as NAME IMAGE FORMAT QUEUES: an image file on the tmpfs.
+start_ours_as() {
+    start_ours_with "$1" "$4" "driver=file,node-name=file0,filename=$PWD/$2" "driver=$3,node-name=disk0,file=file0"
 }
 
-# start_qsd_as NAME IMAGE FORMAT QUEUES: the same with qemu-storage-daemon (aio=io_uring).
-start_qsd_as() {
-    local name=$1 image=$2 format=$3 q=$4
+# start_qsd_with NAME QUEUES BLOCKDEV...: the same with qemu-storage-daemon (node "n0").
+start_qsd_with() {
+    local name=$1 q=$2; shift 2
+    local bd=() b
+    for b in "$@"; do bd+=(--blockdev "$b"); done
     local t0; t0=$(now)
-    qemu-storage-daemon \
-        --blockdev "driver=file,node-name=f0,filename=$PWD/$image,aio=io_uring" \
-        --blockdev "driver=$format,node-name=n0,file=f0" \
+    qemu-storage-daemon "${bd[@]}" \
         --object iothread,id=io0 \
         --export "type=vduse-blk,id=e1,node-name=n0,name=$name,num-queues=$q,queue-size=$QUEUE_SIZE,writable=on,iothread=io0" \
         >>"$name.out" 2>>"$name.err" &
@@ -121,7 +136,11 @@ start_qsd_as() {
     STARTED_DEV=/dev/$blk
     [ -b "$STARTED_DEV" ] || fail "qemu-storage-daemon ($name): no block device"
     echo "startup $name $q $ms" >>"$EVENTS"
-    note "qemu-storage-daemon $name ($format, $q queue(s)) ready in $ms ms: $STARTED_DEV"
+    note "qemu-storage-daemon $name ($q queue(s)) ready in $ms ms: $STARTED_DEV"
+}
+# start_qsd_as NAME IMAGE FORMAT QUEUES: an image file on the tmpfs (aio=io_uring).
+start_qsd_as() {
+    start_qsd_with "$1" "$4" "driver=file,node-name=f0,filename=$PWD/$2,aio=io_uring" "driver=$3,node-name=n0,file=f0"
 }
 
 start_ours() { start_ours_as ours ours.img raw "$1"; OURS_PID=$STARTED_PID OURS_DEV=$STARTED_DEV; }
@@ -166,6 +185,7 @@ stop_all() {
     OURS_PID= QSD_PID= OURSQ_PID= QSDQ_PID=
 }
 
+declare -A NET_PID=()  # network targets with a server process of their own
 alive() { # TARGET
     case $1 in
         ours) kill -0 "$OURS_PID" 2>/dev/null ;;
@@ -173,6 +193,7 @@ alive() { # TARGET
         oursq) kill -0 "$OURSQ_PID" 2>/dev/null ;;
         qsdq) kill -0 "$QSDQ_PID" 2>/dev/null ;;
         loop) true ;;
+        *) [ -z "${NET_PID[$1]:-}" ] || kill -0 "${NET_PID[$1]}" 2>/dev/null ;;
     esac
 }
 
@@ -206,6 +227,7 @@ read -ra queue_sets <<<"$QUEUE_SETS"
 targets=(ours qsd loop)
 t_start=$EPOCHREALTIME
 qi=0
+[ "${RAW:-1}" = 1 ] || queue_sets=()
 for q in "${queue_sets[@]}"; do
     ((q <= $(nproc))) || note "warning: $q queues but only $(nproc) vCPUs"
     for ((round = 1; round <= ROUNDS; round++)); do
@@ -241,5 +263,7 @@ for q in "${queue_sets[@]}"; do
     done
     qi=$((qi + 1))
 done
+rm -f ours.img qsd.img loop.img oursq.qcow2 qsdq.qcow2  # room on the tmpfs for the network rows
+source "$PROJECT/bench/guest/netbench.sh"
 echo "guest_seconds $(awk -v a="$t_start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }')" >>"$META"
 note "done"
