@@ -24,7 +24,7 @@
 # vduse-export leaves librbd's default). A client that cannot be set up (nbd-client missing, rbd map
 # refused) is recorded as an error and left out; the VDUSE servers failing is fatal.
 
-read -ra net_workloads <<<"${NET_WORKLOADS:-randread-4k-qd32 randwrite-4k-qd32 write-1m-qd8}"
+read -ra net_workloads <<<"${NET_WORKLOADS:-randread-4k-qd32 randwrite-4k-qd32 read-1m-qd8 write-1m-qd8}"
 read -ra net_queue_sets <<<"${NET_QUEUE_SETS:-1}"
 NET_ROUNDS=${NET_ROUNDS:-2}
 for w in "${net_workloads[@]}"; do fio_args "$w" >/dev/null || fail "unknown workload $w"; done
@@ -179,12 +179,13 @@ if [ "${RBD:-0}" = 1 ]; then
             KRBD_DEV=
             if [[ " ${rbd_targets[*]} " == *" rbdkrbd "* ]]; then
                 t0=$(now)
-                if KRBD_DEV=$(timeout 120 rbd map rbd/rbdkrbd 2>krbd.err) && [ -b "$KRBD_DEV" ]; then
+                if KRBD_DEV=$(timeout 60 rbd map rbd/rbdkrbd 2>krbd.err) && [ -b "$KRBD_DEV" ]; then
                     echo "startup rbdkrbd $q $(ms_since "$t0")" >>"$EVENTS"
                     specs+=("rbdkrbd=$KRBD_DEV")
                 else
                     KRBD_DEV=
-                    echo "error setup rbdkrbd $q $round" >>"$EVENTS"; note "rbd map failed: $(head -c 400 krbd.err)"
+                    echo "error setup rbdkrbd $q $round" >>"$EVENTS"; note "rbd map failed: $(head -c 400 krbd.err) $(dmesg | grep -E 'libceph|rbd' | tail -3)"
+                    rbd_targets=(rbdours rbdqsd)  # not again in later rounds
                 fi
             fi
             note "RBD round $round, $q queue(s): ${specs[*]}"
