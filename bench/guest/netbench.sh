@@ -19,7 +19,7 @@
 # (reads of never-written objects would not touch the OSD):
 #   rbdours  vduse-export --blockdev driver=rbd,pool=rbd,image=rbdours,conf=...
 #   rbdqsd   qemu-storage-daemon --blockdev driver=rbd,pool=rbd,image=rbdqsd,conf=... (vduse-blk)
-#   rbdkrbd  `rbd map rbd/rbdkrbd` (the kernel's RBD client), if the guest can map it
+#   rbdkrbd  `rbd map -o noudev rbd/rbdkrbd` (the kernel's RBD client), if the guest can map it
 # Both librbd users run with librbd's defaults (rbd cache on: QEMU turns it on for cache.direct=off,
 # vduse-export leaves librbd's default). A client that cannot be set up (nbd-client missing, rbd map
 # refused) is recorded as an error and left out; the VDUSE servers failing is fatal.
@@ -179,7 +179,9 @@ if [ "${RBD:-0}" = 1 ]; then
             KRBD_DEV=
             if [[ " ${rbd_targets[*]} " == *" rbdkrbd "* ]]; then
                 t0=$(now)
-                if KRBD_DEV=$(timeout 60 rbd map rbd/rbdkrbd 2>krbd.err) && [ -b "$KRBD_DEV" ]; then
+                # noudev: no udevd runs in the guest, and rbd map waits for it by default (until the
+                # timeout: the kernel had mapped the image long before); devtmpfs makes the node.
+                if KRBD_DEV=$(timeout 60 rbd map -o noudev rbd/rbdkrbd 2>krbd.err) && wait_size "$KRBD_DEV" && [ -b "$KRBD_DEV" ]; then
                     echo "startup rbdkrbd $q $(ms_since "$t0")" >>"$EVENTS"
                     specs+=("rbdkrbd=$KRBD_DEV")
                 else
@@ -190,7 +192,7 @@ if [ "${RBD:-0}" = 1 ]; then
             fi
             note "RBD round $round, $q queue(s): ${specs[*]}"
             measure_set "$q" "$round" "${specs[@]}"
-            [ -n "$KRBD_DEV" ] && { timeout 120 rbd unmap "$KRBD_DEV" 2>/dev/null || note "rbd unmap $KRBD_DEV failed"; }
+            [ -n "$KRBD_DEV" ] && { timeout 120 rbd unmap -o noudev "$KRBD_DEV" 2>/dev/null || note "rbd unmap $KRBD_DEV failed"; }
             stop_vduse rbdours "$RBDOURS_PID" ours
             stop_vduse rbdqsd "$RBDQSD_PID" qsd
             unset 'NET_PID[rbdours]' 'NET_PID[rbdqsd]'
