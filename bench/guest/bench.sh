@@ -11,7 +11,7 @@
 # default) the same round also serves one qcow2 image (two copies) by each VDUSE server, run in
 # alternating order after each workload's raw targets: the qcow2 row. RAW=0 skips all of that.
 # Then, with NBD=1, the NBD rows (one nbdkit export, four clients) and, with RBD=1, the RBD rows
-# (a one-node Ceph cluster, two or three clients): see "network backends" below. Raw fio JSON and
+# (a one-node Ceph cluster, two or three clients): see bench/guest/netbench.sh. Raw fio JSON and
 # a line-based record of everything else go to $RESULTS; bench/report turns them into the table.
 set -uo pipefail
 

@@ -95,9 +95,11 @@ if [ "${NBD:-0}" = 1 ]; then
             if (((round + qi) % 2)); then
                 start_ours_with nbdours "$q" "$bd_ours"; NBDOURS_PID=$STARTED_PID NBDOURS_DEV=$STARTED_DEV
                 start_qsd_with nbdqsd "$q" "$bd_qsd"; NBDQSD_PID=$STARTED_PID NBDQSD_DEV=$STARTED_DEV
+                echo "order nbd $q $round ours-first" >>"$EVENTS"
             else
                 start_qsd_with nbdqsd "$q" "$bd_qsd"; NBDQSD_PID=$STARTED_PID NBDQSD_DEV=$STARTED_DEV
                 start_ours_with nbdours "$q" "$bd_ours"; NBDOURS_PID=$STARTED_PID NBDOURS_DEV=$STARTED_DEV
+                echo "order nbd $q $round qsd-first" >>"$EVENTS"
             fi
             NET_PID[nbdours]=$NBDOURS_PID NET_PID[nbdqsd]=$NBDQSD_PID
             specs=("nbdours=$NBDOURS_DEV" "nbdqsd=$NBDQSD_DEV")
@@ -170,9 +172,11 @@ if [ "${RBD:-0}" = 1 ]; then
             if (((round + qi) % 2)); then
                 start_ours_with rbdours "$q" "$bd_ours"; RBDOURS_PID=$STARTED_PID RBDOURS_DEV=$STARTED_DEV
                 start_qsd_with rbdqsd "$q" "$bd_qsd"; RBDQSD_PID=$STARTED_PID RBDQSD_DEV=$STARTED_DEV
+                echo "order rbd $q $round ours-first" >>"$EVENTS"
             else
                 start_qsd_with rbdqsd "$q" "$bd_qsd"; RBDQSD_PID=$STARTED_PID RBDQSD_DEV=$STARTED_DEV
                 start_ours_with rbdours "$q" "$bd_ours"; RBDOURS_PID=$STARTED_PID RBDOURS_DEV=$STARTED_DEV
+                echo "order rbd $q $round qsd-first" >>"$EVENTS"
             fi
             NET_PID[rbdours]=$RBDOURS_PID NET_PID[rbdqsd]=$RBDQSD_PID
             specs=("rbdours=$RBDOURS_DEV" "rbdqsd=$RBDQSD_DEV")
