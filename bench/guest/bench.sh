@@ -2,6 +2,7 @@
 # header and runs it through the test bed).
 #
 # Settings (from bench/run): ROUNDS, RUNTIME, RAMP, IMAGE_MB, QUEUE_SETS, WORKLOADS, QUEUE_SIZE, QCOW2,
+# RAW, NBD, RBD, NET_ROUNDS, NET_QUEUE_SETS, NET_WORKLOADS,
 # VARIANTS ("LABEL=TUNING ...": more vduse-export targets, each with VDUSE_EXPORT_TUNING=TUNING,
 # measured in the same rotation as the others; target name vLABEL; a `queues=N` item in TUNING
 # gives that target N queues instead, `fs=ext4` puts its image on an ext4 file system instead of
@@ -12,7 +13,9 @@
 # two VDUSE servers alternates between rounds), runs every workload against the three in a
 # rotated order, records each server's peak RSS (VmHWM) and tears them down. With QCOW2=1 (the
 # default) the same round also serves one qcow2 image (two copies) by each VDUSE server, run in
-# alternating order after each workload's raw targets: the qcow2 row. Raw fio JSON and
+# alternating order after each workload's raw targets: the qcow2 row. RAW=0 skips all of that.
+# Then, with NBD=1, the NBD rows (one nbdkit export, four clients) and, with RBD=1, the RBD rows
+# (a one-node Ceph cluster, two or three clients): see bench/guest/netbench.sh. Raw fio JSON and
 # a line-based record of everything else go to $RESULTS; bench/report turns them into the table.
 set -uo pipefail
 
@@ -44,6 +47,12 @@ command -v qemu-storage-daemon >/dev/null || fail "qemu-storage-daemon not insta
     echo "workloads $WORKLOADS"
     echo "variants ${VARIANTS:-}"
     echo "jobs ${JOBS:-queues}"
+    echo "raw ${RAW:-1}"
+    echo "nbd ${NBD:-0}"
+    echo "rbd ${RBD:-0}"
+    echo "net_rounds ${NET_ROUNDS:-}"
+    echo "net_queue_sets ${NET_QUEUE_SETS:-}"
+    echo "net_workloads ${NET_WORKLOADS:-}"
     echo "ours_binary $VDUSE_EXPORT"
     echo "ours_commit $(cat "$PROJECT/.testbed/bench-commit" 2>/dev/null || echo unknown)"
     echo "start $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -63,6 +72,7 @@ for v in "${variants[@]}"; do
     [[ $v =~ ^([A-Za-z0-9]+)=(.+)$ ]] || fail "bad variant '$v' (LABEL=TUNING, LABEL letters and digits)"
     VTUNING[v${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
 done
+if [ "${RAW:-1}" = 1 ]; then
 # Images of `fs=ext4` variants: on an ext4 file system (in a loop device over a tmpfs file,
 # so its page cache and its "disk" are both memory), where reads can hit the page cache or wait.
 EXT4=$PWD/ext4
@@ -88,19 +98,20 @@ if [ "${QCOW2:-1}" = 1 ]; then
     cp "$PWD/oursq.qcow2" "$PWD/qsdq.qcow2"
     note "qcow2 images: 2 x $IMAGE_MB MiB (preallocation=falloc), the same image copied"
 fi
+fi
 
 # --- targets ----------------------------------------------------------------------------------
 OURS_PID= QSD_PID= OURS_DEV= QSD_DEV= LOOP_DEV=
 
-# start_ours_as NAME IMAGE FORMAT QUEUES: vduse-export serving IMAGE as /dev/vduse/NAME; sets
-# STARTED_PID and STARTED_DEV.
-start_ours_as() {
-    local name=$1 image=$2 format=$3 q=$4
+# start_ours_with NAME QUEUES BLOCKDEV...: vduse-export serving the node "disk0" of the --blockdev
+# options BLOCKDEV... as /dev/vduse/NAME; sets STARTED_PID and STARTED_DEV.
+start_ours_with() {
+    local name=$1 q=$2; shift 2
+    local bd=() b
+    for b in "$@"; do bd+=(--blockdev "$b"); done
     local t0; t0=$(now)
     rm -f "$name.out"
-    "$VDUSE_EXPORT" serve \
-        --blockdev "driver=file,node-name=file0,filename=$PWD/$image" \
-        --blockdev "driver=$format,node-name=disk0,file=file0" \
+    "$VDUSE_EXPORT" serve "${bd[@]}" \
         --object iothread,id=io0 \
         --export "type=vduse-blk,id=exp0,node-name=disk0,name=$name,writable=on,num-queues=$q,queue-size=$QUEUE_SIZE,iothread=io0" \
         >"$name.out" 2>>"$name.err" &
@@ -115,16 +126,20 @@ start_ours_as() {
     STARTED_DEV=$(awk '{print $3; exit}' "$name.out")
     [ -b "$STARTED_DEV" ] || { cat "$name.err" >&2; fail "vduse-export ($name): no block device ('$STARTED_DEV')"; }
     echo "startup $name $q $ms" >>"$EVENTS"
-    note "vduse-export $name ($format, $q queue(s)) ready in $ms ms: $STARTED_DEV"
+    note "vduse-export $name ($q queue(s)) ready in $ms ms: $STARTED_DEV"
+}
+# start_ours_as NAME IMAGE FORMAT QUEUES: an image file on the tmpfs.
+start_ours_as() {
+    start_ours_with "$1" "$4" "driver=file,node-name=file0,filename=$PWD/$2" "driver=$3,node-name=disk0,file=file0"
 }
 
-# start_qsd_as NAME IMAGE FORMAT QUEUES: the same with qemu-storage-daemon (aio=io_uring).
-start_qsd_as() {
-    local name=$1 image=$2 format=$3 q=$4
+# start_qsd_with NAME QUEUES BLOCKDEV...: the same with qemu-storage-daemon (node "n0").
+start_qsd_with() {
+    local name=$1 q=$2; shift 2
+    local bd=() b
+    for b in "$@"; do bd+=(--blockdev "$b"); done
     local t0; t0=$(now)
-    qemu-storage-daemon \
-        --blockdev "driver=file,node-name=f0,filename=$PWD/$image,aio=io_uring" \
-        --blockdev "driver=$format,node-name=n0,file=f0" \
+    qemu-storage-daemon "${bd[@]}" \
         --object iothread,id=io0 \
         --export "type=vduse-blk,id=e1,node-name=n0,name=$name,num-queues=$q,queue-size=$QUEUE_SIZE,writable=on,iothread=io0" \
         >>"$name.out" 2>>"$name.err" &
@@ -146,7 +161,11 @@ start_qsd_as() {
     STARTED_DEV=/dev/$blk
     [ -b "$STARTED_DEV" ] || fail "qemu-storage-daemon ($name): no block device"
     echo "startup $name $q $ms" >>"$EVENTS"
-    note "qemu-storage-daemon $name ($format, $q queue(s)) ready in $ms ms: $STARTED_DEV"
+    note "qemu-storage-daemon $name ($q queue(s)) ready in $ms ms: $STARTED_DEV"
+}
+# start_qsd_as NAME IMAGE FORMAT QUEUES: an image file on the tmpfs (aio=io_uring).
+start_qsd_as() {
+    start_qsd_with "$1" "$4" "driver=file,node-name=f0,filename=$PWD/$2,aio=io_uring" "driver=$3,node-name=n0,file=f0"
 }
 
 start_ours() { start_ours_as ours ours.img raw "$1"; OURS_PID=$STARTED_PID OURS_DEV=$STARTED_DEV; }
@@ -212,6 +231,7 @@ stop_all() {
     OURS_PID= QSD_PID= OURSQ_PID= QSDQ_PID=
 }
 
+declare -A NET_PID=()  # network targets with a server process of their own
 alive() { # TARGET
     case $1 in
         ours) kill -0 "$OURS_PID" 2>/dev/null ;;
@@ -220,6 +240,7 @@ alive() { # TARGET
         qsdq) kill -0 "$QSDQ_PID" 2>/dev/null ;;
         loop) true ;;
         v*) kill -0 "${VPID[$1]}" 2>/dev/null ;;
+        *) [ -z "${NET_PID[$1]:-}" ] || kill -0 "${NET_PID[$1]}" 2>/dev/null ;;
     esac
 }
 
@@ -255,6 +276,7 @@ targets=(ours qsd loop "${!VTUNING[@]}")
 nt=${#targets[@]}
 t_start=$EPOCHREALTIME
 qi=0
+[ "${RAW:-1}" = 1 ] || queue_sets=()
 for q in "${queue_sets[@]}"; do
     ((q <= $(nproc))) || note "warning: $q queues but only $(nproc) vCPUs"
     for ((round = 1; round <= ROUNDS; round++)); do
@@ -291,5 +313,8 @@ for q in "${queue_sets[@]}"; do
     done
     qi=$((qi + 1))
 done
+rm -f ours.img qsd.img loop.img oursq.qcow2 qsdq.qcow2 v*.img  # room on the tmpfs for the network rows
+if [ -d "$EXT4" ]; then umount "$EXT4" && rm -f ext4.fs; fi
+source "$PROJECT/bench/guest/netbench.sh"
 echo "guest_seconds $(awk -v a="$t_start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }')" >>"$META"
 note "done"

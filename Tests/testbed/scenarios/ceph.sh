@@ -4,85 +4,23 @@
 # missing image, unreachable cluster) before any device exists.
 # timeout: 900
 source "$PROJECT/Tests/testbed/scenario-lib.sh"
+source "$PROJECT/Tests/testbed/ceph-lib.sh"
 X=$VDUSE_EXPORT
-MC=$(dirname "$VDUSE_EXPORT")/ceph-mon-command
 for c in ceph-mon ceph-osd rbd fio; do command -v $c >/dev/null || fail "$c missing: scripts/install-deps testbed"; done
-[ -x "$MC" ] || fail "$MC missing: swift build builds it"
+[ -x "$CEPH_MC" ] || fail "$CEPH_MC missing: swift build builds it"
 T0=$SECONDS
 took() { echo "$((SECONDS - T0)) s"; }
-D=$PWD/ceph
-export CEPH_CONF=$D/ceph.conf
-mkdir -p "$D/mon" "$D/osd" "$D/log" "$D/run"
-MONPID= OSDPID=
 cleanup() {
     local rc=$?
     if [ "$rc" -ne 0 ]; then
-        for f in "$D"/log/*.log; do [ -f "$f" ] && { echo "---- tail $f"; tail -15 "$f"; }; done
+        ceph_logs
         for f in /run/vduse-export/*.log; do [ -f "$f" ] && { echo "---- $f"; tail -20 "$f"; }; done
     fi
-    kill $OSDPID $MONPID 2>/dev/null || true
+    ceph_down
 }
 trap cleanup EXIT
-# The guest's init leaves loopback down; then one TCP connection alone (TCG: see nbd.sh).
-ip link set lo up
-timeout 60 python3 -c 'import socket; l=socket.socket(); l.bind(("127.0.0.1",0)); l.listen(1); c=socket.create_connection(l.getsockname()); a,_=l.accept(); c.sendall(b"x"); a.recv(1)'
-
-# memstore keeps data in the osd's memory; "page set" makes small writes cheap.
-cat >"$CEPH_CONF" <<EOC
-[global]
-fsid = $(cat /proc/sys/kernel/random/uuid)
-mon host = 127.0.0.1
-public addr = 127.0.0.1
-cluster addr = 127.0.0.1
-run dir = $D/run
-log file = $D/log/\$name.log
-auth cluster required = none
-auth service required = none
-auth client required = none
-osd pool default size = 1
-osd pool default min size = 1
-osd pool default pg num = 8
-osd pool default pgp num = 8
-osd pool default pg autoscale mode = off
-osd crush chooseleaf type = 0
-mon warn on pool no redundancy = false
-mon warn on insecure global id reclaim allowed = false
-mon mgr mkfs grace = 31536000
-client mount timeout = 30
-rbd default features = 1
-[mon.a]
-mon data = $D/mon
-mon cluster log file = $D/log/cluster.log
-mon data avail crit = 0
-mon data avail warn = 0
-[osd.0]
-osd data = $D/osd
-osd objectstore = memstore
-memstore device bytes = 2147483648
-memstore page set = true
-crush location = root=default host=node0
-osd crush initial weight = 1
-osd class load list = *
-osd class default list = *
-osd op num shards = 2
-osd op num threads per shard = 1
-EOC
-timeout 120 ceph-osd --id 0 --mkfs >"$D/log/osd-mkfs.out" 2>&1 &
-mkfs=$!
-timeout 60 ceph-mon --id a --mkfs --keyring /dev/null >/dev/null 2>&1 || fail "ceph-mon --mkfs"
-touch "$D/mon/keyring"
-ceph-mon -f --id a >"$D/log/mon.out" 2>&1 &
-MONPID=$!
-wait $mkfs || { cat "$D/log/osd-mkfs.out"; fail "ceph-osd --mkfs"; }
-retry() { local n=$1; shift; for _ in $(seq 1 "$n"); do "$@" && return 0; sleep 1; done; return 1; }
-retry 60 timeout 60 "$MC" '{"prefix":"mon stat"}' >/dev/null 2>&1 || fail "the monitor does not answer"
-[ "$(timeout 60 "$MC" '{"prefix":"osd create"}' 2>/dev/null)" = 0 ] || fail "osd create"
-ceph-osd -f --id 0 >"$D/log/osd.out" 2>&1 &
-OSDPID=$!
-osd_up() { timeout 60 "$MC" '{"prefix":"osd stat"}' 2>/dev/null | grep -q ' 1 up'; }
-retry 120 osd_up || fail "the osd did not come up"
-timeout 60 "$MC" '{"prefix":"osd pool create","pool":"rbd","pg_num":8,"pgp_num":8}' \
-    '{"prefix":"osd pool application enable","pool":"rbd","app":"rbd"}' >/dev/null 2>&1 || fail "pool create"
+loopback_up
+ceph_up "$PWD/ceph" || fail "the Ceph cluster did not come up"
 timeout 120 rbd create --size 64M rbd/img || fail "rbd create"
 note "cluster up, image rbd/img created ($(took))"
 
