@@ -16,8 +16,6 @@ package struct DataPathTuning: Sendable, Equatable {
     package var inlineReadLimit = 128 * 1024
     /// Inline transfers start with one preadv/pwritev over all segments (off: one call per segment).
     package var vectoredInline = true
-    /// Try buffered reads and writes of files on disk inline with RWF_NOWAIT before io_uring.
-    package var nowait = true
 
     package init() {}
 
@@ -30,7 +28,6 @@ package struct DataPathTuning: Sendable, Equatable {
             case "bounce-mb": bounceMiB = Int(kv[1]).map { min(max($0, 0), 1024) } ?? bounceMiB
             case "irq-mask": irqMask = kv[1] == "driver" || !kv[1].isEmpty && kv[1].allSatisfy(\.isHexDigit) ? kv[1] : irqMask
             case "vectored": vectoredInline = kv[1] != "0"
-            case "nowait": nowait = kv[1] != "0"
             case "inline-read-kb": inlineReadLimit = Int(kv[1]).map { max($0, 0) * 1024 } ?? inlineReadLimit
             default: continue
             }

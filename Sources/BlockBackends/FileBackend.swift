@@ -131,24 +131,6 @@ package final class FileBackend: BlockBackend {
         return done == total ? .ok : .ioError
     }
 
-    /// A read or write only if the page cache can do it at once (RWF_NOWAIT): true when all of
-    /// it was done; false when it would block (or the file system cannot say), and nothing
-    /// needs undoing (a partial read is read again; a partial write is written again whole).
-    func transferIfCached(write: Bool, iov: UnsafeMutableBufferPointer<iovec>, offset: UInt64, total: Int) -> Bool {
-        guard iov.count <= Self.maxVector else { return false }
-        let r = cvduse_rw_nowait(fd, iov.baseAddress, Int32(iov.count), offset, write ? 1 : 0)
-        if r == total { return true }
-        if r == -Int(EOPNOTSUPP) || r == -Int(EINVAL) {
-            if write { nowaitWrites = false } else { nowaitReads = false }
-        }
-        return false
-    }
-
-    /// RWF_NOWAIT is worth trying (buffered regular files; turned off where the file system
-    /// refuses it). Reads and writes separately: ext4 takes it for reads only.
-    var nowaitReads = true
-    var nowaitWrites = true
-
     /// Linux's limit on segments per preadv/pwritev (UIO_MAXIOV).
     static let maxVector = 1024
 

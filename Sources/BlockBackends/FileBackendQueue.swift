@@ -25,11 +25,6 @@ final class FileBackendQueue: BackendQueue {
     /// their throughput (docs/performance.md, 2026-12-05).
     static let inlineTransferLimit = DataPathTuning.current.inlineReadLimit
 
-    /// Page-cache hits of a buffered file on disk are done inline (RWF_NOWAIT), the rest through
-    /// io_uring. Not for O_DIRECT (it would always wait for the device) nor block devices.
-    private lazy var useNowait = DataPathTuning.current.nowait && backend.kind == .regularFile
-        && !backend.direct && !backend.memoryBacked
-
     private enum Operation {
         case idle
         case read(offset: UInt64, buffers: UnsafeMutableBufferPointer<iovec>, length: Int)
@@ -62,11 +57,6 @@ final class FileBackendQueue: BackendQueue {
             if backend.memoryBacked && (!isRead || length <= Self.inlineTransferLimit) {
                 sink.complete(tag: tag, status: backend.finishTransfer(write: !isRead, iov: buffers, offset: offset,
                                                                        done: 0, total: length))
-                return
-            }
-            if useNowait && (isRead ? backend.nowaitReads : backend.nowaitWrites)
-                && backend.transferIfCached(write: !isRead, iov: buffers, offset: offset, total: length) {
-                sink.complete(tag: tag, status: .ok)
                 return
             }
             if stageDirect {

@@ -119,11 +119,6 @@ unsigned cvduse_ring_reap(cvduse_ring *r, uint64_t *tags, int32_t *results, unsi
 
 unsigned cvduse_ring_ready(cvduse_ring *r) { return io_uring_cq_ready(&r->ring); }
 
-long cvduse_rw_nowait(int fd, const struct iovec *iov, int count, uint64_t offset, int write) {
-    ssize_t r = write ? pwritev2(fd, iov, count, (off_t)offset, RWF_NOWAIT)
-                      : preadv2(fd, iov, count, (off_t)offset, RWF_NOWAIT);
-    return r < 0 ? -errno : r;
-}
 
 int cvduse_ring_wait(cvduse_ring *r, uint64_t *tag, int32_t *result) {
     struct io_uring_cqe *cqe;

@@ -166,12 +166,18 @@ public struct AddRequest: Sendable, Equatable {
         return args
     }
 
+    /// `add`'s queue count when none is given: one per online CPU (blk-mq then gives each CPU a
+    /// queue of its own), at most 4 (each queue adds a bounce buffer share; 2 and 4 queues gave
+    /// 1.07-1.29x one queue's IOPS with 4 jobs on 4 vCPUs, docs/performance.md). Stored in the
+    /// record, so a restart keeps it when the CPU count changes.
+    public static var defaultQueueCount: Int { min(max(sysconf(Int32(_SC_NPROCESSORS_ONLN)), 1), 4) }
+
     /// The `--export` value.
     public var exportSpec: String {
         var export = "type=vduse-blk,id=\(Self.escape(exportID)),node-name=disk0,name=\(Self.escape(resolvedName))"
         export += ",writable=\(readOnly ? "off" : "on")"
         if writethrough { export += ",writethrough=on" }
-        if let numQueues { export += ",num-queues=\(Self.escape(numQueues))" }
+        export += ",num-queues=\(Self.escape(numQueues ?? String(Self.defaultQueueCount)))"
         if let queueSize { export += ",queue-size=\(Self.escape(queueSize))" }
         if let logicalBlockSize { export += ",logical-block-size=\(Self.escape(logicalBlockSize))" }
         export += ",serial=\(Self.escape(resolvedSerial))"

@@ -31,7 +31,7 @@ struct AddCommand: ParsableCommand {
     @Option(help: ArgumentHelp("VDUSE device name (default: the image's file name without extension, characters outside [A-Za-z0-9._-] replaced by '-'). Also the export id, and the /dev/disk/by-vduse/ name.", valueName: "NAME"))
     var name: String?
 
-    @Option(help: ArgumentHelp("Virtqueues, 1..65535 (default 1). The kernel uses at most one per CPU.", valueName: "N"))
+    @Option(help: ArgumentHelp("Virtqueues, 1..65535 (default: one per online CPU, at most 4). The kernel uses at most one per CPU.", valueName: "N"))
     var numQueues: String?
 
     @Option(help: ArgumentHelp("Ring size per queue, a power of 2 in 4..1024 (default 256).", valueName: "N"))

@@ -5,9 +5,9 @@ import Testing
 /// The data-path tuning knobs and the device policy built on them.
 @Suite struct DevicePolicyTests {
     @Test func tuningParsesKnownKeysAndIgnoresTheRest() {
-        let t = DataPathTuning(parsing: "poll-us=50,bounce-mb=8,irq-mask=2,inline-read-kb=256,vectored=0,nowait=0,bogus=1,x")
+        let t = DataPathTuning(parsing: "poll-us=50,bounce-mb=8,irq-mask=2,inline-read-kb=256,vectored=0,bogus=1,x")
         #expect(t.pollMicroseconds == 50 && t.bounceMiB == 8 && t.irqMask == "2")
-        #expect(t.inlineReadLimit == 256 * 1024 && !t.vectoredInline && !t.nowait)
+        #expect(t.inlineReadLimit == 256 * 1024 && !t.vectoredInline)
         #expect(DataPathTuning(parsing: "irq-mask=zz,bounce-mb=-3,poll-us=x") == DataPathTuning())
         #expect(DataPathTuning(parsing: "bounce-mb=99999").bounceMiB == 1024)
     }

@@ -130,22 +130,6 @@ final class QueueHarness {
         #expect((0..<(64 << 10)).allSatisfy { got[$0] == UInt8(truncatingIfNeeded: ($0 + (32 << 10)) / 4096 &+ $0 &+ (32 << 10)) })
     }
 
-    /// A file on disk: a read the page cache holds is done inline (RWF_NOWAIT), with the data.
-    @Test func cachedReadOfADiskFileIsInline() throws {
-        let h = try QueueHarness(imageBytes: 4 << 20, directory: "/var/tmp")
-        #expect(!h.backend.memoryBacked)
-        let write = h.driver.blockRequest(type: 1, sector: 16, dataLength: 16 << 10, deviceWritesData: false, fill: 0x5a, segments: 4)
-        h.driver.offer(write.head)
-        h.run(expecting: 1)
-        #expect(h.driver.status(of: write) == 0)
-        let read = h.driver.blockRequest(type: 0, sector: 16, dataLength: 16 << 10, deviceWritesData: true, segments: 4)
-        h.driver.offer(read.head)
-        h.server.processAvailable()
-        #expect(h.driver.takeUsed().map(\.id) == [UInt32(read.head)])  // answered without io_uring
-        #expect(h.driver.status(of: read) == 0)
-        #expect(UnsafeRawBufferPointer(start: h.driver.pointer(read.data), count: 16 << 10).allSatisfy { $0 == 0x5a })
-    }
-
     @Test func manyRequestsInFlightAtOnce() throws {
         let h = try QueueHarness(size: 128)
         var requests: [VirtqueueDriver.Request] = []

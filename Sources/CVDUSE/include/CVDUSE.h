@@ -99,8 +99,6 @@ int cvduse_ring_prep_fallocate(cvduse_ring *ring, int fd, int mode, uint64_t off
 int cvduse_ring_submit(cvduse_ring *ring);
 /* Takes up to `max` completions without blocking; returns how many. */
 unsigned cvduse_ring_reap(cvduse_ring *ring, uint64_t *tags, int32_t *results, unsigned max);
-/* preadv2/pwritev2 with RWF_NOWAIT: bytes done, or -errno (-EAGAIN: it would block). */
-long cvduse_rw_nowait(int fd, const struct iovec *iov, int count, uint64_t offset, int write);
 /* Completions waiting in the ring (no system call). */
 unsigned cvduse_ring_ready(cvduse_ring *ring);
 /* Blocks for one completion (used only while draining on reset/teardown). 0 or -errno. */
