@@ -29,6 +29,9 @@ enum PageSections {
         .TP
         .B VDUSE_EXPORT_CONFIG_DIR
         Where \\fBadd \\-\\-persist\\fR writes configurations instead of \\fI/etc/vduse\\-export\\fR.
+        .TP
+        .B VDUSE_EXPORT_TUNING
+        Experimental data\\-path settings read by the server, \\fIkey\\fR=\\fIvalue\\fR[,...]: \\fBpoll\\-us\\fR (spin before sleeping), \\fBbounce\\-mb\\fR (bounce buffer size), \\fBirq\\-mask\\fR (hex CPU mask or \\fBdriver\\fR), \\fBinline\\-read\\-kb\\fR, \\fBvectored\\fR. For measuring levers against the defaults (docs/performance.md); unknown keys are ignored; not a stable interface.
         """
 
     static let files = """
