@@ -62,7 +62,8 @@ enum ExportFactory {
         case let .inet(host, port): .tcp(host: host, port: port)
         case let .unix(path): .unix(path: path)
         }
-        let target = NBDTarget(server: server, export: n.export, reconnectDelayMs: UInt64(n.reconnectDelay) * 1000)
+        let target = NBDTarget(server: server, export: n.export, reconnectDelayMs: UInt64(n.reconnectDelay) * 1000,
+                               requestTimeoutMs: UInt64(n.requestTimeout) * 1000)
         do {
             return try NBDBackend(target: target, writable: plan.writable, queues: Int(plan.numQueues),
                                   logicalBlockSize: plan.logicalBlockSize)
