@@ -120,6 +120,8 @@ final class NBDConnection {
             // Advisory: a server without trim simply keeps the data.
             if limits.canTrim { chunks(offset, length, limits.maxZero, command) { at, n in cnbd_trim(h, n, at) } }
         case let .writeZeroes(offset, length, unmap):
+            // Never NBD_CMD_FLAG_FAST_ZERO: the range must be zeroed whatever it costs, and a plain
+            // write-zeroes already lets the server take its fastest way (docs/options.md).
             if limits.canZero {
                 let flags = unmap ? 0 : UInt32(LIBNBD_CMD_FLAG_NO_HOLE)
                 chunks(offset, length, limits.maxZero, command) { at, n in cnbd_zero(h, n, at, flags) }
