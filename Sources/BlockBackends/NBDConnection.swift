@@ -186,7 +186,12 @@ final class NBDConnection {
         publish()
     }
 
+    /// Retires answered commands. Not on a dead handle: libnbd then completes every command in
+    /// flight with ENOTCONN, and those must wait for the next connection (`lost`, which the
+    /// callers run next), not fail. A real answer that came just before the death is lost with
+    /// them and the command sent again.
     private func reap(_ handle: NBDHandle) {
+        guard !handle.isDead else { return }
         var heard = false
         defer { if heard { lastHeard = monotonicMs() } }
         while let (cookie, err) = handle.nextCompleted() {
