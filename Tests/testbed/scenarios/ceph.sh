@@ -1,7 +1,8 @@
-# Ceph RBD backend against a one-mon, one-osd cluster (memstore, auth none, pool size 1) started
+# Ceph RBD backend against a one-mon, one-osd cluster (memstore, cephx, pool size 1) started
 # here on 127.0.0.1: add rbd:pool/image, fio verify, ext4 mkfs/mount/fsck, `rbd export` equals
 # the writes, a snapshot exported read-only, a namespace, resize, and refusals (missing pool,
-# missing image, unreachable cluster) before any device exists.
+# missing image, unreachable cluster, a user whose caps exclude the pool, a user the cluster does
+# not know) before any device exists.
 # timeout: 900
 source "$PROJECT/Tests/testbed/scenario-lib.sh"
 X=$VDUSE_EXPORT
@@ -36,9 +37,7 @@ public addr = 127.0.0.1
 cluster addr = 127.0.0.1
 run dir = $D/run
 log file = $D/log/\$name.log
-auth cluster required = none
-auth service required = none
-auth client required = none
+keyring = $D/keyring
 osd pool default size = 1
 osd pool default min size = 1
 osd pool default pg num = 8
@@ -67,10 +66,19 @@ osd class default list = *
 osd op num shards = 2
 osd op num threads per shard = 1
 EOC
+# cephx (ceph's default): every key in the keyring ceph.conf names. The monitor's mkfs imports
+# the keys of mon.keyring, a copy made before client.ghost's key is added: the cluster never
+# hears of client.ghost. client.other may use pool "other" only.
+ka() { ceph-authtool "$D/keyring" "$@" >/dev/null || fail "ceph-authtool $*"; }
+ka --create-keyring --gen-key -n mon. --cap mon 'allow *'
+ka --gen-key -n client.admin --cap mon 'allow *' --cap osd 'allow *' --cap mgr 'allow *'
+ka --gen-key -n osd.0 --cap mon 'allow profile osd' --cap osd 'allow *'
+ka --gen-key -n client.other --cap mon 'profile rbd' --cap osd 'profile rbd pool=other'
+cp "$D/keyring" "$D/mon.keyring"
+ka --gen-key -n client.ghost
 timeout 120 ceph-osd --id 0 --mkfs >"$D/log/osd-mkfs.out" 2>&1 &
 mkfs=$!
-timeout 60 ceph-mon --id a --mkfs --keyring /dev/null >/dev/null 2>&1 || fail "ceph-mon --mkfs"
-touch "$D/mon/keyring"
+timeout 60 ceph-mon --id a --mkfs --keyring "$D/mon.keyring" >/dev/null 2>&1 || fail "ceph-mon --mkfs"
 ceph-mon -f --id a >"$D/log/mon.out" 2>&1 &
 MONPID=$!
 wait $mkfs || { cat "$D/log/osd-mkfs.out"; fail "ceph-osd --mkfs"; }
@@ -150,8 +158,20 @@ s=$SECONDS
 rc=0; $X add "rbd:rbd/img:conf=$PWD/bad.conf" --name bad 2>err.txt || rc=$?
 [ "$rc" -eq 4 ] && grep -q "error connecting" err.txt || fail "unreachable cluster: exit $rc $(cat err.txt)"
 note "unreachable cluster, after $((SECONDS - s)) s: $(cat err.txt)"
+# Permission: caps that exclude the pool (the OSD says EPERM), a key the cluster does not know
+# (the monitor says EACCES). The user is named; nothing is left behind.
+rc=0; $X add "rbd:rbd/img:id=other:conf=$CEPH_CONF" --name bad 2>err.txt || rc=$?
+[ "$rc" -eq 4 ] && grep -q "permission denied for client.other (its caps do not allow image rbd/img)" err.txt \
+    || fail "caps without the pool: exit $rc $(cat err.txt)"
+note "caps without the pool: $(cat err.txt)"
+rc=0; $X add "rbd:rbd/img:id=ghost:conf=$CEPH_CONF" --name bad 2>err.txt || rc=$?
+[ "$rc" -eq 4 ] && grep -q "error connecting: permission denied for client.ghost" err.txt \
+    || fail "unknown user: exit $rc $(cat err.txt)"
+note "unknown user: $(cat err.txt)"
+expect_gone bad
+! ls /run/vduse-export 2>/dev/null | grep -q '^bad\.' || fail "left in /run/vduse-export: $(ls /run/vduse-export)"
 rc=0; $X add "rbd:rbd" --name bad 2>err.txt || rc=$?
 [ "$rc" -eq 1 ] || fail "malformed rbd name: exit $rc"
 [ -z "$($X list)" ] || fail "left in list: $($X list)"
 expect_no_disks
-note "missing pool, missing image, unreachable cluster, malformed name: refused, nothing left ($(took))"
+note "missing pool, missing image, unreachable cluster, permission denied (caps, unknown user), malformed name: refused, nothing left ($(took))"
