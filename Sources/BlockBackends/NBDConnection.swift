@@ -242,6 +242,7 @@ final class NBDConnection {
 
     /// The server went away: every request not answered waits for the next connection.
     private func lost() {
+        let why = handle?.failure.map { " (\($0))" } ?? ""
         let inOrder = cookies.sorted { $0.key < $1.key }.map(\.value)
         cookies.removeAll()
         for c in inOrder where !c.waiting {
@@ -255,7 +256,7 @@ final class NBDConnection {
         let now = monotonicMs()
         deadline = now + target.reconnectDelayMs
         expired = false
-        log("connection to \(target.address) lost; reconnecting (requests wait up to \(target.reconnectDelayMs / 1000) s)")
+        log("connection to \(target.address) lost\(why); reconnecting (requests wait up to \(target.reconnectDelayMs / 1000) s)")
         if target.reconnectDelayMs == 0 { expire() }
         timer.arm(firstMs: 1, intervalMs: Self.retryMs)
     }

@@ -40,6 +40,8 @@ package struct NBDTarget: Sendable, Equatable {
 /// fd. Closed when the owner lets go.
 final class NBDHandle {
     let raw: OpaquePointer
+    /// libnbd's message for the failure that killed the connection, if `notify` saw one.
+    private(set) var failure: String?
 
     /// Starts connecting (non-blocking): the handle is in the connecting state afterwards, or
     /// this throws with libnbd's reason.
@@ -93,14 +95,18 @@ final class NBDHandle {
         guard poll(&p, 1, 0) > 0 else { return false }
         var moved = false
         if wantRead && p.revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 {
-            _ = nbd_aio_notify_read(raw)
+            if nbd_aio_notify_read(raw) < 0 { noteFailure() }
             moved = true
         }
         if wantWrite && p.revents & Int16(POLLOUT | POLLHUP | POLLERR) != 0 && direction & UInt32(LIBNBD_AIO_DIRECTION_WRITE) != 0 {
-            _ = nbd_aio_notify_write(raw)
+            if nbd_aio_notify_write(raw) < 0 { noteFailure() }
             moved = true
         }
         return moved
+    }
+
+    private func noteFailure() {
+        if failure == nil { failure = Self.lastError("notify").call }
     }
 
     /// The next finished command: its cookie and whether it succeeded (with the errno if not).
