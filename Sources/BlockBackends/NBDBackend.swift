@@ -15,6 +15,8 @@ package final class NBDBackend: BlockBackend {
     /// The server's smallest block (bytes); requests must be multiples of it.
     package let minimumBlock: UInt64
     package let preferredBlock: UInt64
+    /// Whether the server offers fast zero; reported, never used (see the write-zeroes case of
+    /// NBDConnection.issue).
     package let canFastZero: Bool
     private let limits: NBDLimits
     private var connections: [NBDConnection] = []

@@ -10,7 +10,9 @@ import Virtio
 ///
 /// A lost connection is opened again in the background (every `retryMs`); requests in flight
 /// and new ones wait for it until `reconnectDelayMs` after the loss, then fail with an I/O
-/// error (and later ones at once) while attempts go on.
+/// error (and later ones at once) while attempts go on. A server that keeps the connection open
+/// but stops answering (stopped, wedged) is found by a watchdog: with requests outstanding and
+/// nothing moving on the socket for `requestTimeoutMs`, the connection counts as lost.
 final class NBDConnection {
     let target: NBDTarget
     let limits: NBDLimits
@@ -25,6 +27,11 @@ final class NBDConnection {
     private var deadline: UInt64?
     private var expired = false
     private var attemptStarted: UInt64 = 0
+    /// Monotonic ms when the server last showed life (a reply read, or some of our bytes taken),
+    /// or when a request went out with none outstanding.
+    private var lastHeard: UInt64 = 0
+    /// The timer ticks for the watchdog (while ready) rather than for reconnect attempts.
+    private var watchdog = false
     private var watchingWrite = false
     /// The socket fd registered in the loop: libnbd closes a dead handle's socket (its fd reads
     /// -1 then), so the number is kept to unwatch it.
@@ -61,7 +68,7 @@ final class NBDConnection {
                 watchingWrite = false
                 if handle.isDead { lost() }
             }
-            if !ready { timer.arm(firstMs: 1, intervalMs: Self.retryMs) }
+            if !ready { timer.arm(firstMs: 1, intervalMs: Self.retryMs) } else if !cookies.isEmpty { armWatchdog() }
         }
         queues[ObjectIdentifier(queue)] = queue
     }
@@ -72,6 +79,8 @@ final class NBDConnection {
         // when answered.
         waiting.removeAll { $0.abandoned }
         guard queues.isEmpty, let loop else { return }
+        timer.disarm()
+        watchdog = false
         loop.unwatch(timer.fd)
         if watchedFD >= 0 { loop.unwatch(watchedFD) }
         watchedFD = -1
@@ -111,6 +120,8 @@ final class NBDConnection {
             // Advisory: a server without trim simply keeps the data.
             if limits.canTrim { chunks(offset, length, limits.maxZero, command) { at, n in cnbd_trim(h, n, at) } }
         case let .writeZeroes(offset, length, unmap):
+            // Never NBD_CMD_FLAG_FAST_ZERO: the range must be zeroed whatever it costs, and a plain
+            // write-zeroes already lets the server take its fastest way (docs/options.md).
             if limits.canZero {
                 let flags = unmap ? 0 : UInt32(LIBNBD_CMD_FLAG_NO_HOLE)
                 chunks(offset, length, limits.maxZero, command) { at, n in cnbd_zero(h, n, at, flags) }
@@ -134,6 +145,10 @@ final class NBDConnection {
     private func send(_ command: NBDCommand, _ call: () -> Int64) {
         let cookie = call()
         if cookie > 0 {
+            if cookies.isEmpty {
+                lastHeard = monotonicMs()
+                armWatchdog()
+            }
             cookies[cookie] = command
             command.outstanding += 1
         } else if let handle, handle.isDead {
@@ -171,8 +186,16 @@ final class NBDConnection {
         publish()
     }
 
+    /// Retires answered commands. Not on a dead handle: libnbd then completes every command in
+    /// flight with ENOTCONN, and those must wait for the next connection (`lost`, which the
+    /// callers run next), not fail. A real answer that came just before the death is lost with
+    /// them and the command sent again.
     private func reap(_ handle: NBDHandle) {
+        guard !handle.isDead else { return }
+        var heard = false
+        defer { if heard { lastHeard = monotonicMs() } }
         while let (cookie, err) = handle.nextCompleted() {
+            heard = true
             guard let command = cookies.removeValue(forKey: cookie) else { continue }
             command.outstanding -= 1
             if err != 0 && command.failure == 0 { command.failure = err }
@@ -203,8 +226,9 @@ final class NBDConnection {
     private func onSocket() {
         guard let handle else { return }
         trace("socket event: direction \(handle.direction) in flight \(cookies.count)")
-        handle.notify()
+        let moved = handle.notify()
         if ready {
+            if moved { lastHeard = monotonicMs() }
             reap(handle)
             if handle.isDead { lost() }
         } else if handle.isReady {
@@ -218,6 +242,7 @@ final class NBDConnection {
 
     /// The server went away: every request not answered waits for the next connection.
     private func lost() {
+        let why = handle?.failure.map { " (\($0))" } ?? ""
         let inOrder = cookies.sorted { $0.key < $1.key }.map(\.value)
         cookies.removeAll()
         for c in inOrder where !c.waiting {
@@ -227,10 +252,11 @@ final class NBDConnection {
         }
         dropAttempt()
         ready = false
+        watchdog = false
         let now = monotonicMs()
         deadline = now + target.reconnectDelayMs
         expired = false
-        log("connection to \(target.address) lost; reconnecting (requests wait up to \(target.reconnectDelayMs / 1000) s)")
+        log("connection to \(target.address) lost\(why); reconnecting (requests wait up to \(target.reconnectDelayMs / 1000) s)")
         if target.reconnectDelayMs == 0 { expire() }
         timer.arm(firstMs: 1, intervalMs: Self.retryMs)
     }
@@ -255,7 +281,10 @@ final class NBDConnection {
 
     private func onTimer() {
         timer.drain()
-        guard !ready else { return timer.disarm() }
+        if ready {
+            checkLiveness()
+            if ready { return publish() }
+        }
         let now = monotonicMs()
         if let deadline, now >= deadline { expire() }
         if handle != nil, now - attemptStarted > UInt64(target.connectTimeoutMs) { dropAttempt() }
@@ -285,6 +314,7 @@ final class NBDConnection {
         deadline = nil
         expired = false
         timer.disarm()
+        watchdog = false
         let again = waiting
         waiting.removeAll()
         log("reconnected to \(target.address); resending \(again.count) request(s)")
@@ -293,6 +323,30 @@ final class NBDConnection {
             start(c)
         }
         if ready { reap(handle) }
+    }
+
+    // MARK: watchdog
+
+    /// Ticks a quarter of the timeout (0.1 to 1 s) apart while requests are outstanding; a tick
+    /// that finds none stops it, the next request sent starts it again.
+    private func armWatchdog() {
+        guard !watchdog, target.requestTimeoutMs > 0, loop != nil else { return }
+        watchdog = true
+        let tick = Int(min(max(target.requestTimeoutMs / 4, 100), 1000))
+        timer.arm(firstMs: tick, intervalMs: tick)
+    }
+
+    /// A server silent for the whole timeout with requests outstanding is taken for lost: its
+    /// socket is closed and the requests wait for a new connection like after any loss.
+    private func checkLiveness() {
+        guard !cookies.isEmpty else {
+            watchdog = false
+            return timer.disarm()
+        }
+        let silent = monotonicMs() &- lastHeard
+        guard target.requestTimeoutMs > 0, silent >= target.requestTimeoutMs else { return }
+        log("no answer from \(target.address) for \(silent / 1000).\(silent % 1000 / 100) s with \(cookies.count) request(s) outstanding: dropping the connection")
+        lost()
     }
 
     /// Drives the connection by polling (a queue's quiesce waits for its requests on its own).

@@ -14,12 +14,17 @@ package struct NBDTarget: Sendable, Equatable {
     package var reconnectDelayMs: UInt64
     /// How long one connection attempt (connect + handshake) may take.
     package var connectTimeoutMs: Int
+    /// With requests outstanding, how long the server may stay silent (no reply read, nothing of
+    /// ours taken off the socket) before the connection counts as lost; 0 = forever.
+    package var requestTimeoutMs: UInt64
 
-    package init(server: Server, export: String, reconnectDelayMs: UInt64, connectTimeoutMs: Int = 10_000) {
+    package init(server: Server, export: String, reconnectDelayMs: UInt64, connectTimeoutMs: Int = 10_000,
+                 requestTimeoutMs: UInt64 = 30_000) {
         self.server = server
         self.export = export
         self.reconnectDelayMs = reconnectDelayMs
         self.connectTimeoutMs = connectTimeoutMs
+        self.requestTimeoutMs = requestTimeoutMs
     }
 
     /// The address as QEMU's messages name it: `HOST:PORT` or the socket path.
@@ -35,6 +40,8 @@ package struct NBDTarget: Sendable, Equatable {
 /// fd. Closed when the owner lets go.
 final class NBDHandle {
     let raw: OpaquePointer
+    /// libnbd's message for the failure that killed the connection, if `notify` saw one.
+    private(set) var failure: String?
 
     /// Starts connecting (non-blocking): the handle is in the connecting state afterwards, or
     /// this throws with libnbd's reason.
@@ -76,18 +83,30 @@ final class NBDHandle {
 
     /// Moves the state machine on with what the socket is ready for. libnbd must be told only
     /// of readiness that is real: a read notification while a write is half sent pauses the
-    /// write to wait for a reply that cannot come (a 1 MiB write hung that way).
-    func notify() {
+    /// write to wait for a reply that cannot come (a 1 MiB write hung that way). True if the
+    /// socket was ready for either: the server sent something or took some of what we sent.
+    @discardableResult
+    func notify() -> Bool {
         let d = direction
         let wantRead = d & UInt32(LIBNBD_AIO_DIRECTION_READ) != 0
         let wantWrite = d & UInt32(LIBNBD_AIO_DIRECTION_WRITE) != 0
-        guard wantRead || wantWrite else { return }
+        guard wantRead || wantWrite else { return false }
         var p = pollfd(fd: fd, events: Int16((wantRead ? POLLIN : 0) | (wantWrite ? POLLOUT : 0)), revents: 0)
-        guard poll(&p, 1, 0) > 0 else { return }
-        if wantRead && p.revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 { _ = nbd_aio_notify_read(raw) }
-        if wantWrite && p.revents & Int16(POLLOUT | POLLHUP | POLLERR) != 0 && direction & UInt32(LIBNBD_AIO_DIRECTION_WRITE) != 0 {
-            _ = nbd_aio_notify_write(raw)
+        guard poll(&p, 1, 0) > 0 else { return false }
+        var moved = false
+        if wantRead && p.revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 {
+            if nbd_aio_notify_read(raw) < 0 { noteFailure() }
+            moved = true
         }
+        if wantWrite && p.revents & Int16(POLLOUT | POLLHUP | POLLERR) != 0 && direction & UInt32(LIBNBD_AIO_DIRECTION_WRITE) != 0 {
+            if nbd_aio_notify_write(raw) < 0 { noteFailure() }
+            moved = true
+        }
+        return moved
+    }
+
+    private func noteFailure() {
+        if failure == nil { failure = Self.lastError("notify").call }
     }
 
     /// The next finished command: its cookie and whether it succeeded (with the errno if not).

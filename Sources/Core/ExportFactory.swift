@@ -62,7 +62,8 @@ enum ExportFactory {
         case let .inet(host, port): .tcp(host: host, port: port)
         case let .unix(path): .unix(path: path)
         }
-        let target = NBDTarget(server: server, export: n.export, reconnectDelayMs: UInt64(n.reconnectDelay) * 1000)
+        let target = NBDTarget(server: server, export: n.export, reconnectDelayMs: UInt64(n.reconnectDelay) * 1000,
+                               requestTimeoutMs: UInt64(n.requestTimeout) * 1000)
         do {
             return try NBDBackend(target: target, writable: plan.writable, queues: Int(plan.numQueues),
                                   logicalBlockSize: plan.logicalBlockSize)
@@ -73,7 +74,9 @@ enum ExportFactory {
             if text.hasPrefix("connect: ") {
                 throw ExportError("Failed to connect to '\(target.address)': \(error.reason)", code: .system, cause: error)
             }
-            throw ExportError("Could not open '\(n.uri)': \(text)", code: .system, cause: error)
+            // A server that insists on TLS refuses the handshake; say why that cannot be met here.
+            let hint = text.contains("requires TLS") ? " (vduse-export does not support NBD over TLS)" : ""
+            throw ExportError("Could not open '\(n.uri)': \(text)\(hint)", code: .system, cause: error)
         }
     }
 
@@ -89,10 +92,19 @@ enum ExportFactory {
                 throw ExportError("Could not open '\(r.uri)': cannot load librbd (install librbd1): \(why)",
                                   code: .system, cause: SystemError("dlopen librbd", errno: error.errno))
             }
-            let what = switch error.step {
+            var what = switch error.step {
             case "pool": "error opening pool \(r.pool)"
             case "image": "error reading header from \(r.image)"
             default: "error connecting"
+            }
+            // EACCES/EPERM alone ("Operation not permitted") does not say whose permission: name
+            // the user, and what the cluster refused (its key, or access to the image).
+            if error.errno == EACCES || error.errno == EPERM {
+                let user = "client.\(r.user ?? "admin")"
+                let image = [r.pool, r.namespace, r.image].filter { !$0.isEmpty }.joined(separator: "/")
+                what += error.step == "connect"
+                    ? ": permission denied for \(user) (the cluster refused its key: check the user and its key in the keyring ceph.conf names)"
+                    : ": permission denied for \(user) (its caps do not allow image \(image))"
             }
             let cause = SystemError(error.step, errno: error.errno)
             throw ExportError("Could not open '\(r.uri)': \(what): \(cause.reason)", code: .system, cause: cause)

@@ -115,6 +115,7 @@ public struct Provisioner: Sendable {
         var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         defer { for p in cargs { free(p) } }
         var pid: pid_t = 0
+        let logExisted = access(state.logPath(name), F_OK) == 0
         let r = cvduse_spawn_daemon(exe, &cargs, fds[1], state.logPath(name), &pid)
         close(fds[1])
         guard r == 0 else {
@@ -136,6 +137,12 @@ public struct Provisioner: Sendable {
             // The message may span lines (QEMU's lock hint).
             let rest = ([String(lines[index].dropFirst(7))] + lines[(index + 1)...]).joined(separator: "\n")
                 .trimmingCharacters(in: .whitespacesAndNewlines)
+            // A refusal leaves nothing behind: the log this attempt created holds only the message
+            // the user gets now. Kept if it was there before, or if another export of this name
+            // has appeared meanwhile (a record or a control socket): that one may be writing it.
+            if !logExisted, state.lookup(name) == .missing, access(state.socketPath(name), F_OK) != 0 {
+                unlink(state.logPath(name))
+            }
             let code = rest.split(separator: " ", maxSplits: 1)
             if code.count == 2, let n = Int32(code[0]), let status = ExitStatus(rawValue: n) {
                 throw ProvisioningError(status, String(code[1]))

@@ -41,10 +41,12 @@ public struct BlockNodeOptions: Equatable, Sendable {
     public var l2CacheSize: UInt64?
     /// qcow2: `discard=unmap` passes guest discards to the image (QEMU's default: ignore)
     public var discardUnmap: Bool?
-    /// nbd: `server.*` (QEMU's SocketAddress, types inet and unix), `export`, `reconnect-delay`
+    /// nbd: `server.*` (QEMU's SocketAddress, types inet and unix), `export`, `reconnect-delay`,
+    /// and ours, `x-request-timeout`
     public var nbdServer: NBDSpec.Server?
     public var nbdExport: String?
     public var reconnectDelay: UInt32?
+    public var requestTimeout: UInt32?
     /// rbd: `pool`, `namespace`, `image`, `snapshot`, `conf`, `user`
     public var rbd: RBDSpec?
     /// null-co
@@ -105,6 +107,7 @@ public struct BlockNodeOptions: Equatable, Sendable {
             try a.finish()
             nbdExport = try r.string("export")
             reconnectDelay = try r.unsigned("reconnect-delay", max: UInt64(UInt32.max), typeName: "uint32_t").map { UInt32($0) }
+            requestTimeout = try r.unsigned("x-request-timeout", max: UInt64(UInt32.max), typeName: "uint32_t").map { UInt32($0) }
         case .rbd:
             let pool = try r.requiredString("pool")
             let image = try r.requiredString("image")

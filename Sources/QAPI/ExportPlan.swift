@@ -112,11 +112,17 @@ public struct NBDSpec: Sendable, Equatable {
     /// server restarts should not see I/O errors at once.
     public var reconnectDelay: UInt32
     public static let defaultReconnectDelay: UInt32 = 30
+    /// Seconds (ours, `x-request-timeout`; QEMU has none): with requests outstanding, a server
+    /// silent this long counts as lost (dropped, reconnected, requests resent); 0 = wait forever.
+    public var requestTimeout: UInt32
+    public static let defaultRequestTimeout: UInt32 = 30
 
-    public init(server: Server, export: String = "", reconnectDelay: UInt32 = NBDSpec.defaultReconnectDelay) {
+    public init(server: Server, export: String = "", reconnectDelay: UInt32 = NBDSpec.defaultReconnectDelay,
+                requestTimeout: UInt32 = NBDSpec.defaultRequestTimeout) {
         self.server = server
         self.export = export
         self.reconnectDelay = reconnectDelay
+        self.requestTimeout = requestTimeout
     }
 
     /// As qemu-img and libnbd write it: `nbd://HOST:PORT/EXPORT` or `nbd+unix:///EXPORT?socket=PATH`.
@@ -230,6 +236,7 @@ extension BackendSpec {
             }
             try c.encode(n.export, forKey: QAPIKey("export"))
             try c.encode(n.reconnectDelay, forKey: QAPIKey("reconnect-delay"))
+            try c.encode(n.requestTimeout, forKey: QAPIKey("x-request-timeout"))
         case let .rbd(r):
             try c.encode("rbd", forKey: QAPIKey("driver"))
             try c.encode(r.pool, forKey: QAPIKey("pool"))

@@ -101,7 +101,8 @@ public struct ServeConfiguration: Sendable {
             try checkNodeName(n.nodeName)
             // The server is reached when the export opens it: `check` does not connect.
             let spec = NBDSpec(server: n.nbdServer!, export: n.nbdExport ?? "",
-                               reconnectDelay: n.reconnectDelay ?? NBDSpec.defaultReconnectDelay)
+                               reconnectDelay: n.reconnectDelay ?? NBDSpec.defaultReconnectDelay,
+                               requestTimeout: n.requestTimeout ?? NBDSpec.defaultRequestTimeout)
             backend = BackendSpec(kind: .nbd(spec), readOnly: readOnly)
         case .rbd:
             try checkNodeName(n.nodeName)

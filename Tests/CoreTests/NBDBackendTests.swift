@@ -213,6 +213,81 @@ struct NBDBackendTests {
         queue.close()
     }
 
+    /// A stopped server keeps its socket open and answers nothing: the watchdog drops the
+    /// connection after the request timeout; a server resumed within reconnect-delay gets the
+    /// request again, one left stopped makes it fail after timeout + delay.
+    @Test func aStoppedServerIsDroppedAndTheRequestResentOrFailed() throws {
+        let server = try Server(size: 1 << 20)
+        try server.start()
+        defer { if let p = server.process { kill(p.processIdentifier, SIGCONT) } }
+        let loop = try IOThread(name: "nbd")
+        loop.adoptCurrentThread()
+        var t = target(server, delayMs: 1500)
+        t.requestTimeoutMs = 400
+        let backend = try NBDBackend(target: t, writable: true, queues: 1, logicalBlockSize: 512)
+        let sink = Sink()
+        let queue = try backend.makeQueue(index: 0, depth: 4, loop: loop, sink: sink)
+        let pid = server.process!.processIdentifier
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 4096)
+        defer { buf.deallocate() }
+        memset(buf, 0x5a, 4096)
+        let iov = UnsafeMutableBufferPointer<iovec>.allocate(capacity: 1)
+        defer { iov.deallocate() }
+        iov[0] = iovec(iov_base: buf, iov_len: 4096)
+
+        // Resumed after the timeout, within the delay: dropped, reconnected, the write resent.
+        kill(pid, SIGSTOP)
+        queue.submit(.write(offset: 4096, buffers: iov, length: 4096), tag: 0)
+        queue.commit()
+        #expect(wait(loop, sink, 0, ms: 800) == nil)
+        kill(pid, SIGCONT)
+        #expect(wait(loop, sink, 0, ms: 5000) == .ok)
+        #expect(FileManager.default.contents(atPath: server.image)![4096..<8192].allSatisfy { $0 == 0x5a })
+
+        // Left stopped: an I/O error after about timeout + delay, not a hang.
+        kill(pid, SIGSTOP)
+        let start = monotonicMs()
+        queue.submit(.read(offset: 0, buffers: iov, length: 4096), tag: 1)
+        queue.commit()
+        #expect(wait(loop, sink, 1, ms: 6000) == .ioError)
+        let took = monotonicMs() - start
+        #expect(took >= 1800 && took < 4000, "failed after \(took) ms")
+        kill(pid, SIGCONT)
+        queue.quiesce()
+        queue.close()
+    }
+
+    /// A request the server received but never answered (stopped, then killed): libnbd ends it
+    /// with ENOTCONN when the connection dies; it must be sent again to the next server, not fail.
+    @Test func aRequestInFlightWhenTheServerDiesIsResent() throws {
+        let server = try Server(size: 1 << 20)
+        try server.start()
+        let loop = try IOThread(name: "nbd")
+        loop.adoptCurrentThread()
+        var t = target(server, delayMs: 10_000)
+        t.requestTimeoutMs = 0
+        let backend = try NBDBackend(target: t, writable: true, queues: 1, logicalBlockSize: 512)
+        let sink = Sink()
+        let queue = try backend.makeQueue(index: 0, depth: 4, loop: loop, sink: sink)
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 4096)
+        defer { buf.deallocate() }
+        memset(buf, 0x3c, 4096)
+        let iov = UnsafeMutableBufferPointer<iovec>.allocate(capacity: 1)
+        defer { iov.deallocate() }
+        iov[0] = iovec(iov_base: buf, iov_len: 4096)
+        kill(server.process!.processIdentifier, SIGSTOP)
+        queue.submit(.write(offset: 8192, buffers: iov, length: 4096), tag: 0)
+        queue.commit()
+        #expect(wait(loop, sink, 0, ms: 300) == nil)
+        server.stop()
+        #expect(wait(loop, sink, 0, ms: 300) == nil)
+        try server.start()
+        #expect(wait(loop, sink, 0, ms: 5000) == .ok)
+        #expect(FileManager.default.contents(atPath: server.image)![8192..<12288].allSatisfy { $0 == 0x3c })
+        queue.quiesce()
+        queue.close()
+    }
+
     @Test func anUnreachableServerFailsTheOpenWithItsReason() throws {
         let t = NBDTarget(server: .unix(path: "/nonexistent/nbd.sock"), export: "", reconnectDelayMs: 0)
         #expect(throws: SystemError.self) { try NBDBackend(target: t, writable: false, queues: 1, logicalBlockSize: 512) }

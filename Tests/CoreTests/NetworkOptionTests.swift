@@ -17,6 +17,9 @@ import Testing
     @Test func nbdNodes() throws {
         #expect(try node("driver=nbd,node-name=n0,server.type=inet,server.host=127.0.0.1,server.port=10809,export=disk,reconnect-delay=5")
             == BackendSpec(kind: .nbd(NBDSpec(server: .inet(host: "127.0.0.1", port: "10809"), export: "disk", reconnectDelay: 5))))
+        #expect(try node("driver=nbd,node-name=n0,server.type=unix,server.path=/s,x-request-timeout=0")
+            == BackendSpec(kind: .nbd(NBDSpec(server: .unix(path: "/s"), requestTimeout: 0))))
+        #expect(message("driver=nbd,node-name=n0,server.type=unix,server.path=/s,x-request-timeout=-1")?.contains("x-request-timeout") == true)
         let u = try node("driver=nbd,node-name=n0,server.type=unix,server.path=/run/n.sock,read-only=on")
         #expect(u == BackendSpec(kind: .nbd(NBDSpec(server: .unix(path: "/run/n.sock"))), readOnly: true))
         #expect(u?.pathDescription == "nbd+unix:///?socket=/run/n.sock")

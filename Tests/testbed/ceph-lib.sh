@@ -1,5 +1,8 @@
-# A one-mon, one-osd Ceph cluster inside the test-bed guest (memstore, auth none, pool size 1, on
+# A one-mon, one-osd Ceph cluster inside the test-bed guest (memstore, cephx, pool size 1, on
 # 127.0.0.1), shared by the ceph scenario and bench/guest/bench.sh (sourced by bash in the guest).
+# Keys in DIR/keyring (named by ceph.conf): client.admin; client.other, whose caps allow pool
+# "other" only; client.ghost, a key the cluster never hears of (the mon's mkfs imports a copy of
+# the keyring made before it is added).
 #
 #   loopback_up              lo up, then one TCP connection alone (see below)
 #   ceph_up DIR              the cluster under DIR (conf, mon, osd, logs), pool "rbd" created;
@@ -23,6 +26,7 @@ loopback_up() {
     timeout 60 python3 -c 'import socket; l=socket.socket(); l.bind(("127.0.0.1",0)); l.listen(1); c=socket.create_connection(l.getsockname()); a,_=l.accept(); c.sendall(b"x"); a.recv(1)'
 }
 
+ceph_key() { ceph-authtool "$CEPH_DIR/keyring" "$@" >/dev/null || { echo "ceph-authtool $* failed" >&2; return 1; }; }
 ceph_retry() { local n=$1; shift; for _ in $(seq 1 "$n"); do "$@" && return 0; sleep 1; done; return 1; }
 ceph_osd_up() { timeout 60 "$CEPH_MC" '{"prefix":"osd stat"}' 2>/dev/null | grep -q ' 1 up'; }
 
@@ -41,9 +45,7 @@ public addr = 127.0.0.1
 cluster addr = 127.0.0.1
 run dir = $D/run
 log file = $D/log/\$name.log
-auth cluster required = none
-auth service required = none
-auth client required = none
+keyring = $D/keyring
 osd pool default size = 1
 osd pool default min size = 1
 osd pool default pg num = 8
@@ -72,10 +74,15 @@ osd class default list = *
 osd op num shards = 2
 osd op num threads per shard = 1
 EOC
+    ceph_key --create-keyring --gen-key -n mon. --cap mon 'allow *' || return 1
+    ceph_key --gen-key -n client.admin --cap mon 'allow *' --cap osd 'allow *' --cap mgr 'allow *' || return 1
+    ceph_key --gen-key -n osd.0 --cap mon 'allow profile osd' --cap osd 'allow *' || return 1
+    ceph_key --gen-key -n client.other --cap mon 'profile rbd' --cap osd 'profile rbd pool=other' || return 1
+    cp "$D/keyring" "$D/mon.keyring"
+    ceph_key --gen-key -n client.ghost || return 1
     timeout 120 ceph-osd --id 0 --mkfs >"$D/log/osd-mkfs.out" 2>&1 &
     local mkfs=$!
-    timeout 60 ceph-mon --id a --mkfs --keyring /dev/null >/dev/null 2>&1 || { echo "ceph-mon --mkfs failed" >&2; return 1; }
-    touch "$D/mon/keyring"
+    timeout 60 ceph-mon --id a --mkfs --keyring "$D/mon.keyring" >/dev/null 2>&1 || { echo "ceph-mon --mkfs failed" >&2; return 1; }
     ceph-mon -f --id a >"$D/log/mon.out" 2>&1 &
     CEPH_MONPID=$!
     wait $mkfs || { cat "$D/log/osd-mkfs.out" >&2; echo "ceph-osd --mkfs failed" >&2; return 1; }

@@ -1,7 +1,8 @@
-# Ceph RBD backend against a one-mon, one-osd cluster (memstore, auth none, pool size 1) started
+# Ceph RBD backend against a one-mon, one-osd cluster (memstore, cephx, pool size 1) started
 # here on 127.0.0.1: add rbd:pool/image, fio verify, ext4 mkfs/mount/fsck, `rbd export` equals
 # the writes, a snapshot exported read-only, a namespace, resize, and refusals (missing pool,
-# missing image, unreachable cluster) before any device exists.
+# missing image, unreachable cluster, a user whose caps exclude the pool, a user the cluster does
+# not know) before any device exists.
 # timeout: 900
 source "$PROJECT/Tests/testbed/scenario-lib.sh"
 source "$PROJECT/Tests/testbed/ceph-lib.sh"
@@ -88,8 +89,20 @@ s=$SECONDS
 rc=0; $X add "rbd:rbd/img:conf=$PWD/bad.conf" --name bad 2>err.txt || rc=$?
 [ "$rc" -eq 4 ] && grep -q "error connecting" err.txt || fail "unreachable cluster: exit $rc $(cat err.txt)"
 note "unreachable cluster, after $((SECONDS - s)) s: $(cat err.txt)"
+# Permission: caps that exclude the pool (the OSD says EPERM), a key the cluster does not know
+# (the monitor says EACCES). The user is named; nothing is left behind.
+rc=0; $X add "rbd:rbd/img:id=other:conf=$CEPH_CONF" --name bad 2>err.txt || rc=$?
+[ "$rc" -eq 4 ] && grep -q "permission denied for client.other (its caps do not allow image rbd/img)" err.txt \
+    || fail "caps without the pool: exit $rc $(cat err.txt)"
+note "caps without the pool: $(cat err.txt)"
+rc=0; $X add "rbd:rbd/img:id=ghost:conf=$CEPH_CONF" --name bad 2>err.txt || rc=$?
+[ "$rc" -eq 4 ] && grep -q "error connecting: permission denied for client.ghost" err.txt \
+    || fail "unknown user: exit $rc $(cat err.txt)"
+note "unknown user: $(cat err.txt)"
+expect_gone bad
+! ls /run/vduse-export 2>/dev/null | grep -q '^bad\.' || fail "left in /run/vduse-export: $(ls /run/vduse-export)"
 rc=0; $X add "rbd:rbd" --name bad 2>err.txt || rc=$?
 [ "$rc" -eq 1 ] || fail "malformed rbd name: exit $rc"
 [ -z "$($X list)" ] || fail "left in list: $($X list)"
 expect_no_disks
-note "missing pool, missing image, unreachable cluster, malformed name: refused, nothing left ($(took))"
+note "missing pool, missing image, unreachable cluster, permission denied (caps, unknown user), malformed name: refused, nothing left ($(took))"

@@ -1,8 +1,11 @@
 # NBD backend against real servers on loopback: nbdkit (memory, file) over a unix socket and TCP
 # on 127.0.0.1, qemu-nbd serving a qcow2. fio verify through /dev/vdX, nbdcopy of the export
-# compared with what was written, discard/write-zeroes seen in the server's file, the server
-# killed and restarted during fio (requests retried, fio clean), a server gone for good (I/O
-# errors within reconnect-delay, then del works), and refusals before any device exists.
+# compared with what was written, write-zeroes with and without unmap (flags in nbdkit's log),
+# discard/write-zeroes seen in the server's file, the server killed and restarted during fio
+# (requests retried, fio clean), a server gone for good (I/O errors within reconnect-delay, then
+# del works), a server stopped with its socket open (dropped after x-request-timeout; resumed:
+# requests resent, fio clean; left stopped: I/O errors, del works), and refusals before any
+# device exists (unreachable, refused, read-only, TLS required, malformed).
 # timeout: 600
 # vm-cpus: 2
 source "$PROJECT/Tests/testbed/scenario-lib.sh"
@@ -49,7 +52,7 @@ fio_verify() {  # fio_verify DEV LOG [extra fio options]: 4k random writes verif
 # 1. nbdkit memory over a unix socket, through add's URI: fio verify, then bytes written through the
 #    device come back from the server with nbdcopy.
 M="nbd+unix:///?socket=$PWD/mem.sock"
-srv mem "$M" nbdkit -f --log=stderr --unix "$PWD/mem.sock" memory size=64M
+srv mem "$M" nbdkit -f --log=stderr --unix "$PWD/mem.sock" --filter=log memory size=64M logfile="$PWD/mem-ops.log"
 dev=$(timeout 150 $X add "$M" --name nbdmem --num-queues 2) || { cat /run/vduse-export/nbdmem.log; fail "add $M"; }
 
 [ "$(blockdev --getsize64 "$dev")" = $((64 << 20)) ] || fail "size of $dev"
@@ -58,10 +61,23 @@ fio_verify "$dev" mem-fio.log
 dd if=pattern.bin of="$dev" bs=1M seek=32 oflag=direct conv=fsync status=none || fail "dd to $dev"
 nbdcopy "$M" export.bin || fail "nbdcopy"
 cmp -n $((16 << 20)) -i $((32 << 20)):0 export.bin pattern.bin || fail "nbdcopy of the export differs from what was written"
-rm -f export.bin
+# Write-zeroes that may unmap (punch hole) and that may not (zero range): the guest's permission
+# reaches the server as the absence or presence of NO_HOLE (trim=1 / trim=0 in nbdkit's log).
+# The server offers fast zero (fast_zero=1) and it is never sent (fast=0): see docs/options.md.
+fallocate -p -o $((32 << 20)) -l $((1 << 20)) "$dev" || fail "punch hole (write-zeroes, may unmap)"
+fallocate -z -o $((34 << 20)) -l $((1 << 20)) "$dev" || fail "zero range (write-zeroes, no unmap)"
+nbdcopy "$M" export.bin || fail "nbdcopy"
+cmp -n $((1 << 20)) -i $((32 << 20)):0 export.bin /dev/zero || fail "punched range not zero on the server"
+cmp -n $((1 << 20)) -i $((34 << 20)):0 export.bin /dev/zero || fail "zeroed range not zero on the server"
+cmp -n $((1 << 20)) -i $((33 << 20)):$((1 << 20)) export.bin pattern.bin || fail "bytes between the zeroed ranges changed"
+grep -q "Connect .*fast_zero=1" mem-ops.log || fail "nbdkit memory does not offer fast zero: $(grep Connect mem-ops.log)"
+grep -Eq "Zero id=[0-9]+ offset=0x2000000 .*trim=1 .*fast=0" mem-ops.log || fail "punch hole: $(grep Zero mem-ops.log)"
+grep -Eq "Zero id=[0-9]+ offset=0x2200000 .*trim=0 .*fast=0" mem-ops.log || fail "zero range: $(grep Zero mem-ops.log)"
+! grep -q "Zero .*fast=1" mem-ops.log || fail "fast zero sent: $(grep 'fast=1' mem-ops.log)"
+rm -f export.bin mem-ops.log
 $X del nbdmem || fail "del nbdmem"
 expect_gone nbdmem
-note "nbdkit memory, unix socket, 2 queues (multi-conn): fio verify; nbdcopy shows the written bytes ($(took))"
+note "nbdkit memory, unix socket, 2 queues (multi-conn): fio verify; nbdcopy shows the written bytes; write-zeroes with unmap (trim=1) and without (trim=0, NO_HOLE), never fast ($(took))"
 
 # 2. nbdkit file over TCP on 127.0.0.1 (serve, JSON-free keyval options): write-zeroes and discard
 #    reach the server's file.
@@ -118,11 +134,24 @@ dev=$($X add "nbd+unix:///?socket=$PWD/ro.sock" --name rodisk --read-only) || fa
 [ "$(cat /sys/block/"$(basename "$dev")"/ro)" = 1 ] || fail "not read-only"
 $X del rodisk
 stopsrv ro
+# A server that requires TLS refuses our plaintext handshake (up once its socket exists: a connect
+# queued before it accepts is still served).
+echo "alice:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" >tls.psk
+nbdkit -f --unix "$PWD/tls.sock" --tls=require --tls-psk="$PWD/tls.psk" memory size=8M >tls.log 2>&1 &
+echo $! >tls.pid
+for _ in $(seq 1 100); do [ -S tls.sock ] && break; sleep 0.1; done
+[ -S tls.sock ] || { cat tls.log; fail "nbdkit --tls=require not up"; }
+rc=0; $X add "nbd+unix:///?socket=$PWD/tls.sock" --name gone 2>err.txt || rc=$?
+[ "$rc" -eq 4 ] && grep -q "server requires TLS encryption first" err.txt && grep -q "does not support NBD over TLS" err.txt \
+    || fail "TLS required: exit $rc, $(cat err.txt)"
+note "TLS required: $(cat err.txt)"
+stopsrv tls
+expect_gone gone
 rc=0; $X add "nbd://127.0.0.1:10809/x?y=z" --name gone 2>err.txt || rc=$?
 [ "$rc" -eq 1 ] || fail "malformed URI: exit $rc"
 [ -z "$($X list)" ] || fail "left in list: $($X list)"
 expect_no_disks
-note "unreachable, refused, read-only, malformed: refused, nothing left ($(took))"
+note "unreachable, refused, read-only, TLS required, malformed: refused, nothing left ($(took))"
 
 # 5. The server is killed and restarted during fio: requests wait and are sent again; fio verifies.
 truncate -s 64M restart.img
@@ -168,3 +197,41 @@ rc=0; wait "$SERVER_PID" || rc=$?
 expect_gone nbdgone
 expect_no_disks
 note "server gone: I/O error after $t s (reconnect-delay=5), del removed the export ($(took))"
+
+# 7. A server stopped with its socket open (SIGSTOP: nothing closes, nothing answers). With
+#    x-request-timeout=2 the silent connection is dropped and reopened; resumed within
+#    reconnect-delay=10, the requests are resent and fio verifies; left stopped, a write fails
+#    with an I/O error after about timeout + delay, and del works while the server is still stopped.
+truncate -s 64M hang.img
+H="nbd+unix:///?socket=$PWD/h.sock"
+# One worker thread: nbdkit 1.32 with several aborts (connections.c: raw_send_socket: Assertion
+# `sock >= 0') when, resumed, a second thread replies on the old connection the first one closed
+# after its reply hit EPIPE (we dropped that connection).
+srv h "$H" nbdkit -f --log=stderr --threads=1 --unix "$PWD/h.sock" file file="$PWD/hang.img"
+start_export hang --record --blockdev driver=nbd,node-name=n0,server.type=unix,server.path="$PWD/h.sock",reconnect-delay=10,x-request-timeout=2 \
+    --export type=vduse-blk,id=e0,node-name=n0,name=nbdhang,writable=on
+fio --name=h --filename="$DEV" --ioengine=io_uring --direct=1 --rw=randwrite --bs=4k --iodepth=8 --size=24M \
+    --verify=crc32c --verify_fatal=1 --do_verify=1 --output=hang-fio.log &
+fiopid=$!
+sleep 3
+kill -STOP "$(cat h.pid)"
+sleep 5
+kill -CONT "$(cat h.pid)"
+rc=0; wait_fio $fiopid hang-fio.log 240 || rc=$?
+[ "$rc" -eq 0 ] && grep -q "err= 0" hang-fio.log || {
+    cat hang-fio.log hang.err h.log; ps -o pid,stat,cmd -p "$(cat h.pid)"; fail "fio across a 5 s stop: exit $rc"; }
+grep -q "no answer from" hang.err && grep -q "reconnected" hang.err || fail "no timeout and reconnect logged: $(cat hang.err)"
+note "server stopped 5 s during fio: dropped after x-request-timeout=2, resent, fio verify clean ($(took))"
+grep "nbd:" hang.err | sed 's/^/   /'
+kill -STOP "$(cat h.pid)"
+s=$SECONDS
+rc=0; dd if=/dev/urandom of="$DEV" bs=4k count=1 oflag=direct status=none 2>dd.err || rc=$?
+t=$((SECONDS - s))
+[ "$rc" -ne 0 ] && grep -q "Input/output error" dd.err || fail "write to a stopped server: exit $rc, $(cat dd.err)"
+[ "$t" -ge 10 ] && [ "$t" -le 30 ] || fail "the write failed after $t s (x-request-timeout=2, reconnect-delay=10)"
+timeout 60 $X del nbdhang || fail "del of an export whose server is stopped"
+rc=0; wait "$SERVER_PID" || rc=$?
+expect_gone nbdhang
+stopsrv h -KILL
+expect_no_disks
+note "server left stopped: I/O error after $t s (x-request-timeout=2 + reconnect-delay=10), del removed the export ($(took))"
