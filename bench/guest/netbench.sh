@@ -14,7 +14,7 @@
 #            qemu-nbd relays between it and the server)
 #   nbdkern  nbd-client -unix SOCKET /dev/nbd1 -N bench (kernel nbd device talking to the server
 #            itself; -C QUEUES connections with more than one queue)
-# RBD=1: a one-node Ceph cluster (Tests/testbed/ceph-lib.sh: memstore, auth none, 127.0.0.1) and
+# RBD=1: a one-node Ceph cluster (Tests/testbed/ceph-lib.sh: memstore, cephx, 127.0.0.1) and
 # one IMAGE_MB image per client, each written in full with `rbd bench` before any is measured
 # (reads of never-written objects would not touch the OSD):
 #   rbdours  vduse-export --blockdev driver=rbd,pool=rbd,image=rbdours,conf=...
