@@ -6,7 +6,7 @@
 # VARIANTS ("LABEL=TUNING ...": more vduse-export targets, each with VDUSE_EXPORT_TUNING=TUNING,
 # measured in the same rotation as the others; target name vLABEL; a `queues=N` item in TUNING
 # gives that target N queues instead, `fs=ext4` puts its image on an ext4 file system instead of
-# tmpfs), JOBS (fio jobs per run, one per CPU; default: the queue count).
+# tmpfs, `bin=PATH` serves it with another build of vduse-export, PATH relative to the project), JOBS (fio jobs per run, one per CPU; default: the queue count).
 #
 # In one boot, for each queue count: every round sets up vduse-export, qemu-storage-daemon and a
 # loop device at once (each on its own image copy on the guest tmpfs; the creation order of the
@@ -176,9 +176,11 @@ start_qsdq() { start_qsd_as qsdq qsdq.qcow2 qcow2 "$1"; QSDQ_PID=$STARTED_PID QS
 
 # start_variant vLABEL QUEUES: vduse-export with the variant's tuning.
 start_variant() {
-    local tuning=${VTUNING[$1]} q=$2
+    local tuning=${VTUNING[$1]} q=$2 bin=$VDUSE_EXPORT
     [[ ,$tuning, =~ ,queues=([0-9]+), ]] && q=${BASH_REMATCH[1]}
-    VDUSE_EXPORT_TUNING=$tuning start_ours_as "$1" "$1.img" raw "$q"
+    [[ ,$tuning, =~ ,bin=([^,]+), ]] && bin=$PROJECT/${BASH_REMATCH[1]}
+    [ -x "$bin" ] || fail "variant $1: no binary at $bin"
+    VDUSE_EXPORT=$bin VDUSE_EXPORT_TUNING=$tuning start_ours_as "$1" "$1.img" raw "$q"
     VPID[$1]=$STARTED_PID VDEV[$1]=$STARTED_DEV
 }
 
