@@ -82,19 +82,13 @@ public final class IOThread: EventLoop, @unchecked Sendable {
     /// Saves the sleep and wake-up of the thread (and of the driver's kick) when requests follow
     /// each other closely, at the price of a CPU spinning for up to the budget.
     private func spin() -> Bool {
-        let deadline = monotonicNanoseconds() &+ pollBudgetNs
+        let deadline = monotonicNs() &+ pollBudgetNs
         repeat {
             var progress = false
             for poller in pollers.values where poller() { progress = true }
             if progress { return true }
-        } while monotonicNanoseconds() < deadline
+        } while monotonicNs() < deadline
         return false
-    }
-
-    private func monotonicNanoseconds() -> UInt64 {
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        return UInt64(t.tv_sec) &* 1_000_000_000 &+ UInt64(t.tv_nsec)
     }
 
     /// Makes the calling thread this loop's own without starting one; the caller then drives

@@ -29,9 +29,12 @@ package final class TimerFD: Sendable {
     }
 }
 
-/// Milliseconds on the monotonic clock.
-package func monotonicMs() -> UInt64 {
+/// Nanoseconds on the monotonic clock.
+package func monotonicNs() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }
+
+/// Milliseconds on the monotonic clock.
+package func monotonicMs() -> UInt64 { monotonicNs() / 1_000_000 }
