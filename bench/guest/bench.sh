@@ -72,10 +72,10 @@ for v in "${variants[@]}"; do
     [[ $v =~ ^([A-Za-z0-9]+)=(.+)$ ]] || fail "bad variant '$v' (LABEL=TUNING, LABEL letters and digits)"
     VTUNING[v${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
 done
+EXT4=$PWD/ext4  # mounted only when a variant asks for it
 if [ "${RAW:-1}" = 1 ]; then
 # Images of `fs=ext4` variants: on an ext4 file system (in a loop device over a tmpfs file,
 # so its page cache and its "disk" are both memory), where reads can hit the page cache or wait.
-EXT4=$PWD/ext4
 for v in "${!VTUNING[@]}"; do
     [[ ,${VTUNING[$v]}, == *,fs=ext4,* ]] || continue
     if [ ! -d "$EXT4" ]; then
