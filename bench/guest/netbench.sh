@@ -65,6 +65,21 @@ stop_vduse() {
     for ((i = 0; i < 200; i++)); do [ ! -e "/dev/vduse/$name" ] && break; nap 0.05; done
 }
 
+# start_pair KIND QUEUES ROUND QI BLOCKDEV_OURS BLOCKDEV_QSD: vduse-export as KINDours and QSD as
+# KINDqsd, the one created first alternating between rounds (as in the raw rows); their pids in
+# NET_PID, their devices in PAIR_DEV.
+declare -A PAIR_DEV=()
+start_pair() {
+    local kind=$1 q=$2 round=$3 qi=$4 bd_ours=$5 bd_qsd=$6 order
+    start_one_of_pair() {
+        if [ "$1" = ours ]; then start_ours_with "${kind}ours" "$q" "$bd_ours"; else start_qsd_with "${kind}qsd" "$q" "$bd_qsd"; fi
+        NET_PID[$kind$1]=$STARTED_PID PAIR_DEV[$kind$1]=$STARTED_DEV
+    }
+    if (((round + qi) % 2)); then order=(ours qsd); else order=(qsd ours); fi
+    start_one_of_pair "${order[0]}"; start_one_of_pair "${order[1]}"
+    echo "order $kind $q $round ${order[0]}-first" >>"$EVENTS"
+}
+
 net_t0=$EPOCHREALTIME
 
 # --- NBD --------------------------------------------------------------------------------------
@@ -92,17 +107,8 @@ if [ "${NBD:-0}" = 1 ]; then
         for ((round = 1; round <= NET_ROUNDS; round++)); do
             bd_ours="driver=nbd,node-name=disk0,server.type=unix,server.path=$SOCK,export=bench"
             bd_qsd="driver=nbd,node-name=n0,server.type=unix,server.path=$SOCK,export=bench"
-            if (((round + qi) % 2)); then
-                start_ours_with nbdours "$q" "$bd_ours"; NBDOURS_PID=$STARTED_PID NBDOURS_DEV=$STARTED_DEV
-                start_qsd_with nbdqsd "$q" "$bd_qsd"; NBDQSD_PID=$STARTED_PID NBDQSD_DEV=$STARTED_DEV
-                echo "order nbd $q $round ours-first" >>"$EVENTS"
-            else
-                start_qsd_with nbdqsd "$q" "$bd_qsd"; NBDQSD_PID=$STARTED_PID NBDQSD_DEV=$STARTED_DEV
-                start_ours_with nbdours "$q" "$bd_ours"; NBDOURS_PID=$STARTED_PID NBDOURS_DEV=$STARTED_DEV
-                echo "order nbd $q $round qsd-first" >>"$EVENTS"
-            fi
-            NET_PID[nbdours]=$NBDOURS_PID NET_PID[nbdqsd]=$NBDQSD_PID
-            specs=("nbdours=$NBDOURS_DEV" "nbdqsd=$NBDQSD_DEV")
+            start_pair nbd "$q" "$round" "$qi" "$bd_ours" "$bd_qsd"
+            specs=("nbdours=${PAIR_DEV[nbdours]}" "nbdqsd=${PAIR_DEV[nbdqsd]}")
             t0=$(now)
             rm -f qemu-nbd.pid
             if qemu-nbd --connect=/dev/nbd0 --format=raw --pid-file="$PWD/qemu-nbd.pid" "$URI" 2>qemu-nbd.err &&
@@ -133,8 +139,8 @@ if [ "${NBD:-0}" = 1 ]; then
                 unset 'NET_PID[nbdqemu]'
             fi
             [ "$have_nbd_client" = 1 ] && { nbd-client -d /dev/nbd1 >/dev/null 2>&1 || true; }
-            stop_vduse nbdours "$NBDOURS_PID" ours
-            stop_vduse nbdqsd "$NBDQSD_PID" qsd
+            stop_vduse nbdours "${NET_PID[nbdours]}" ours
+            stop_vduse nbdqsd "${NET_PID[nbdqsd]}" qsd
             unset 'NET_PID[nbdours]' 'NET_PID[nbdqsd]'
             note "NBD queues $q round $round done at $(ms_since "$net_t0") ms"
         done
@@ -169,17 +175,8 @@ if [ "${RBD:-0}" = 1 ]; then
         for ((round = 1; round <= NET_ROUNDS; round++)); do
             bd_ours="driver=rbd,node-name=disk0,pool=rbd,image=rbdours,conf=$CEPH_CONF"
             bd_qsd="driver=rbd,node-name=n0,pool=rbd,image=rbdqsd,conf=$CEPH_CONF"
-            if (((round + qi) % 2)); then
-                start_ours_with rbdours "$q" "$bd_ours"; RBDOURS_PID=$STARTED_PID RBDOURS_DEV=$STARTED_DEV
-                start_qsd_with rbdqsd "$q" "$bd_qsd"; RBDQSD_PID=$STARTED_PID RBDQSD_DEV=$STARTED_DEV
-                echo "order rbd $q $round ours-first" >>"$EVENTS"
-            else
-                start_qsd_with rbdqsd "$q" "$bd_qsd"; RBDQSD_PID=$STARTED_PID RBDQSD_DEV=$STARTED_DEV
-                start_ours_with rbdours "$q" "$bd_ours"; RBDOURS_PID=$STARTED_PID RBDOURS_DEV=$STARTED_DEV
-                echo "order rbd $q $round qsd-first" >>"$EVENTS"
-            fi
-            NET_PID[rbdours]=$RBDOURS_PID NET_PID[rbdqsd]=$RBDQSD_PID
-            specs=("rbdours=$RBDOURS_DEV" "rbdqsd=$RBDQSD_DEV")
+            start_pair rbd "$q" "$round" "$qi" "$bd_ours" "$bd_qsd"
+            specs=("rbdours=${PAIR_DEV[rbdours]}" "rbdqsd=${PAIR_DEV[rbdqsd]}")
             KRBD_DEV=
             if [[ " ${rbd_targets[*]} " == *" rbdkrbd "* ]]; then
                 t0=$(now)
@@ -197,8 +194,8 @@ if [ "${RBD:-0}" = 1 ]; then
             note "RBD round $round, $q queue(s): ${specs[*]}"
             measure_set "$q" "$round" "${specs[@]}"
             [ -n "$KRBD_DEV" ] && { timeout 120 rbd unmap -o noudev "$KRBD_DEV" 2>/dev/null || note "rbd unmap $KRBD_DEV failed"; }
-            stop_vduse rbdours "$RBDOURS_PID" ours
-            stop_vduse rbdqsd "$RBDQSD_PID" qsd
+            stop_vduse rbdours "${NET_PID[rbdours]}" ours
+            stop_vduse rbdqsd "${NET_PID[rbdqsd]}" qsd
             unset 'NET_PID[rbdours]' 'NET_PID[rbdqsd]'
             note "RBD queues $q round $round done at $(ms_since "$net_t0") ms"
         done
