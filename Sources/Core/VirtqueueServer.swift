@@ -69,6 +69,7 @@ package final class VirtqueueServer: CompletionSink {
                 log?.taken(head)
                 start(head: head)
             }
+            TestCrash.checkpoint()
         } while queue.armKick()
         backendQueue.commit()
         inRound = false
