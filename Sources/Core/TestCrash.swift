@@ -54,17 +54,18 @@ package enum TestCrash {
     @inline(__always)
     package static func checkpoint() {
         let kind = armed.load(ordering: .relaxed)
-        if kind != 0 { crash(Kind(rawValue: kind)) }
+        if kind != 0 { crash(Kind(rawValue: kind), opaque: Int(kind)) }
     }
 
     @inline(never)
-    private static func crash(_ kind: Kind?) -> Never {
+    private static func crash(_ kind: Kind?, opaque: Int) -> Never {
         switch kind {
         case .trap?, nil:
             preconditionFailure("\(variable): trap in the data path")
         case .fault?:
-            // An address the optimiser cannot see through: 8 bytes into page 0.
-            let address = Int(getpid() & 0) | 8
+            // 8 bytes into page 0, computed from the atomic's value (fault = 2) so that the
+            // optimiser cannot see the address and turn the store into a trap of its own.
+            let address = opaque &* 4
             UnsafeMutablePointer<UInt64>(bitPattern: address)!.pointee = 0xdead
             preconditionFailure("\(variable): the store to page 0 did not fault")
         case .abort?:
