@@ -375,3 +375,8 @@ int cvduse_install_crash_handlers(void) {
     }
     return 0;
 }
+
+void cvduse_test_fault(uintptr_t address) {
+    /* volatile: the store must happen (a plain one before a trap may be dropped as dead). */
+    *(volatile uint64_t *)address = 0xdead;
+}

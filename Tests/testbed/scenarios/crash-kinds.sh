@@ -44,9 +44,11 @@ crashes() {
         done
         echo "$pass" >fio-passes
     ) &
-    local FIO=$! summary="" kind
+    FIO=$!
+    trap 'touch stop-fio; kill $(pgrep -P "$FIO") "$FIO" 2>/dev/null || true' EXIT   # a failed check must not leave fio to report the teardown
+    local summary="" kind
     # The supervisor gives up after more than 5 crashes within 30 s: 6 events, 6.5 s apart.
-    for kind in ${CRASH_ORDER:-oom kill trap fault abort segv}; do
+    for kind in kill trap fault abort oom segv; do
         sleep 2
         [ -e fio-failed ] && break
         local old; old=$(pid_of)

@@ -129,6 +129,10 @@ variant() {
         dmsetup message "plw$v" 0 mark "m$i"
         head -c 128K /dev/urandom >"guest/u$i-late"  # more unsynced writes between marks
     done
+    if [ "$kind" = restart ]; then
+        n=$($X list --json | python3 -c "import json,sys; print([e.get('restarts') or 0 for e in json.load(sys.stdin) if e['name'] == 'g$v'][0])")
+        [ "$n" = 1 ] || fail "$v: list shows $n restarts, want 1"
+    fi
     umount guest
     if [ "$kind" = noflush ]; then vdpa dev del "qsd$v"; kill "$QSD"; wait "$QSD" 2>/dev/null || true
     else $X del "g$v" || fail "$v: del"; fi
