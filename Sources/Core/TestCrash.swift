@@ -20,7 +20,7 @@ package enum TestCrash {
         /// puts the server in a memory-limited cgroup first).
         case oom
 
-        init?(name: String) {
+        package init?(name: String) {
             guard let kind = Kind.allCases.first(where: { "\($0)" == name }) else { return nil }
             self = kind
         }
