@@ -35,7 +35,8 @@ public final class ExportManager: Sendable {
     private let control: VDUSEControl
     private let logger: Logger
     private let mainLoop: IOThread
-    private let iothreads: [String: IOThread]
+    /// The `--object iothread` threads, and those QMP `object-add` started since.
+    private let iothreads: Mutex<[String: IOThread]>
     private let state = Mutex<[String: Entry]>([:])
     /// Held for the whole of each add/delete/resize (they must not interleave).
     private let commandLock = NSLock()
@@ -63,9 +64,21 @@ public final class ExportManager: Sendable {
         mainLoop = try IOThread(name: "main-loop")
         var threads: [String: IOThread] = [:]
         for name in names { threads[name] = try IOThread(name: name) }
-        iothreads = threads
+        iothreads = Mutex(threads)
         mainLoop.start()
         for t in threads.values { t.start() }
+    }
+
+    /// Starts an iothread added at run time (QMP `object-add`).
+    public func addIOThread(_ name: String) throws {
+        let thread = try IOThread(name: name)
+        iothreads.withLock { $0[name] = thread }
+        thread.start()
+    }
+
+    /// Stops an iothread no export uses any more (QMP `object-del`; the caller checked).
+    public func removeIOThread(_ name: String) {
+        iothreads.withLock { $0.removeValue(forKey: name) }?.stop()
     }
 
     public var exports: [ExportStatus] {
@@ -91,7 +104,7 @@ public final class ExportManager: Sendable {
     public func add(_ plan: ExportPlan) throws -> ExportStatus {
         commandLock.lock()
         defer { commandLock.unlock() }
-        let iothread = plan.iothread.flatMap { iothreads[$0] } ?? mainLoop
+        let iothread = plan.iothread.flatMap { name in iothreads.withLock { $0[name] } } ?? mainLoop
         let control = self.control
         let logger = self.logger
         let logPath = ReconnectLogFile.path(for: plan.deviceName, in: logDirectory)
@@ -262,7 +275,7 @@ public final class ExportManager: Sendable {
     /// Deletes every export (newest first) and stops the iothreads.
     public func shutdown() {
         for status in exports { try? remove(id: status.id) }
-        for t in iothreads.values { t.stop() }
+        for t in iothreads.withLock({ Array($0.values) }) { t.stop() }
         mainLoop.stop()
     }
 
