@@ -58,6 +58,12 @@ enum Console {
     }
 }
 
+/// An empty argument (an unset variable in a script) is a usage error naming it, not the
+/// working directory or an export called "".
+func requireNonEmpty(_ value: String?, _ what: String) throws {
+    if value?.isEmpty == true { throw ValidationError("\(what) must not be empty") }
+}
+
 /// Prints the message and exits with the status that kind of failure maps to.
 func fail(_ error: Error) -> ExitCode {
     Console.error("\(error)")
