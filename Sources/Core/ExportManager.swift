@@ -28,10 +28,16 @@ public struct ExportStatus: Sendable, Codable, Equatable {
 /// needs things done. Adding creates the VDUSE device, serves it on its iothread, binds it to
 /// the vdpa bus and waits for the disk; deleting unbinds it (vdpa DEV_DEL, during which the
 /// kernel flushes and the iothread keeps serving), stops serving and destroys the device.
+/// With `binding: .caller` (qemu-storage-daemon's way) adding stops after serving the device:
+/// the caller runs `vdpa dev add` itself, and deleting unbinds only what is still bound.
 ///
 /// Every public method may be called from any thread except an iothread (they block on the
 /// kernel); one lock serialises them, like QEMU's main loop serialises QMP commands.
 public final class ExportManager: Sendable {
+    /// Who adds each device to the vdpa bus.
+    public enum Binding: Sendable { case server, caller }
+
+    public let binding: Binding
     private let control: VDUSEControl
     private let logger: Logger
     private let mainLoop: IOThread
@@ -52,8 +58,10 @@ public final class ExportManager: Sendable {
     private let logDirectory: String
 
     /// Checks the kernel (loading the modules once if needed) and starts the iothreads.
-    public init(iothreads names: [String], logDirectory: String = "/run/vduse-export", logger: Logger) throws {
+    public init(iothreads names: [String], logDirectory: String = "/run/vduse-export", binding: Binding = .server,
+                logger: Logger) throws {
         self.logger = logger
+        self.binding = binding
         self.logDirectory = logDirectory
         try KernelSupport.ensureVDUSE(logger: logger)
         do {
@@ -110,7 +118,7 @@ public final class ExportManager: Sendable {
         let logPath = ReconnectLogFile.path(for: plan.deviceName, in: logDirectory)
         // A device of ours whose server is gone (crash, kill, upgrade): take it over instead.
         if FileManager.default.fileExists(atPath: "/dev/vduse/\(plan.deviceName)"), InflightLog.open(path: logPath) != nil {
-            guard FileManager.default.fileExists(atPath: "/sys/bus/vdpa/devices/\(plan.deviceName)") else {
+            guard Self.isBound(plan.deviceName) else {
                 // Its server died before binding it (during `add`): no driver has seen it, its
                 // queues may not be set up (vdpa would refuse it), so start over with a new one.
                 // A live server still holding it makes the destroy fail: its log stays.
@@ -146,6 +154,7 @@ public final class ExportManager: Sendable {
             }
             return export
         }
+        guard binding == .server else { return register(export, disk: "") }
         do {
             try VDPANetlink.addDevice(name: plan.deviceName)
         } catch {
@@ -192,7 +201,9 @@ public final class ExportManager: Sendable {
             }
             return export
         }
-        if !FileManager.default.fileExists(atPath: "/sys/bus/vdpa/devices/\(plan.deviceName)") {
+        let bound = Self.isBound(plan.deviceName)
+        if !bound && binding == .caller { return register(export, disk: "") }
+        if !bound {
             do {
                 try VDPANetlink.addDevice(name: plan.deviceName)
             } catch {
@@ -265,11 +276,7 @@ public final class ExportManager: Sendable {
             try e.attach()
             return e
         }
-        if FileManager.default.fileExists(atPath: "/sys/bus/vdpa/devices/\(plan.deviceName)") {
-            teardown(export)
-        } else {
-            destroy(export)
-        }
+        teardown(export)
     }
 
     /// Deletes every export (newest first) and stops the iothreads.
@@ -279,13 +286,22 @@ public final class ExportManager: Sendable {
         mainLoop.stop()
     }
 
+    /// Unbinds the device if it is bound (the caller may have bound it, or unbound it already),
+    /// then destroys it.
     private func teardown(_ export: VDUSEBlockExport) {
-        do {
-            try VDPANetlink.removeDevice(name: export.plan.deviceName)
-        } catch {
-            logger.error("vdpa: cannot remove device '\(export.plan.deviceName)': \(error.reason)")
+        if Self.isBound(export.plan.deviceName) {
+            do {
+                try VDPANetlink.removeDevice(name: export.plan.deviceName)
+            } catch {
+                logger.error("vdpa: cannot remove device '\(export.plan.deviceName)': \(error.reason)")
+            }
         }
         destroy(export)
+    }
+
+    /// Whether the VDUSE device is on the vdpa bus.
+    static func isBound(_ name: String) -> Bool {
+        FileManager.default.fileExists(atPath: "/sys/bus/vdpa/devices/\(name)")
     }
 
     private func destroy(_ export: VDUSEBlockExport) {
