@@ -171,7 +171,7 @@ public final class QMPServer: Sendable {
     package static let versionInfo: OptionValue = .object([
         ("qemu", .object([("major", .integer(QEMUCompatibility.major)), ("minor", .integer(QEMUCompatibility.minor)),
                           ("micro", .integer(QEMUCompatibility.micro))])),
-        ("package", .string("vduse-export \(QEMUCompatibility.toolVersion) (QMP as QEMU \(QEMUCompatibility.major).\(QEMUCompatibility.minor) speaks it)")),
+        ("package", .string("vduse-export \(VDUSEExportVersion.string) (QMP as QEMU \(QEMUCompatibility.major).\(QEMUCompatibility.minor) speaks it)")),
     ])
 
     private func serve(_ fd: Int32) {

@@ -29,7 +29,7 @@ struct ServeCommand: ParsableCommand {
 struct ServeOptions: ParsableArguments {
     @OptionGroup var arguments: ExportArguments
 
-    @Option(help: ArgumentHelp("Offer a QMP control socket at PATH (block-export-add/-del, query-block-exports, block_resize, quit).", valueName: "PATH"))
+    @Option(help: ArgumentHelp("Offer a QMP control socket at PATH (QMP as QEMU speaks it: run-time blockdev-add/object-add/block-export-add and their -del, queries, block_resize, quit; docs/options.md lists them).", valueName: "PATH"))
     var qmp: String?
 
     @Option(name: .customLong("chardev"), help: ArgumentHelp(
