@@ -86,6 +86,13 @@ let package = Package(
             name: "vduse-export-docs",
             dependencies: ["Provisioning", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // libFuzzer targets (Fuzz/README.md, scripts/fuzz): with -DFUZZING libFuzzer supplies main;
+        // without, each replays the files it is given.
+        .target(name: "FuzzSupport", path: "Fuzz/Support"),
+        .executableTarget(name: "fuzz-qcow2", dependencies: ["QCOW2", "FuzzSupport"], path: "Fuzz/Qcow2", exclude: ["corpus"]),
+        .executableTarget(name: "fuzz-virtio", dependencies: ["Virtio", "FuzzSupport"], path: "Fuzz/Virtio", exclude: ["corpus"]),
+        .executableTarget(name: "fuzz-inflight", dependencies: ["Core", "FuzzSupport"], path: "Fuzz/Inflight", exclude: ["corpus"]),
+        .executableTarget(name: "fuzz-options", dependencies: ["QAPI", "FuzzSupport"], path: "Fuzz/Options", exclude: ["corpus"]),
         .testTarget(name: "CoreTests", dependencies: ["Core", "Virtio", "BlockBackends", "Kernel", "QAPI", "QMP", "Provisioning",
                                                       "VirtioDriverSim"]),
         .testTarget(name: "QCOW2Tests", dependencies: ["QCOW2"]),

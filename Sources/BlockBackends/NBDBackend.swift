@@ -46,9 +46,11 @@ package final class NBDBackend: BlockBackend {
                            canZero: first.canZero, maxChunk: max(chunk, minimumBlock),
                            maxZero: UInt64(Int32.max) - UInt64(Int32.max) % max(minimumBlock, 4096))
         let count = first.canMultiConn ? max(queues, 1) : 1
-        connections.append(try NBDConnection(handle: first, target: target, limits: limits))
-        for _ in 1..<max(count, 1) {
-            connections.append(try NBDConnection(handle: try NBDHandle.connect(target), target: target, limits: limits))
+        let notice = try NBDShutdownNotice(connections: count)
+        connections.append(try NBDConnection(handle: first, target: target, limits: limits, notice: notice, index: 0))
+        for i in 1..<max(count, 1) {
+            connections.append(try NBDConnection(handle: try NBDHandle.connect(target), target: target, limits: limits,
+                                                 notice: notice, index: i))
         }
     }
 

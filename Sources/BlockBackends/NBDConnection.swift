@@ -40,6 +40,11 @@ final class NBDConnection {
     private var touched: [NBDBackendQueue] = []
     /// Inside a quiesce: completions are delivered but not published.
     private var quiescing = false
+    /// The server answered NBD_ESHUTDOWN: the loss that follows is its own shutdown.
+    private var shutdownSeen = false
+    /// Monotonic ms of the first loss with no request answered since: reconnecting to a server
+    /// that only says it is shutting down must not restart the wait for ever.
+    private var lossStarted: UInt64?
     static let retryMs = 500
     nonisolated(unsafe) private static let zeros: UnsafeMutableRawPointer = {
         let p = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 4096)
@@ -47,11 +52,18 @@ final class NBDConnection {
         return p
     }()
 
+    /// Shared with the backend's other connections to the same server; `index` is ours in it.
+    private let notice: NBDShutdownNotice
+    private let index: Int
+    private var announcementsSeen: UInt64 = 0
+
     /// Takes over a connected handle (made before the device existed).
-    init(handle: NBDHandle, target: NBDTarget, limits: NBDLimits) throws(SystemError) {
+    init(handle: NBDHandle, target: NBDTarget, limits: NBDLimits, notice: NBDShutdownNotice, index: Int) throws(SystemError) {
         self.handle = handle
         self.target = target
         self.limits = limits
+        self.notice = notice
+        self.index = index
         ready = true
         timer = try TimerFD()
     }
@@ -62,6 +74,7 @@ final class NBDConnection {
         if self.loop == nil {
             self.loop = loop
             try loop.watch(timer.fd) { [unowned self] in self.onTimer() }
+            try loop.watch(notice.wake(index).fd) { [unowned self] in self.onNotice() }
             if let handle {
                 try loop.watch(handle.fd) { [unowned self] in self.onSocket() }
                 watchedFD = handle.fd
@@ -82,6 +95,7 @@ final class NBDConnection {
         timer.disarm()
         watchdog = false
         loop.unwatch(timer.fd)
+        loop.unwatch(notice.wake(index).fd)
         if watchedFD >= 0 { loop.unwatch(watchedFD) }
         watchedFD = -1
         self.loop = nil
@@ -179,8 +193,7 @@ final class NBDConnection {
     func commit() {
         trace("commit: direction \(handle?.direction ?? 0) in flight \(cookies.count)")
         if ready, let handle {
-            reap(handle)
-            if handle.isDead { lost() }
+            if reap(handle) || handle.isDead { lost() }
         }
         updateInterest()
         publish()
@@ -189,20 +202,31 @@ final class NBDConnection {
     /// Retires answered commands. Not on a dead handle: libnbd then completes every command in
     /// flight with ENOTCONN, and those must wait for the next connection (`lost`, which the
     /// callers run next), not fail. A real answer that came just before the death is lost with
-    /// them and the command sent again.
-    private func reap(_ handle: NBDHandle) {
-        guard !handle.isDead else { return }
+    /// them and the command sent again. Returns true when the server said it is shutting down
+    /// (NBD_ESHUTDOWN): the connection must be dropped like a lost one, because such a server
+    /// waits for its clients to leave before it exits (and frees its address for the next one),
+    /// and the refused command waits for the next connection instead of failing.
+    private func reap(_ handle: NBDHandle) -> Bool {
+        guard !handle.isDead else { return false }
         var heard = false
         defer { if heard { lastHeard = monotonicMs() } }
         while let (cookie, err) = handle.nextCompleted() {
             heard = true
             guard let command = cookies.removeValue(forKey: cookie) else { continue }
+            if err == ESHUTDOWN {
+                cookies[cookie] = command  // `lost` sends it again with the rest
+                shutdownSeen = true
+                announcementsSeen = notice.announce(from: index)
+                return true
+            }
             command.outstanding -= 1
             if err != 0 && command.failure == 0 { command.failure = err }
+            if err == 0 { lossStarted = nil }
             if command.outstanding == 0 && !command.waiting {
                 finish(command, status: command.failure == 0 ? .ok : .ioError)
             }
         }
+        return false
     }
 
     private func updateInterest() {
@@ -229,8 +253,7 @@ final class NBDConnection {
         let moved = handle.notify()
         if ready {
             if moved { lastHeard = monotonicMs() }
-            reap(handle)
-            if handle.isDead { lost() }
+            if reap(handle) || handle.isDead { lost() }
         } else if handle.isReady {
             reconnected()
         } else if handle.isDead {
@@ -240,9 +263,24 @@ final class NBDConnection {
         publish()
     }
 
+    /// Another connection heard that the server is shutting down: leave it too.
+    private func onNotice() {
+        notice.wake(index).drain()
+        let n = notice.announcements
+        guard n != announcementsSeen else { return }
+        announcementsSeen = n
+        guard ready else { return }
+        shutdownSeen = true
+        lost()
+        publish()
+    }
+
     /// The server went away: every request not answered waits for the next connection.
     private func lost() {
-        let why = handle?.failure.map { " (\($0))" } ?? ""
+        let why = shutdownSeen ? " (the server is shutting down)" : handle?.failure.map { " (\($0))" } ?? ""
+        // A server going down needs a moment to leave its address to the next one.
+        let firstAttemptMs = shutdownSeen ? Self.retryMs : 1
+        shutdownSeen = false
         let inOrder = cookies.sorted { $0.key < $1.key }.map(\.value)
         cookies.removeAll()
         for c in inOrder where !c.waiting {
@@ -253,12 +291,13 @@ final class NBDConnection {
         dropAttempt()
         ready = false
         watchdog = false
-        let now = monotonicMs()
-        deadline = now + target.reconnectDelayMs
+        let since = lossStarted ?? monotonicMs()
+        lossStarted = since
+        deadline = since + target.reconnectDelayMs
         expired = false
         log("connection to \(target.address) lost\(why); reconnecting (requests wait up to \(target.reconnectDelayMs / 1000) s)")
-        if target.reconnectDelayMs == 0 { expire() }
-        timer.arm(firstMs: 1, intervalMs: Self.retryMs)
+        if target.reconnectDelayMs == 0 || monotonicMs() >= deadline! { expire() }
+        timer.arm(firstMs: firstAttemptMs, intervalMs: Self.retryMs)
     }
 
     private func dropAttempt() {
@@ -317,12 +356,13 @@ final class NBDConnection {
         watchdog = false
         let again = waiting
         waiting.removeAll()
+        if again.isEmpty { lossStarted = nil }
         log("reconnected to \(target.address); resending \(again.count) request(s)")
         for c in again {
             c.waiting = false
             start(c)
         }
-        if ready { reap(handle) }
+        if ready, reap(handle) { lost() }
     }
 
     // MARK: watchdog

@@ -17,6 +17,9 @@ package final class Qcow2Backend: BlockBackend {
     /// `writethrough=on`: every change is flushed (data and metadata) before it completes.
     package let writethrough: Bool
     private let image: Mutex<Qcow2Image>
+    /// The first corruption is logged; the rest only fail their requests (a guest retrying a
+    /// broken area must not flood the log).
+    private let corruptionLogged = Atomic<Bool>(false)
 
     package init(path: String, writable: Bool, writethrough: Bool, backing: BackingChoice, l2CacheBytes: Int?,
                  discardUnmap: Bool, lock: FileLocker? = nil) throws {
@@ -68,6 +71,11 @@ package final class Qcow2Backend: BlockBackend {
             }
             return .ok
         } catch {
+            if case .corrupt = error as? Qcow2Error, !corruptionLogged.exchange(true, ordering: .relaxed) {
+                let marked = writable ? "; image marked corrupt, no more writes are taken" : ""
+                let line = Array("vduse-export: qcow2: \(error)\(marked) (further corruption is not logged)\n".utf8)
+                _ = line.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+            }
             return .ioError
         }
     }

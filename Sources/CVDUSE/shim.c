@@ -221,8 +221,9 @@ int cvduse_fallocate(int fd, int mode, uint64_t offset, uint64_t length) {
 #include <fcntl.h>
 #include <unistd.h>
 /* Starts `argv` as a daemon: its own session, stdin/stdout on /dev/null, stderr appended to
-   `log_path`, and `ready_fd` as its fd 3. */
-int cvduse_spawn_daemon(const char *path, char *const argv[], int ready_fd, const char *log_path, pid_t *pid) {
+   `log_path`, `ready_fd` as its fd 3, in directory `dir` (NULL: this one). */
+int cvduse_spawn_daemon(const char *path, char *const argv[], int ready_fd, const char *log_path, const char *dir,
+                        pid_t *pid) {
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
     int e;
@@ -232,7 +233,7 @@ int cvduse_spawn_daemon(const char *path, char *const argv[], int ready_fd, cons
     posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_addopen(&fa, 2, log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
     posix_spawn_file_actions_adddup2(&fa, ready_fd, 3);
-    posix_spawn_file_actions_addchdir_np(&fa, "/");
+    if (dir) posix_spawn_file_actions_addchdir_np(&fa, dir);
     /* A clean start: no signal blocked or ignored because the caller had it so. */
     sigset_t none, all;
     sigemptyset(&none);

@@ -28,14 +28,21 @@ public struct ExportStatus: Sendable, Codable, Equatable {
 /// needs things done. Adding creates the VDUSE device, serves it on its iothread, binds it to
 /// the vdpa bus and waits for the disk; deleting unbinds it (vdpa DEV_DEL, during which the
 /// kernel flushes and the iothread keeps serving), stops serving and destroys the device.
+/// With `binding: .caller` (qemu-storage-daemon's way) adding stops after serving the device:
+/// the caller runs `vdpa dev add` itself, and deleting unbinds only what is still bound.
 ///
 /// Every public method may be called from any thread except an iothread (they block on the
 /// kernel); one lock serialises them, like QEMU's main loop serialises QMP commands.
 public final class ExportManager: Sendable {
+    /// Who adds each device to the vdpa bus.
+    public enum Binding: Sendable { case server, caller }
+
+    public let binding: Binding
     private let control: VDUSEControl
     private let logger: Logger
     private let mainLoop: IOThread
-    private let iothreads: [String: IOThread]
+    /// The `--object iothread` threads, and those QMP `object-add` started since.
+    private let iothreads: Mutex<[String: IOThread]>
     private let state = Mutex<[String: Entry]>([:])
     /// Held for the whole of each add/delete/resize (they must not interleave).
     private let commandLock = NSLock()
@@ -51,8 +58,10 @@ public final class ExportManager: Sendable {
     private let logDirectory: String
 
     /// Checks the kernel (loading the modules once if needed) and starts the iothreads.
-    public init(iothreads names: [String], logDirectory: String = "/run/vduse-export", logger: Logger) throws {
+    public init(iothreads names: [String], logDirectory: String = "/run/vduse-export", binding: Binding = .server,
+                logger: Logger) throws {
         self.logger = logger
+        self.binding = binding
         self.logDirectory = logDirectory
         try KernelSupport.ensureVDUSE(logger: logger)
         do {
@@ -63,9 +72,21 @@ public final class ExportManager: Sendable {
         mainLoop = try IOThread(name: "main-loop")
         var threads: [String: IOThread] = [:]
         for name in names { threads[name] = try IOThread(name: name) }
-        iothreads = threads
+        iothreads = Mutex(threads)
         mainLoop.start()
         for t in threads.values { t.start() }
+    }
+
+    /// Starts an iothread added at run time (QMP `object-add`).
+    public func addIOThread(_ name: String) throws {
+        let thread = try IOThread(name: name)
+        iothreads.withLock { $0[name] = thread }
+        thread.start()
+    }
+
+    /// Stops an iothread no export uses any more (QMP `object-del`; the caller checked).
+    public func removeIOThread(_ name: String) {
+        iothreads.withLock { $0.removeValue(forKey: name) }?.stop()
     }
 
     public var exports: [ExportStatus] {
@@ -91,13 +112,13 @@ public final class ExportManager: Sendable {
     public func add(_ plan: ExportPlan) throws -> ExportStatus {
         commandLock.lock()
         defer { commandLock.unlock() }
-        let iothread = plan.iothread.flatMap { iothreads[$0] } ?? mainLoop
+        let iothread = plan.iothread.flatMap { name in iothreads.withLock { $0[name] } } ?? mainLoop
         let control = self.control
         let logger = self.logger
         let logPath = ReconnectLogFile.path(for: plan.deviceName, in: logDirectory)
         // A device of ours whose server is gone (crash, kill, upgrade): take it over instead.
         if FileManager.default.fileExists(atPath: "/dev/vduse/\(plan.deviceName)"), InflightLog.open(path: logPath) != nil {
-            guard FileManager.default.fileExists(atPath: "/sys/bus/vdpa/devices/\(plan.deviceName)") else {
+            guard Self.isBound(plan.deviceName) else {
                 // Its server died before binding it (during `add`): no driver has seen it, its
                 // queues may not be set up (vdpa would refuse it), so start over with a new one.
                 // A live server still holding it makes the destroy fail: its log stays.
@@ -133,6 +154,7 @@ public final class ExportManager: Sendable {
             }
             return export
         }
+        guard binding == .server else { return register(export, disk: "") }
         do {
             try VDPANetlink.addDevice(name: plan.deviceName)
         } catch {
@@ -179,7 +201,9 @@ public final class ExportManager: Sendable {
             }
             return export
         }
-        if !FileManager.default.fileExists(atPath: "/sys/bus/vdpa/devices/\(plan.deviceName)") {
+        let bound = Self.isBound(plan.deviceName)
+        if !bound && binding == .caller { return register(export, disk: "") }
+        if !bound {
             do {
                 try VDPANetlink.addDevice(name: plan.deviceName)
             } catch {
@@ -252,27 +276,32 @@ public final class ExportManager: Sendable {
             try e.attach()
             return e
         }
-        if FileManager.default.fileExists(atPath: "/sys/bus/vdpa/devices/\(plan.deviceName)") {
-            teardown(export)
-        } else {
-            destroy(export)
-        }
+        teardown(export)
     }
 
     /// Deletes every export (newest first) and stops the iothreads.
     public func shutdown() {
         for status in exports { try? remove(id: status.id) }
-        for t in iothreads.values { t.stop() }
+        for t in iothreads.withLock({ Array($0.values) }) { t.stop() }
         mainLoop.stop()
     }
 
+    /// Unbinds the device if it is bound (the caller may have bound it, or unbound it already),
+    /// then destroys it.
     private func teardown(_ export: VDUSEBlockExport) {
-        do {
-            try VDPANetlink.removeDevice(name: export.plan.deviceName)
-        } catch {
-            logger.error("vdpa: cannot remove device '\(export.plan.deviceName)': \(error.reason)")
+        if Self.isBound(export.plan.deviceName) {
+            do {
+                try VDPANetlink.removeDevice(name: export.plan.deviceName)
+            } catch {
+                logger.error("vdpa: cannot remove device '\(export.plan.deviceName)': \(error.reason)")
+            }
         }
         destroy(export)
+    }
+
+    /// Whether the VDUSE device is on the vdpa bus.
+    static func isBound(_ name: String) -> Bool {
+        FileManager.default.fileExists(atPath: "/sys/bus/vdpa/devices/\(name)")
     }
 
     private func destroy(_ export: VDUSEBlockExport) {

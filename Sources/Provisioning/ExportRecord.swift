@@ -25,8 +25,11 @@ public struct ExportRecord: Codable, Equatable, Sendable {
     public var restarts: UInt32?
     /// The process that restarts the server (`add`'s supervisor), if any: `del` stops it first.
     public var supervisor: Int32?
-    /// When the disk was first created (seconds since the epoch); kept by servers that take it over.
-    public var created: Double?
+    /// When the disk was first created (RFC 3339 in JSON); kept by servers that take it over.
+    public var created: Timestamp?
+    /// The version of vduse-export whose server wrote the record (it may differ from this
+    /// binary's after an upgrade, until the server is restarted).
+    public var version: String?
     /// `add --overlay`: the overlay it created (`image`), which `del` deletes unless `--keep`,
     /// and the base under it.
     public var overlay: String?
@@ -200,7 +203,7 @@ extension ExportRecord {
     /// and the overlay `add` made (a restarted server reopens it, and `del` must still delete it).
     func keepingCreation(from previous: ExportRecord?) -> ExportRecord {
         var r = self
-        r.created = Date().timeIntervalSince1970
+        r.created = .now
         if (restarts ?? 0) > 0, let previous, previous.id == id, previous.image == image {
             r.created = previous.created ?? r.created
             r.overlay = previous.overlay

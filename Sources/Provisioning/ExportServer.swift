@@ -16,6 +16,13 @@ public struct ServeSettings: Sendable {
     /// Write a record per export into the state directory (and remove it at exit).
     public var record: Bool
     public var state: StateDirectory
+    /// Who binds the devices to the vdpa bus (`.caller`: qemu-storage-daemon's way).
+    public var binding: ExportManager.Binding = .server
+    /// `--pidfile`: locked before anything is created, written once running, removed at exit.
+    public var pidFile: String?
+    /// `--daemonize`'s child: change to `/` once running (as qemu-storage-daemon), so the
+    /// daemon keeps no directory busy.
+    public var daemonized = false
 
     public init(readiness: ReadinessChannel = ReadinessChannel(fd: nil), qmpSocket: String? = nil, record: Bool = false,
                 state: StateDirectory = .standard) {
@@ -58,7 +65,9 @@ public enum ExportServer {
         // No private mount namespace: a copy of the host's mounts would keep every file system
         // mounted at start alive in here after the host unmounts it (no flush, device busy). The
         // server mounts nothing, so it can never hold a mount of its own disk at exit either.
-        let manager = try ExportManager(iothreads: configuration.iothreads, logger: logger)
+        let pidFile = try settings.pidFile.map { try PidFile(path: $0) }
+        defer { pidFile?.remove() }
+        let manager = try ExportManager(iothreads: configuration.iothreads, binding: settings.binding, logger: logger)
         let records = RecordKeeper(settings: settings)
         var outcome = Outcome.stopped
         defer {
@@ -83,6 +92,8 @@ public enum ExportServer {
             qmp = try QMPServer(path: path, logger: logger, handler: commands.handle)
             qmp?.start()
         }
+        try pidFile?.write()
+        if settings.daemonized { _ = chdir("/") }
         settings.readiness.finish()
         var received: Int32 = 0
         sigwait(&signals, &received)
@@ -119,11 +130,12 @@ package final class RecordKeeper: ExportObserver {
         }
         // Paths are recorded resolved; a network export's URI (no secrets in it) as it is.
         if !plan.backend.isNetwork { image = URL(fileURLWithPath: image).standardizedFileURL.resolvingSymlinksInPath().path }
-        let record = ExportRecord(name: plan.deviceName, id: plan.id, device: status.device,
+        var record = ExportRecord(name: plan.deviceName, id: plan.id, device: status.device,
                                   image: image,
                                   size: status.sizeBytes, queues: plan.numQueues, serial: plan.serial,
                                   readOnly: !plan.writable, pid: getpid(), socket: settings.qmpSocket,
                                   restarts: status.restarts, supervisor: Supervisor.ofThisProcess)
+        record.version = VDUSEExportVersion.string
         try settings.state.write(record.keepingCreation(from: settings.state.read(plan.deviceName)))
         names.withLock { _ = $0.insert(plan.deviceName) }
     }

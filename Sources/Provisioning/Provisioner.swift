@@ -116,7 +116,7 @@ public struct Provisioner: Sendable {
         defer { for p in cargs { free(p) } }
         var pid: pid_t = 0
         let logExisted = access(state.logPath(name), F_OK) == 0
-        let r = cvduse_spawn_daemon(exe, &cargs, fds[1], state.logPath(name), &pid)
+        let r = cvduse_spawn_daemon(exe, &cargs, fds[1], state.logPath(name), "/", &pid)
         close(fds[1])
         guard r == 0 else {
             close(fds[0])

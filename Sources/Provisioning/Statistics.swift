@@ -44,7 +44,7 @@ extension Provisioner {
             guard let stats = try QMPStats.decode(reply).first else {
                 throw ProvisioningError(.kernel, "the server of '\(record.name)' does not list export '\(record.id)'")
             }
-            return ExportStatsReport(record: record, stats: stats, age: record.created.map { max(0, now - $0) })
+            return ExportStatsReport(record: record, stats: stats, age: record.created.map { max(0, now - $0.secondsSince1970) })
         } catch let e as ProvisioningError {
             throw e
         } catch {

@@ -51,19 +51,38 @@ public struct ServeConfiguration: Sendable {
     /// `--object iothread,id=ID`
     public mutating func addObject(_ spec: String) throws(OptionError) {
         let (v, s) = try Self.parseSpec(spec, impliedKey: "qom-type")
+        try addObject(v, syntax: s)
+    }
+
+    /// An iothread object from its parsed options (QMP `object-add` takes them as JSON).
+    @discardableResult
+    public mutating func addObject(_ v: OptionValue, syntax s: OptionSyntax) throws(OptionError) -> String {
         let t = try IOThreadObject(v, syntax: s)
         guard !context.iothreads.contains(t.id) else {
             throw OptionError("attempt to add duplicate property '\(t.id)' to object (type 'container')")
         }
         context.iothreads.insert(t.id)
         iothreads.append(t.id)
+        return t.id
+    }
+
+    /// QMP `object-del`: an iothread no export uses (QEMU's words for the refusals).
+    public mutating func removeObject(id: String) throws(OptionError) {
+        guard context.iothreads.contains(id) else { throw OptionError("object '\(id)' not found") }
+        if exports.contains(where: { $0.iothread == id }) { throw OptionError("object '\(id)' is in use, can not be deleted") }
+        context.iothreads.remove(id)
+        iothreads.removeAll { $0 == id }
     }
 
     /// `--blockdev …`: opens (probes) the node like QEMU's blockdev-add does, with its texts:
     /// a raw node finds its child first; a protocol node checks its name, then opens the file.
     public mutating func addBlockdev(_ spec: String) throws(OptionError) {
         let (v, s) = try Self.parseSpec(spec, impliedKey: "driver")
-        let n = try BlockNodeOptions(v, syntax: s)
+        try addBlockdev(BlockNodeOptions(v, syntax: s))
+    }
+
+    /// A node from its parsed options (QMP `blockdev-add` takes them as JSON).
+    public mutating func addBlockdev(_ n: BlockNodeOptions) throws(OptionError) {
         let readOnly = n.readOnly ?? false
         let backend: BackendSpec
         switch n.driver {
@@ -117,6 +136,29 @@ public struct ServeConfiguration: Sendable {
         context.nodes[n.nodeName] = backend
         context.nodesMarkedReadOnly[n.nodeName] = readOnly
         nodeNames.append(n.nodeName)
+        nodes[n.nodeName] = n
+    }
+
+    /// The options each node was added with (for `query-named-block-nodes`).
+    public private(set) var nodes: [String: BlockNodeOptions] = [:]
+
+    /// The nodes a node is built on (`file`, a named `backing`).
+    public func children(of name: String) -> [String] {
+        guard let n = nodes[name] else { return [] }
+        return [n.file, n.backing].compactMap { $0 }.filter { !$0.isEmpty }
+    }
+
+    /// QMP `blockdev-del`: a node that no export and no other node uses (QEMU's words).
+    public mutating func removeBlockdev(nodeName: String) throws(OptionError) {
+        guard nodes[nodeName] != nil else { throw OptionError("Failed to find node with node-name='\(nodeName)'") }
+        if exports.contains(where: { $0.nodeName == nodeName }) { throw OptionError("Node \(nodeName) is in use") }
+        if nodeNames.contains(where: { children(of: $0).contains(nodeName) }) {
+            throw OptionError("Block device \(nodeName) is in use")
+        }
+        context.nodes[nodeName] = nil
+        context.nodesMarkedReadOnly[nodeName] = nil
+        nodeNames.removeAll { $0 == nodeName }
+        nodes[nodeName] = nil
     }
 
     /// A qcow2 node over a file node; `backing` names a raw/file or qcow2 node, or none.

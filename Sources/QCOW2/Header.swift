@@ -41,6 +41,11 @@ struct Header {
     var backingFormat: String?
     /// A bitmaps extension is present: its clusters are referenced from outside L1/L2.
     var hasBitmaps = false
+    /// Where the bitmaps extension says its directory is (bytes).
+    var bitmapDirectory: (offset: UInt64, size: UInt64) = (0, 0)
+
+    /// Largest L1 or refcount table we load (both are read whole into memory).
+    static let maxTableBytes: UInt64 = 32 << 20
     /// (type, bit) -> name from the feature name table, for messages about unknown bits.
     var featureNames: [Int: String] = [:]
 
@@ -105,19 +110,27 @@ struct Header {
         guard h.refcountTableClusters > 0, h.refcountTableOffset < fileSize else {
             throw corrupt("refcount table starts past the end of the file")
         }
+        let refcountTableBytes = UInt64(h.refcountTableClusters) * cs
+        guard refcountTableBytes <= Self.maxTableBytes else {
+            throw corrupt("refcount table of \(h.refcountTableClusters) clusters is above 32 MiB")
+        }
+        // Whole clusters: the last one may be cut short by the end of the file.
+        guard refcountTableBytes <= (fileSize + cs - 1) / cs * cs - h.refcountTableOffset else {
+            throw corrupt("refcount table extends past the end of the file")
+        }
         let l2Coverage = cs * cs / 8
         let neededL1 = (h.size + l2Coverage - 1) / l2Coverage
         guard UInt64(h.l1Size) >= neededL1 else {
             throw corrupt("L1 table of \(h.l1Size) entries is too small for \(h.size) bytes")
         }
-        guard h.l1Size <= 32 << 20 / 8 else { throw corrupt("L1 table of \(h.l1Size) entries is above 32 MiB") }
-        guard h.l1Size == 0 || h.l1TableOffset + UInt64(h.l1Size) * 8 <= fileSize else {
+        guard UInt64(h.l1Size) * 8 <= Self.maxTableBytes else { throw corrupt("L1 table of \(h.l1Size) entries is above 32 MiB") }
+        guard h.l1Size == 0 || (h.l1TableOffset <= fileSize && UInt64(h.l1Size) * 8 <= fileSize - h.l1TableOffset) else {
             throw corrupt("L1 table extends past the end of the file")
         }
 
         if h.backingFileOffset != 0 {
             guard h.backingFileSize > 0, h.backingFileSize <= 1023,
-                  h.backingFileOffset + UInt64(h.backingFileSize) <= fileSize
+                  h.backingFileOffset <= fileSize, UInt64(h.backingFileSize) <= fileSize - h.backingFileOffset
             else { throw corrupt("backing file name out of bounds") }
             let name = try file.read(count: Int(h.backingFileSize), at: h.backingFileOffset)
             h.backingFile = String(decoding: name, as: UTF8.self)
@@ -144,6 +157,7 @@ struct Header {
                 backingFormat = String(decoding: data, as: UTF8.self)
             case 0x2385_2875:
                 hasBitmaps = true
+                if data.count >= 24 { bitmapDirectory = (data.be64(16), data.be64(8)) }
             case 0x6803_f857:
                 var e = 0
                 while e + 48 <= data.count {

@@ -9,6 +9,9 @@ final class ImageFile {
     let writable: Bool
     /// Sees every change and barrier (tests replay them to simulate crashes).
     var observer: ((FileEvent) -> Void)?
+    /// The file's size as our own writes left it (the image is locked against other writers), so
+    /// offsets can be checked against the end without a system call.
+    private(set) var end: UInt64 = 0
 
     init(path: String, writable: Bool) throws {
         let fd = Glibc.open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)
@@ -16,6 +19,8 @@ final class ImageFile {
         self.path = path
         self.fd = fd
         self.writable = writable
+        var st = stat()
+        if fstat(fd, &st) == 0 { end = UInt64(st.st_size) }
     }
 
     func close() { _ = Glibc.close(fd) }
@@ -90,6 +95,7 @@ final class ImageFile {
         }
         var pos = offset
         var first = 0
+        defer { end = max(end, pos) }
         while first < iov.count {
             let n = iov.withUnsafeBufferPointer { p in
                 pwritev(fd, p.baseAddress! + first, Int32(min(iov.count - first, 1024)), off_t(pos))
@@ -121,6 +127,7 @@ final class ImageFile {
         while ftruncate(fd, off_t(size)) != 0 {
             if errno != EINTR { throw error("ftruncate") }
         }
+        end = size
     }
 
     func sync() throws {

@@ -1,4 +1,5 @@
 import CQcow2
+import Glibc
 
 /// What one guest cluster maps to, decoded from its L2 entry.
 enum Mapping: Equatable {
@@ -9,10 +10,17 @@ enum Mapping: Equatable {
 }
 
 extension Qcow2Image {
+    /// Every entry is checked before use: a compressed extent or cluster inside the file and off
+    /// the metadata, so no read or write can reach outside the image or into its tables.
     func decode(_ e: UInt64) throws -> Mapping {
-        if e & Geometry.compressed != 0 { return .compressed(entry: e) }
+        if e & Geometry.compressed != 0 {
+            let (offset, length) = g.compressedExtent(e)
+            try checkCompressed(offset, length)
+            return .compressed(entry: e)
+        }
         let host = e & Geometry.offsetMask
         guard host % UInt64(g.clusterSize) == 0 else { throw corrupt("L2 entry points to unaligned offset \(host)") }
+        if host != 0 { try checkDataCluster(host) }
         let copied = e & Geometry.copied != 0
         if header.version >= 3, e & Geometry.zero != 0 { return .zero(host: host == 0 ? nil : host, copied: copied) }
         return host == 0 ? .unallocated : .data(host: host, copied: copied)
@@ -23,6 +31,7 @@ extension Qcow2Image {
         let offset = l1[index] & Geometry.offsetMask
         if offset == 0 { return nil }
         if let t = l2Cache.lookup(offset) { return (offset, t) }
+        try checkL2Table(offset, index: index)
         let raw = try file.read(count: g.clusterSize, at: offset)
         let t = L2Table(entries: (0..<g.l2Entries).map { raw.be64($0 * 8) })
         try cache(offset, t)
@@ -70,7 +79,8 @@ extension Qcow2Image {
                     : cc_inflate_raw(src.baseAddress, src.count, dst.baseAddress, dst.count)
             }
         }
-        guard rc == 0 else { throw corrupt("compressed cluster at \(offset) does not decompress") }
+        // Bad compressed data is damaged guest data, not inconsistent metadata: no corrupt bit.
+        guard rc == 0 else { throw Qcow2Error.io(path: path, operation: "decompressing the cluster at \(offset)", errno: EIO) }
         lastDecompressed = (entry, out)
         return out
     }

@@ -5,7 +5,7 @@ extension Qcow2Image {
     public func read(at offset: UInt64, into buffers: [UnsafeMutableRawBufferPointer]) throws {
         let iov = IOVector(buffers.map { iovec(iov_base: $0.baseAddress, iov_len: $0.count) })
         try checkRange(offset, iov.count)
-        try readClamped(at: offset, into: iov, 0, iov.count)
+        try guarding { try readClamped(at: offset, into: iov, 0, iov.count) }
     }
 
     public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws {

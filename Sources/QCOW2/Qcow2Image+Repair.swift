@@ -14,24 +14,31 @@ extension Qcow2Image {
         reference(header.l1TableOffset, UInt64(l1.count) * 8)
         reference(refcounts.tableOffset, UInt64(refcounts.tableClusters) * cs)
         for e in refcounts.table where e != 0 { reference(e & ~UInt64(0x1ff), cs) }
-        for l1Entry in l1 {
+        for (index, l1Entry) in l1.enumerated() {
             let l2 = l1Entry & Geometry.offsetMask
             guard l2 != 0 else { continue }
+            try checkL2Table(l2, index: index)
             reference(l2, cs)
             let raw = try file.read(count: g.clusterSize, at: l2)
             for i in 0..<g.l2Entries {
                 let e = raw.be64(i * 8)
+                let host = e & Geometry.offsetMask
                 if e & Geometry.compressed != 0 {
                     let (offset, length) = g.compressedExtent(e)
+                    try checkCompressed(offset, length)
                     reference(offset & ~511, UInt64(length) + (offset & 511))
-                } else if e & Geometry.offsetMask != 0 {
-                    reference(e & Geometry.offsetMask, cs)
+                } else if host != 0, host >= file.end {
+                    // Without ordering, an L2 entry may have reached the disk before the data
+                    // that extends the file. That data was never flushed and the cluster reads
+                    // as zeros now: say so with the zero flag (v3, as lazy refcounts are)
+                    // instead of growing the file to wherever the entry points.
+                    try file.write(.be64(Geometry.zero), at: l2 + UInt64(i) * 8)
+                } else if host != 0 {
+                    try checkDataCluster(host)
+                    reference(host, cs)
                 }
             }
         }
-        // Without ordering, an L2 entry may have reached the disk before the data that extends
-        // the file: cover every referenced cluster (its content was never flushed anyway).
-        if let last = counts.keys.max() { try file.extend(to: (last + 1) << bits) }
         refcounts.inUse = { counts[$0] != nil }
         defer { refcounts.inUse = { _ in false } }
         for (c, n) in counts.sorted(by: { $0.key < $1.key }) where try refcounts.get(c) < n {

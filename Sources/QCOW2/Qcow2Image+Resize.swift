@@ -3,14 +3,21 @@ extension Qcow2Image {
     /// durable before the header points at it, the old one freed after.
     public func resize(to newSize: UInt64) throws {
         guard !readOnly else { throw Qcow2Error.readOnly(path: path) }
+        try refuseIfCorrupt()
+        try guarding { try grow(to: newSize) }
+    }
+
+    private func grow(to newSize: UInt64) throws {
         guard newSize >= virtualSize else {
             throw Qcow2Error.unsupported(path: path, what: "shrinking (from \(virtualSize) to \(newSize) bytes)")
         }
         guard newSize > virtualSize else { return }
-        let needed = g.l1Entries(forSize: newSize)
-        guard needed <= 32 << 20 / 8 else {
+        let l2Coverage = UInt64(g.clusterSize) * UInt64(g.l2Entries)
+        let entries = newSize / l2Coverage + (newSize % l2Coverage == 0 ? 0 : 1)  // no overflow near 2^64
+        guard entries * 8 <= Header.maxTableBytes else {
             throw Qcow2Error.unsupported(path: path, what: "\(newSize) bytes needs an L1 table above 32 MiB")
         }
+        let needed = Int(entries)
         if needed > l1.count { try growL1(to: needed) }
 
         var size = [UInt8](repeating: 0, count: 8)
@@ -50,7 +57,11 @@ extension Qcow2Image {
             let oldOffset = header.l1TableOffset, oldClusters = l1.isEmpty ? 0 : l1Capacity * 8 / cs
             header.l1TableOffset = offset
             l1Capacity = clusters * cs / 8
-            if oldOffset != 0, oldClusters > 0 { try refcounts.free(offset: oldOffset, clusters: oldClusters) }
+            meta.add(.l1, offset, clusters: UInt64(clusters))
+            if oldOffset != 0, oldClusters > 0 {
+                meta.remove(oldOffset, clusters: UInt64(oldClusters))
+                try refcounts.free(offset: oldOffset, clusters: oldClusters)
+            }
         }
         l1 += [UInt64](repeating: 0, count: needed - l1.count)
         header.l1Size = UInt32(needed)

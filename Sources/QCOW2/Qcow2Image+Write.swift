@@ -12,7 +12,7 @@ extension Qcow2Image {
         let iov = IOVector(buffers.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count) })
         try checkRange(offset, iov.count)
         try prepareWrite()
-        try writeVector(at: offset, iov, 0, iov.count)
+        try guarding { try writeVector(at: offset, iov, 0, iov.count) }
     }
 
     public func write(at offset: UInt64, from buffer: UnsafeRawBufferPointer) throws {
@@ -93,6 +93,7 @@ extension Qcow2Image {
         let offset = try refcounts.allocate()
         try file.write([UInt8](repeating: 0, count: g.clusterSize), at: offset)
         try file.sync()
+        meta.add(.l2, offset)
         l1[index] = offset | Geometry.copied
         try file.write(.be64(l1[index]), at: header.l1TableOffset + UInt64(index) * 8)
         let t = L2Table(entries: [UInt64](repeating: 0, count: g.l2Entries))

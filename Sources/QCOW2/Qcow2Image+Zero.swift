@@ -12,7 +12,7 @@ extension Qcow2Image {
         try checkRange(offset, length)
         try prepareWrite()
         let (start, end) = wholeClusters(offset, length)
-        if start < end { try zeroClusters(start, end, .discard) }
+        if start < end { try guarding { try zeroClusters(start, end, .discard) } }
     }
 
     /// Makes the range read as zeros: zero flags for whole clusters (v3; `unmap` also frees
@@ -20,6 +20,10 @@ extension Qcow2Image {
     public func writeZeroes(at offset: UInt64, length: Int, unmap: Bool) throws {
         try checkRange(offset, length)
         try prepareWrite()
+        try guarding { try zeroRange(offset, length, unmap: unmap) }
+    }
+
+    private func zeroRange(_ offset: UInt64, _ length: Int, unmap: Bool) throws {
         let (start, end) = wholeClusters(offset, length)
         guard start < end else { return try writeZeroBytes(offset, length) }
         if offset < start { try writeZeroBytes(offset, Int(start - offset)) }

@@ -27,9 +27,13 @@ public final class Qcow2Image {
     var l1Capacity: Int
     let l2Cache: L2Cache
     let refcounts: Refcounts
+    /// Where the metadata lives: guest data never goes there.
+    let meta: MetadataMap
     let backing: BackingImage?
     /// Set when lazy refcounts let us mark the image dirty; cleared on close.
     var markedDirty = false
+    /// Set when this process found the metadata inconsistent (and set the corrupt bit).
+    public internal(set) var markedCorrupt = false
     var lastDecompressed: (entry: UInt64, data: [UInt8])?
     private var closed = false
 
@@ -69,8 +73,10 @@ public final class Qcow2Image {
             for (i, e) in l1.enumerated() where (e & Geometry.offsetMask) % UInt64(g.clusterSize) != 0 {
                 throw Qcow2Error.corrupt(path: path, what: "L1 entry \(i) is not cluster aligned")
             }
+            let meta = MetadataMap(clusterBits: h.clusterBits)
             let refcounts = try Refcounts(file: file, geometry: g, tableOffset: h.refcountTableOffset,
-                                          tableClusters: Int(h.refcountTableClusters))
+                                          tableClusters: Int(h.refcountTableClusters), meta: meta)
+            try mapMetadata(meta, header: h, l1: l1, refcountTable: refcounts.table, file: file, strict: !readOnly)
 
             switch choice {
             case .none:
@@ -104,6 +110,7 @@ public final class Qcow2Image {
             l1Capacity = (Int(h.l1Size) * 8 + g.clusterSize - 1) / g.clusterSize * g.clusterSize / 8
             l2Cache = L2Cache(capacity: (l2CacheBytes ?? Self.defaultL2CacheBytes) / g.clusterSize)
             self.refcounts = refcounts
+            self.meta = meta
             self.backing = opened
 
             // A dirty image (lazy refcounts, then a crash) gets its refcounts rebuilt first.
@@ -142,8 +149,10 @@ public final class Qcow2Image {
     /// Makes every completed write durable, data and metadata.
     public func flush() throws {
         guard !readOnly else { return }
-        try writeBackL2()
-        try file.sync()
+        try guarding {
+            try writeBackL2()
+            try file.sync()
+        }
     }
 
     /// Flushes, clears the dirty bit we set, and closes the whole chain.
@@ -170,6 +179,7 @@ public final class Qcow2Image {
     /// longer needs syncs, since a dirty image gets its refcounts rebuilt before use.
     func prepareWrite() throws {
         guard !readOnly else { throw Qcow2Error.readOnly(path: path) }
+        try refuseIfCorrupt()
         guard !markedDirty, header.version >= 3, header.compatible & Header.lazyRefcounts != 0 else { return }
         header.incompatible |= Header.Incompatible.dirty
         try file.write(.be64(header.incompatible), at: UInt64(Header.incompatibleField))

@@ -18,11 +18,14 @@ final class Refcounts {
     var inUse: (UInt64) -> Bool = { _ in false }
     /// False while the image is marked dirty (lazy refcounts): then ordering syncs are skipped.
     var ordered = true
+    /// The image's metadata: a cluster there is never handed out, whatever its count says.
+    let meta: MetadataMap
 
     var maxRefcount: UInt64 { g.refcountBits == 64 ? .max : (1 << UInt64(g.refcountBits)) - 1 }
 
-    init(file: ImageFile, geometry: Geometry, tableOffset: UInt64, tableClusters: Int) throws {
+    init(file: ImageFile, geometry: Geometry, tableOffset: UInt64, tableClusters: Int, meta: MetadataMap) throws {
         self.file = file
+        self.meta = meta
         g = geometry
         self.tableOffset = tableOffset
         self.tableClusters = tableClusters
@@ -112,7 +115,7 @@ final class Refcounts {
     private func createBlock(_ index: Int, avoiding cluster: UInt64) throws {
         let first = UInt64(index) * g.refcountBlockEntries
         var home = first
-        while home == cluster || reserved.contains(home) || inUse(home) { home += 1 }
+        while home == cluster || reserved.contains(home) || inUse(home) || meta.kind(of: home) != nil { home += 1 }
         guard home < first + g.refcountBlockEntries else {
             throw Qcow2Error.unsupported(path: file.path, what: "allocation spanning a whole refcount block")
         }
@@ -121,6 +124,7 @@ final class Refcounts {
         let offset = home << UInt64(g.clusterBits)
         try file.write(block, at: offset)
         try file.sync()  // even when dirty: a table entry must never point at an unwritten block
+        meta.add(.refcountBlock, offset)
         table[index] = offset
         try file.write(.be64(offset), at: tableOffset + UInt64(index) * 8)
         blocks[index] = block
@@ -134,16 +138,26 @@ final class Refcounts {
     }
 
     /// `count` contiguous free clusters, counted; returns the byte offset of the first.
+    /// Clusters at or past the end of the file count as free whatever their refcount says, so
+    /// counts a crafted image sets far beyond its end cannot make us extend it there.
     func allocate(count: Int) throws -> UInt64 {
         var start = freeHint
         search: while true {
+            let eof = (file.end + UInt64(g.clusterSize) - 1) >> UInt64(g.clusterBits)
             for c in start..<(start + UInt64(count)) {
                 let index = Int(c / g.refcountBlockEntries)
                 if index >= table.count {
                     try growTable(minEntries: index + 1)
                     continue search  // the new table and blocks took clusters; look again
                 }
-                if try get(c) != 0 {
+                if let kind = meta.kind(of: c) {
+                    if try get(c) == 0 {
+                        throw Qcow2Error.corrupt(path: file.path, what: "cluster \(c) holds the \(kind) but its refcount is 0")
+                    }
+                    start = c + 1
+                    continue search
+                }
+                if c < eof, try get(c) != 0 {
                     start = c + 1
                     continue search
                 }
@@ -191,6 +205,9 @@ final class Refcounts {
         for (i, e) in newTable.enumerated() { tableBytes.putBE64(e, at: i * 8) }
 
         let areaOffset = areaStart << UInt64(g.clusterBits)
+        if let (c, kind) = meta.overlap(areaOffset, clusters: UInt64(areaClusters)) {
+            throw Qcow2Error.corrupt(path: file.path, what: "cluster \(c), past what the refcount table covers, holds the \(kind)")
+        }
         try file.write(blockBytes + tableBytes, at: areaOffset)
         try file.sync()
         var header = [UInt8](repeating: 0, count: 12)
@@ -201,6 +218,9 @@ final class Refcounts {
         try file.sync()
 
         let oldOffset = tableOffset, oldClusters = tableClusters
+        meta.add(.refcountBlock, areaOffset, clusters: UInt64(newBlocks))
+        meta.add(.refcountTable, newTableOffset, clusters: UInt64(tableClustersNew))
+        meta.remove(oldOffset, clusters: UInt64(oldClusters))
         table = newTable
         tableOffset = newTableOffset
         tableClusters = tableClustersNew

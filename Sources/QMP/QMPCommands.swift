@@ -6,9 +6,10 @@ import Glibc
 import Logging
 import Synchronization
 
-/// The QMP commands a qemu-storage-daemon client uses for exports, mapped onto the manager:
-/// block-export-add, block-export-del, query-block-exports, block_resize, quit; and the
-/// counters: query-blockstats, x-query-export-stats.
+/// The QMP commands a qemu-storage-daemon client uses, mapped onto the manager and the server's
+/// configuration: exports (block-export-add/-del, query-block-exports, block_resize), nodes and
+/// iothreads at run time (blockdev-add/-del, object-add/-del, query-named-block-nodes), the
+/// counters (query-blockstats, x-query-export-stats), query-version, query-commands, quit.
 package final class QMPCommands: Sendable {
     private let manager: ExportManager
     private let configuration: Mutex<ServeConfiguration>
@@ -22,8 +23,55 @@ package final class QMPCommands: Sendable {
         self.logger = logger
     }
 
+    /// Every command `handle` knows (and `qmp_capabilities`, which the server answers itself),
+    /// as `query-commands` lists them.
+    package static let names = [
+        "qmp_capabilities", "query-version", "query-commands", "blockdev-add", "blockdev-del", "query-named-block-nodes",
+        "object-add", "object-del", "block-export-add", "block-export-del", "query-block-exports", "query-blockstats",
+        "x-query-export-stats", "block_resize", "quit",
+    ]
+
     package func handle(_ command: String, _ arguments: OptionValue, emit: (String, OptionValue) -> Void) throws -> OptionValue {
         switch command {
+        case "query-version":
+            try OptionReader(arguments, syntax: .json).finish()
+            return QMPServer.versionInfo
+        case "query-commands":
+            try OptionReader(arguments, syntax: .json).finish()
+            return .list(Self.names.map { .object([("name", .string($0))]) })
+        case "blockdev-add":
+            let node = try BlockNodeOptions(arguments, syntax: .json)
+            try configuration.withLock { c throws(OptionError) in try c.addBlockdev(node) }
+            return .object([])
+        case "blockdev-del":
+            var r = try OptionReader(arguments, syntax: .json)
+            let name = try r.requiredString("node-name")
+            try r.finish()
+            try configuration.withLock { c throws(OptionError) in try c.removeBlockdev(nodeName: name) }
+            return .object([])
+        case "query-named-block-nodes":
+            var r = try OptionReader(arguments, syntax: .json)
+            _ = try r.bool("flat")  // the list is flat either way: no backing-image trees
+            try r.finish()
+            let c = configuration.withLock { $0 }
+            let exported = Dictionary(manager.exports.map { ($0.nodeName, $0.sizeBytes) }, uniquingKeysWith: { a, _ in a })
+            return .list(c.nodeNames.reversed().compactMap { QMPNodeInfo.describe($0, in: c, exportedSize: exported[$0]) })
+        case "object-add":
+            let id = try configuration.withLock { c throws(OptionError) in try c.addObject(arguments, syntax: .json) }
+            do {
+                try manager.addIOThread(id)
+            } catch {
+                try? configuration.withLock { c throws(OptionError) in try c.removeObject(id: id) }
+                throw error
+            }
+            return .object([])
+        case "object-del":
+            var r = try OptionReader(arguments, syntax: .json)
+            let id = try r.requiredString("id")
+            try r.finish()
+            try configuration.withLock { c throws(OptionError) in try c.removeObject(id: id) }
+            manager.removeIOThread(id)
+            return .object([])
         case "block-export-add":
             let options = try BlockExportOptions(arguments, syntax: .json)
             // Checked against the live state, and reserved while the device is created.

@@ -166,39 +166,35 @@ public final class QMPServer: Sendable {
         }
     }
 
+    /// What the greeting and `query-version` say: the QEMU whose QMP behaviour we follow, and
+    /// ours in `package`.
+    package static let versionInfo: OptionValue = .object([
+        ("qemu", .object([("major", .integer(QEMUCompatibility.major)), ("minor", .integer(QEMUCompatibility.minor)),
+                          ("micro", .integer(QEMUCompatibility.micro))])),
+        ("package", .string("vduse-export \(VDUSEExportVersion.string) (QMP as QEMU \(QEMUCompatibility.major).\(QEMUCompatibility.minor) speaks it)")),
+    ])
+
     private func serve(_ fd: Int32) {
-        send(fd, .object([("QMP", .object([
-            ("version", .object([("qemu", .object([("major", .integer(10)), ("minor", .integer(0)), ("micro", .integer(0))])),
-                                 ("package", .string("vduse-export"))])),
-            ("capabilities", .list([])),
-        ]))]))
+        send(fd, .object([("QMP", .object([("version", Self.versionInfo), ("capabilities", .list([]))]))]))
         var negotiated = false
-        var buffer = Data()
+        // Commands are JSON objects cut from the byte stream as they complete, newline or not.
+        var stream = JSONStream(limit: Self.maxLine)
         var chunk = [UInt8](repeating: 0, count: 4096)
         while true {
             let n = read(fd, &chunk, chunk.count)
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { return }
-            buffer.append(contentsOf: chunk[0..<n])
-            // Only new bytes can end a line (rescanning the buffer made long lines quadratic); a
-            // client that never ends its line must not grow the buffer without end.
-            guard chunk[0..<n].contains(0x0a) else {
-                if buffer.count > Self.maxLine {
+            for piece in stream.feed(chunk[0..<n]) {
+                guard case let .value(bytes) = piece else {
+                    // Past the limit the next command's start cannot be found: end the session.
                     send(fd, .object([("error", .object([("class", .string("GenericError")),
-                                                         ("desc", .string("JSON parse error, input line longer than \(Self.maxLine) bytes"))]))]))
+                                                         ("desc", .string("JSON token size limit exceeded"))]))]))
                     return
                 }
-                continue
-            }
-            // Commands are newline-delimited JSON objects.
-            while let newline = buffer.firstIndex(of: 0x0a) {
-                let line = buffer[buffer.startIndex..<newline]
-                buffer = Data(buffer[(newline + 1)...])
-                guard !line.allSatisfy({ $0 == 0x20 || $0 == 0x0d || $0 == 0x09 }) else { continue }
                 // One command at a time, and none once stop() has begun.
                 let quit = session.withLock { state -> Bool in
                     if state.stopping { return true }
-                    return handle(fd, Data(line), negotiated: &negotiated)
+                    return handle(fd, bytes, negotiated: &negotiated)
                 }
                 if quit { return }
             }
@@ -206,21 +202,35 @@ public final class QMPServer: Sendable {
     }
 
     /// Returns true after `quit`.
-    private func handle(_ fd: Int32, _ line: Data, negotiated: inout Bool) -> Bool {
+    private func handle(_ fd: Int32, _ text: [UInt8], negotiated: inout Bool) -> Bool {
         func error(_ e: CommandError, id: OptionValue?) {
             var reply: [(key: String, value: OptionValue)] = [("error", .object([("class", .string(e.errorClass)), ("desc", .string(e.desc))]))]
             if let id { reply.append(("id", id)) }
             send(fd, .object(reply))
         }
-        guard let request = try? JSONParser.parse(String(decoding: line, as: UTF8.self)),
-              case let .object(members) = request else {
-            error(CommandError("JSON parse error, expecting a JSON object"), id: nil)
+        let request: OptionValue
+        do {
+            request = try JSONParser.parse(String(decoding: text, as: UTF8.self))
+        } catch let e {
+            error(CommandError(e.description), id: nil)
+            return false
+        }
+        guard case let .object(members) = request else {
+            error(CommandError("QMP input must be a JSON object"), id: nil)
             return false
         }
         func member(_ name: String) -> OptionValue? { members.first { $0.key == name }?.value }
         let id = member("id")
-        guard case let .string(command)? = member("execute") else {
+        if let unexpected = members.first(where: { !["execute", "arguments", "id"].contains($0.key) }) {
+            error(CommandError("QMP input member '\(unexpected.key)' is unexpected"), id: id)
+            return false
+        }
+        guard let execute = member("execute") else {
             error(CommandError("QMP input lacks member 'execute'"), id: id)
+            return false
+        }
+        guard case let .string(command) = execute else {
+            error(CommandError("QMP input member 'execute' must be a string"), id: id)
             return false
         }
         let arguments: OptionValue

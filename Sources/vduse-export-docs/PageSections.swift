@@ -60,6 +60,9 @@ enum PageSections {
         .I /lib/udev/rules.d/60\\-vduse\\-export.rules
         Keeps \\fI/dev/vduse/*\\fR root-only and links \\fI/dev/disk/by\\-vduse/NAME\\fR (and \\fINAME\\-partN\\fR) to each disk.
         .TP
+        .I /usr/libexec/vduse\\-export/qemu\\-storage\\-daemon
+        A link to \\fBvduse\\-export\\fR: run under this name it takes qemu\\-storage\\-daemon's command line and leaves \\fBvdpa dev add\\fR to the caller.
+        .TP
         .I /dev/vduse/control
         The kernel's VDUSE control device (module \\fBvduse\\fR).
         """
@@ -99,6 +102,20 @@ enum PageSections {
             \\-\\-blockdev driver=file,node\\-name=file0,filename=/srv/images/web01.img \\e
             \\-\\-export type=vduse\\-blk,id=exp0,node\\-name=file0,name=web01,writable=on \\e
             \\-\\-qmp /run/web01.qmp
+        .RE
+        .fi
+        .PP
+        A script written for qemu\\-storage\\-daemon, unchanged but for the program it runs (the package's link
+        \\fI/usr/libexec/vduse\\-export/qemu\\-storage\\-daemon\\fR takes QEMU's options without \\fBserve\\fR and leaves
+        binding to the caller, as \\fBserve \\-\\-no\\-bind\\fR):
+        .PP
+        .nf
+        .RS
+        # /usr/libexec/vduse\\-export/qemu\\-storage\\-daemon \\-\\-daemonize \\-\\-pidfile /run/vol1.pid \\e
+            \\-\\-blockdev '{"driver":"file","node\\-name":"disk1","filename":"/srv/vol1.img"}' \\e
+            \\-\\-export vduse\\-blk,id=vol1,node\\-name=disk1,name=vol1,num\\-queues=16,queue\\-size=128,writable=true
+        # vdpa dev add name vol1 mgmtdev vduse
+        # vdpa dev del vol1; kill $(cat /run/vol1.pid)
         .RE
         .fi
         """

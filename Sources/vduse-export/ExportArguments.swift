@@ -11,14 +11,11 @@ struct ExportArguments: ParsableArguments {
     var objects: [String] = []
 
     @Option(name: .customLong("blockdev"), help: ArgumentHelp(
-        """
-        A block node, keyval or JSON. Drivers: file and host_device (filename=PATH; read-only=on|off, \
-        default off; force-share=on|off, default off, on only with read-only=on: do not refuse other \
-        writers of the image (QEMU's image locks); cache.direct=on|off, default off = page cache, on = O_DIRECT; aio=threads|native|io_uring, \
-        accepted for compatibility, native needs cache.direct=on), raw (file=NODE-NAME of an earlier \
-        --blockdev), null-co (size=BYTES, an integer, default 1073741824: reads zeros, drops writes). \
-        node-name=NAME (at most 31 bytes) is required. Repeatable.
-        """, valueName: "driver=…,node-name=…"))
+        // Generated from the drivers the parser takes, so the two cannot differ.
+        "A block node, keyval or JSON. Drivers: \(BlockNodeOptions.Driver.help). Every driver: node-name=NAME "
+            + "(required, at most 31 bytes), read-only=on|off (default off), force-share=on|off (default off, on only "
+            + "with read-only=on: do not refuse other writers of the image, QEMU's image locks). Repeatable.",
+        valueName: "driver=…,node-name=…"))
     var blockdevs: [String] = []
 
     @Option(name: .customLong("export"), help: ArgumentHelp(

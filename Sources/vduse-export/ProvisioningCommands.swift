@@ -74,6 +74,10 @@ struct AddCommand: ParsableCommand {
     var verbose = false
 
     func validate() throws {
+        try requireNonEmpty(image, "IMAGE")
+        try requireNonEmpty(overlayPath, "the overlay's path")
+        try requireNonEmpty(name, "--name")
+        try requireNonEmpty(serial, "--serial")
         if persist && foreground { throw ValidationError("--persist and --foreground do not go together (the unit serves a persistent export)") }
         if overlayPath != nil && !overlay { throw ValidationError("a second argument (the overlay's path) needs --overlay") }
         if overlay && foreground { throw ValidationError("--overlay and --foreground do not go together (`del` deletes the overlay)") }
@@ -232,6 +236,8 @@ struct DelCommand: ParsableCommand {
 
     @Argument(help: "The export's name (as `list` shows it).")
     var name: String
+
+    func validate() throws { try requireNonEmpty(name, "NAME") }
 
     @Flag(help: "Delete even while the disk is in use (users then get I/O errors).")
     var force = false

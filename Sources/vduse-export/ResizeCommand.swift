@@ -20,6 +20,8 @@ struct ResizeCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("The new size: BYTES, +BYTES or -BYTES, with an optional k, M, G, T or P suffix.", valueName: "size"))
     var size: String
 
+    func validate() throws { try requireNonEmpty(name, "NAME") }
+
     @Flag(help: "Print the export as JSON (the fields of `add --json`, with the new size).")
     var json = false
 

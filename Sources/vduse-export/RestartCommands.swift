@@ -18,6 +18,8 @@ struct RestartCommand: ParsableCommand {
     @Argument(help: "The export's name (as `list` shows it).")
     var name: String
 
+    func validate() throws { try requireNonEmpty(name, "NAME") }
+
     @Option(help: "Seconds to wait for the new server.")
     var timeout: Double = 60
 

@@ -18,6 +18,8 @@ struct StatsCommand: ParsableCommand {
     @Argument(help: "Only this export (as `list` shows it); default: every running export.")
     var name: String?
 
+    func validate() throws { try requireNonEmpty(name, "NAME") }
+
     @Flag(help: "Print a JSON array: per export name, device, restarts, uptime, age, total and queues.")
     var json = false
 

@@ -21,15 +21,21 @@ struct VDUSEExport: ParsableCommand {
             4 kernel side failed (no VDUSE, device refused, no disk); 5 del or shrink refused (disk in use); \
             6 no such export; 64 command-line usage error.
             """,
+        version: VDUSEExportVersion.string,
         subcommands: [AddCommand.self, ListCommand.self, DelCommand.self, ResizeCommand.self, StatsCommand.self, RestartCommand.self, ServeCommand.self,
                       CheckCommand.self, SuperviseCommand.self]
     )
+
+    static func main() {
+        if Personality.current == .qemuStorageDaemon { QSDCommand.runAsQSD() }
+        main(nil)
+    }
 }
 
 /// stderr output and logging shared by the commands: human messages on stderr, results only on stdout.
 enum Console {
     static func error(_ message: String) {
-        FileHandle.standardError.write(Data("vduse-export: \(message)\n".utf8))
+        FileHandle.standardError.write(Data("\(Personality.current.program): \(message)\n".utf8))
     }
 
     static func out(_ text: String) {
@@ -50,6 +56,12 @@ enum Console {
         e.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         return String(decoding: (try? e.encode(value)) ?? Data(), as: UTF8.self)
     }
+}
+
+/// An empty argument (an unset variable in a script) is a usage error naming it, not the
+/// working directory or an export called "".
+func requireNonEmpty(_ value: String?, _ what: String) throws {
+    if value?.isEmpty == true { throw ValidationError("\(what) must not be empty") }
 }
 
 /// Prints the message and exits with the status that kind of failure maps to.

@@ -29,7 +29,7 @@ import Testing
             let name = try #require(command["commandName"] as? String)
             #expect(page.contains("\n.SS \(name)\n"), "no section for \(name)")
             for argument in command["arguments"] as? [[String: Any]] ?? [] where argument["shouldDisplay"] as? Bool == true {
-                for n in argument["names"] as? [[String: Any]] ?? [] where n["kind"] as? String == "long" && n["name"] as? String != "help" {
+                for n in argument["names"] as? [[String: Any]] ?? [] where n["kind"] as? String == "long" && !["help", "version"].contains(n["name"] as? String) {
                     let spelled = "\\-\\-" + (n["name"] as! String).replacingOccurrences(of: "-", with: "\\-")
                     #expect(page.contains("\\fB\(spelled)\\fR"), "\(name) --\(n["name"]!) missing")
                 }

@@ -18,6 +18,9 @@ struct NBDBackendTests {
         var image: String { dir + "/disk.img" }
         var process: Process?
         let size: Int
+        /// `--filter=NAME` options and the filters' parameters (nbdkit's error filter).
+        var filters: [String] = []
+        var filterParameters: [String] = []
 
         init(size: Int) throws {
             self.size = size
@@ -29,11 +32,20 @@ struct NBDBackendTests {
         func start() throws {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/usr/bin/nbdkit")
-            p.arguments = ProcessInfo.processInfo.environment["NBDTEST_MEMORY"] != nil ? ["-f", "--unix", socket, "memory", "size=\(size)"] : ["-f", "--unix", socket, "file", "file=\(image)"]
+            p.arguments = ["-f", "--unix", socket] + filters
+                + (ProcessInfo.processInfo.environment["NBDTEST_MEMORY"] != nil ? ["memory", "size=\(size)"] : ["file", "file=\(image)"]) + filterParameters
             p.standardError = FileHandle.nullDevice
             try p.run()
             process = p
-            for _ in 0..<200 where access(socket, F_OK) != 0 { usleep(10_000) }
+            // Up once it accepts: the socket file exists from bind(), before listen().
+            for _ in 0..<400 where !accepts() { usleep(10_000) }
+        }
+
+        private func accepts() -> Bool {
+            guard let address = UnixSocketAddress(socket) else { return false }
+            let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(fd) }
+            return address.withSockaddr { connect(fd, $0, $1) } == 0
         }
 
         /// SIGKILL: nbdkit waits for its clients on SIGTERM, and the client is this thread.
@@ -58,6 +70,17 @@ struct NBDBackendTests {
 
     func target(_ server: Server, delayMs: UInt64) -> NBDTarget {
         NBDTarget(server: .unix(path: server.socket), export: "", reconnectDelayMs: delayMs)
+    }
+
+    /// SIGSTOP and wait until the process is really stopped (delivery is asynchronous: a loaded
+    /// machine let a "stopped" server answer one more request).
+    func stopProcess(_ pid: pid_t) {
+        kill(pid, SIGSTOP)
+        for _ in 0..<500 {
+            let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+            if let close = stat.lastIndex(of: ")"), stat[stat.index(close, offsetBy: 2)] == "T" { return }
+            usleep(2000)
+        }
     }
 
     /// Polls until `tag` is answered or `ms` pass.
@@ -236,7 +259,7 @@ struct NBDBackendTests {
         iov[0] = iovec(iov_base: buf, iov_len: 4096)
 
         // Resumed after the timeout, within the delay: dropped, reconnected, the write resent.
-        kill(pid, SIGSTOP)
+        stopProcess(pid)
         queue.submit(.write(offset: 4096, buffers: iov, length: 4096), tag: 0)
         queue.commit()
         #expect(wait(loop, sink, 0, ms: 800) == nil)
@@ -245,7 +268,7 @@ struct NBDBackendTests {
         #expect(FileManager.default.contents(atPath: server.image)![4096..<8192].allSatisfy { $0 == 0x5a })
 
         // Left stopped: an I/O error after about timeout + delay, not a hang.
-        kill(pid, SIGSTOP)
+        stopProcess(pid)
         let start = monotonicMs()
         queue.submit(.read(offset: 0, buffers: iov, length: 4096), tag: 1)
         queue.commit()
@@ -275,7 +298,7 @@ struct NBDBackendTests {
         let iov = UnsafeMutableBufferPointer<iovec>.allocate(capacity: 1)
         defer { iov.deallocate() }
         iov[0] = iovec(iov_base: buf, iov_len: 4096)
-        kill(server.process!.processIdentifier, SIGSTOP)
+        stopProcess(server.process!.processIdentifier)
         queue.submit(.write(offset: 8192, buffers: iov, length: 4096), tag: 0)
         queue.commit()
         #expect(wait(loop, sink, 0, ms: 300) == nil)
@@ -284,6 +307,49 @@ struct NBDBackendTests {
         try server.start()
         #expect(wait(loop, sink, 0, ms: 5000) == .ok)
         #expect(FileManager.default.contents(atPath: server.image)![8192..<12288].allSatisfy { $0 == 0x3c })
+        queue.quiesce()
+        queue.close()
+    }
+
+    /// A server that answers NBD_ESHUTDOWN is on its way out and waits for its clients to leave
+    /// (nbdkit on SIGTERM): the connection is dropped and the request resent on the next one, not
+    /// failed (issue 25: a TCP server restarted on its own port could never bind again).
+    @Test func aServerShuttingDownIsLeftAndTheRequestResent() throws {
+        let server = try Server(size: 1 << 20)
+        let trigger = server.dir + "/shutting-down"
+        server.filters = ["--filter=error"]
+        server.filterParameters = ["error=ESHUTDOWN", "error-rate=1", "error-file=\(trigger)"]
+        try server.start()
+        let loop = try IOThread(name: "nbd")
+        loop.adoptCurrentThread()
+        let backend = try NBDBackend(target: target(server, delayMs: 10_000), writable: true, queues: 1, logicalBlockSize: 512)
+        let sink = Sink()
+        let queue = try backend.makeQueue(index: 0, depth: 4, loop: loop, sink: sink)
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 4096)
+        defer { buf.deallocate() }
+        memset(buf, 0x5a, 4096)
+        let iov = UnsafeMutableBufferPointer<iovec>.allocate(capacity: 1)
+        defer { iov.deallocate() }
+        iov[0] = iovec(iov_base: buf, iov_len: 4096)
+        _ = FileManager.default.createFile(atPath: trigger, contents: nil)
+        queue.submit(.write(offset: 4096, buffers: iov, length: 4096), tag: 1)
+        queue.commit()
+        // Refused while the trigger exists: neither failed nor answered.
+        #expect(wait(loop, sink, 1, ms: 1500) == nil)
+        unlink(trigger)
+        #expect(wait(loop, sink, 1, ms: 5000) == .ok)
+        #expect(FileManager.default.contents(atPath: server.image)![4096..<8192].allSatisfy { $0 == 0x5a })
+
+        // A server that only ever says it is shutting down: reconnecting to it does not restart
+        // the wait; the request fails once reconnect-delay has passed since the first refusal.
+        _ = FileManager.default.createFile(atPath: trigger, contents: nil)
+        let start = monotonicMs()
+        queue.submit(.read(offset: 0, buffers: iov, length: 4096), tag: 2)
+        queue.commit()
+        #expect(wait(loop, sink, 2, ms: 15_000) == .ioError)
+        let took = monotonicMs() - start
+        #expect(took >= 9_500 && took < 13_000, "failed after \(took) ms")
+        unlink(trigger)
         queue.quiesce()
         queue.close()
     }

@@ -49,14 +49,14 @@ import Testing
 
     @Test func aRestartedServerKeepsTheOverlayInItsRecord() {
         var old = HardeningTests.record("ov")
-        old.overlay = "/o.qcow2"; old.base = "/b.raw"; old.created = 100
+        old.overlay = "/o.qcow2"; old.base = "/b.raw"; old.created = Timestamp(secondsSince1970: 100)
         var new = HardeningTests.record("ov")
         new.restarts = 1
         let kept = new.keepingCreation(from: old)
-        #expect(kept.overlay == "/o.qcow2" && kept.base == "/b.raw" && kept.created == 100)
+        #expect(kept.overlay == "/o.qcow2" && kept.base == "/b.raw" && kept.created == Timestamp(secondsSince1970: 100))
         new.restarts = 0  // a fresh export of the name: nothing inherited
         let fresh = new.keepingCreation(from: old)
-        #expect(fresh.overlay == nil && fresh.created != 100)
+        #expect(fresh.overlay == nil && fresh.created != Timestamp(secondsSince1970: 100))
     }
 
     static func open(_ path: String, writable: Bool) throws -> any BlockBackend {

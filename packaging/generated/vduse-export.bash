@@ -163,7 +163,7 @@ _vduse-export() {
     local -a unparsed_words=("${COMP_WORDS[@]:1:${COMP_CWORD}}")
 
     local -a repeating_flags=()
-    local -a non_repeating_flags=(-h --help)
+    local -a non_repeating_flags=(--version -h --help)
     local -a repeating_options=()
     local -a non_repeating_options=()
     __vduse-export_offer_flags_options 0
@@ -186,7 +186,7 @@ _vduse-export() {
 
 _vduse-export_add() {
     repeating_flags=()
-    non_repeating_flags=(--overlay --read-only --writethrough --direct --force-share --json --foreground --persist --verbose -v -h --help)
+    non_repeating_flags=(--overlay --read-only --writethrough --direct --force-share --json --foreground --persist --verbose -v --version -h --help)
     repeating_options=()
     non_repeating_options=(--format --name --num-queues --queue-size --logical-block-size --serial --timeout --iothread)
     __vduse-export_offer_flags_options 2
@@ -223,7 +223,7 @@ _vduse-export_add() {
 
 _vduse-export_list() {
     repeating_flags=()
-    non_repeating_flags=(--json -h --help)
+    non_repeating_flags=(--json --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __vduse-export_offer_flags_options 0
@@ -231,7 +231,7 @@ _vduse-export_list() {
 
 _vduse-export_del() {
     repeating_flags=()
-    non_repeating_flags=(--force --keep --verbose -v -h --help)
+    non_repeating_flags=(--force --keep --verbose -v --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __vduse-export_offer_flags_options 1
@@ -239,7 +239,7 @@ _vduse-export_del() {
 
 _vduse-export_resize() {
     repeating_flags=()
-    non_repeating_flags=(--json --force --verbose -v -h --help)
+    non_repeating_flags=(--json --force --verbose -v --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __vduse-export_offer_flags_options 2
@@ -247,7 +247,7 @@ _vduse-export_resize() {
 
 _vduse-export_stats() {
     repeating_flags=()
-    non_repeating_flags=(--json -h --help)
+    non_repeating_flags=(--json --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __vduse-export_offer_flags_options 1
@@ -255,7 +255,7 @@ _vduse-export_stats() {
 
 _vduse-export_restart() {
     repeating_flags=()
-    non_repeating_flags=(--json -h --help)
+    non_repeating_flags=(--json --version -h --help)
     repeating_options=()
     non_repeating_options=(--timeout)
     __vduse-export_offer_flags_options 1
@@ -270,9 +270,9 @@ _vduse-export_restart() {
 
 _vduse-export_serve() {
     repeating_flags=()
-    non_repeating_flags=(--record --verbose -v -h --help)
-    repeating_options=(--object --blockdev --export)
-    non_repeating_options=(--qmp)
+    non_repeating_flags=(--daemonize --no-bind --record --verbose -v --version -h --help)
+    repeating_options=(--object --blockdev --export --chardev --monitor)
+    non_repeating_options=(--qmp --pidfile)
     __vduse-export_offer_flags_options 0
 
     # Offer option value completions
@@ -289,12 +289,21 @@ _vduse-export_serve() {
     '--qmp')
         return
         ;;
+    '--chardev')
+        return
+        ;;
+    '--monitor')
+        return
+        ;;
+    '--pidfile')
+        return
+        ;;
     esac
 }
 
 _vduse-export_check() {
     repeating_flags=()
-    non_repeating_flags=(-h --help)
+    non_repeating_flags=(--version -h --help)
     repeating_options=(--object --blockdev --export)
     non_repeating_options=()
     __vduse-export_offer_flags_options 0
@@ -314,7 +323,11 @@ _vduse-export_check() {
 }
 
 _vduse-export_help() {
-    :
+    repeating_flags=()
+    non_repeating_flags=(--version)
+    repeating_options=()
+    non_repeating_options=()
+    __vduse-export_offer_flags_options -1
 }
 
 complete -o filenames -F _vduse-export vduse-export

@@ -49,8 +49,10 @@ extern const int cvduse_o_direct;
 int cvduse_fallocate(int fd, int mode, uint64_t offset, uint64_t length);
 
 /* posix_spawn in a new session (needs _GNU_SOURCE): stdin/stdout /dev/null, stderr appended to
-   log_path, ready_fd becomes fd 3, working directory / (so it pins no file system). 0 or -errno. */
-int cvduse_spawn_daemon(const char *path, char *const argv[], int ready_fd, const char *log_path, pid_t *pid);
+   log_path, ready_fd becomes fd 3, working directory dir (NULL: the caller's; "/" pins no file
+   system). 0 or -errno. */
+int cvduse_spawn_daemon(const char *path, char *const argv[], int ready_fd, const char *log_path, const char *dir,
+                        pid_t *pid);
 
 /* Runs a program with stdio on /dev/null and waits: exit status, or -errno. */
 int cvduse_run_quietly(const char *path, char *const argv[]);

@@ -2,7 +2,8 @@
 # on 127.0.0.1, qemu-nbd serving a qcow2. fio verify through /dev/vdX, nbdcopy of the export
 # compared with what was written, write-zeroes with and without unmap (flags in nbdkit's log),
 # discard/write-zeroes seen in the server's file, the server killed and restarted during fio
-# (requests retried, fio clean), a server gone for good (I/O errors within reconnect-delay, then
+# (requests retried, fio clean), over TCP a multi-threaded nbdkit stopped with SIGTERM and started
+# again on its port during fio, then stopped for good (fio ends with I/O errors), a server gone for good (I/O errors within reconnect-delay, then
 # del works), a server stopped with its socket open (dropped after x-request-timeout; resumed:
 # requests resent, fio clean; left stopped: I/O errors, del works), and refusals before any
 # device exists (unreachable, refused, read-only, TLS required, malformed).
@@ -179,6 +180,44 @@ note "server killed twice during fio: $(grep -c reconnected rs.err) reconnects, 
 grep "nbd:" rs.err | sed 's/^/   /'
 stop_export nbdrs
 stopsrv r
+
+# 5b. TCP on a fixed port, nbdkit as it runs by default (multi-threaded, so multi-conn: one
+#     connection per queue), stopped with SIGTERM and started again on the same port under fio
+#     verify (issue 25). nbdkit on SIGTERM answers NBD_ESHUTDOWN and waits for every client to
+#     leave, the idle connection too, before it frees the port; then stopped for good: fio ends
+#     with I/O errors within reconnect-delay and the export is removed.
+truncate -s 64M tcp2.img
+P=10811
+T2="nbd://127.0.0.1:$P/"
+tcpsrv() { srv t2 "$T2" nbdkit -f --log=stderr --ipaddr 127.0.0.1 --port $P file file="$PWD/tcp2.img"; }
+tcpsrv
+start_export t2 --blockdev driver=nbd,node-name=n0,server.type=inet,server.host=127.0.0.1,server.port=$P,reconnect-delay=8 \
+    --export type=vduse-blk,id=e0,node-name=n0,name=nbdt2,writable=on,num-queues=2
+fio --name=t --filename="$DEV" --ioengine=io_uring --direct=1 --rw=randwrite --bs=4k --iodepth=8 --size=24M \
+    --verify=crc32c --verify_fatal=1 --do_verify=1 --output=t2-fio.log &
+fiopid=$!
+sleep 3
+s=$SECONDS
+stopsrv t2 -TERM
+left=$((SECONDS - s))
+[ "$left" -le 5 ] || fail "nbdkit took $left s to exit after SIGTERM (a connection of ours kept it?)"
+tcpsrv
+rc=0; wait_fio $fiopid t2-fio.log 240 || rc=$?
+[ "$rc" -eq 0 ] && grep -q "err= 0" t2-fio.log || { cat t2-fio.log t2.err; fail "fio across a TCP server restart on its port: exit $rc"; }
+grep -q "shutting down" t2.err || fail "the server's shutdown was not noticed: $(cat t2.err)"
+note "TCP, multi-threaded nbdkit, SIGTERM + restart on port $P during fio: nbdkit left within $left s, fio verify clean ($(took))"
+fio --name=t --filename="$DEV" --ioengine=io_uring --direct=1 --rw=randwrite --bs=4k --iodepth=8 --size=24M \
+    --time_based --runtime=120 --output=t2-gone.log &
+fiopid=$!
+sleep 2
+s=$SECONDS
+stopsrv t2 -TERM
+rc=0; wait_fio $fiopid t2-gone.log 60 || rc=$?
+t=$((SECONDS - s))
+[ "$rc" -ne 0 ] && grep -q "Input/output error" t2-gone.log || { cat t2-gone.log; fail "fio against a server gone for good: exit $rc"; }
+[ "$t" -le 25 ] || fail "fio ended $t s after the server (reconnect-delay=8)"
+stop_export nbdt2
+note "TCP server stopped for good during fio: fio ended with I/O errors after $t s (reconnect-delay=8), export removed ($(took))"
 
 # 6. A server gone for good: requests fail with an I/O error within reconnect-delay, and del works.
 srv g "nbd+unix:///?socket=$PWD/g.sock" nbdkit -f --log=stderr --unix "$PWD/g.sock" memory size=16M

@@ -1,0 +1,47 @@
+import Core
+import FuzzSupport
+import Glibc
+
+/// One input is a reconnect log as a crashed (or hostile) server could leave it: opened as at
+/// reattach and recovered against a used index and used ring taken from the input's tail.
+func fuzzOne(_ bytes: UnsafeRawBufferPointer) {
+    let path = scratch + "/export.inflight"
+    let fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0o600)
+    precondition(fd >= 0, "cannot create \(path)")
+    _ = write(fd, bytes.baseAddress, bytes.count)
+    close(fd)
+    guard let log = InflightLog.open(path: path) else { return }
+    let tail = bytes.count >= 2 ? UInt16(bytes[bytes.count - 1]) << 8 | UInt16(bytes[bytes.count - 2]) : 0
+    for q in 0..<min(log.identity.queues, 4) {
+        let queue = log.queue(q)
+        let recovered = queue.recover(ringUsedIndex: tail &+ UInt16(q)) { slot in
+            bytes.isEmpty ? slot : UInt16(bytes[Int(slot) % bytes.count]) &* 7 &+ slot
+        }
+        for head in recovered.heads { precondition(Int(head) < log.identity.queueSize, "head \(head) out of the ring") }
+        queue.reset()
+    }
+}
+
+let scratch: String = {
+    var template = Array("/tmp/fuzz-inflight.XXXXXX".utf8CString)
+    guard let p = mkdtemp(&template) else { fatalError("mkdtemp") }
+    return String(cString: p)
+}()
+
+#if FUZZING
+/// libFuzzer's runtime links its own main as well; both reach this.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    fuzzOne(UnsafeRawBufferPointer(start: data, count: size))
+    return 0
+}
+#endif
+
+@main struct Main {
+    static func main() {
+        fuzzMain({ data, size in
+            fuzzOne(UnsafeRawBufferPointer(start: data, count: size))
+            return 0
+        }, replay: fuzzOne)
+    }
+}

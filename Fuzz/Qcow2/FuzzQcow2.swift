@@ -1,0 +1,78 @@
+import Glibc
+import FuzzSupport
+import QCOW2
+
+/// One input is one qcow2 image file. It is opened read-only and read at spread offsets, then
+/// opened writable and written, discarded, zeroed, grown and read again. Any error is fine; a
+/// crash, a hang, or the file growing far beyond what the writes need is not.
+func fuzzOne(_ bytes: UnsafeRawBufferPointer) {
+    let path = scratch + "/image.qcow2"
+    let fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0o600)
+    precondition(fd >= 0, "cannot create \(path)")
+    _ = write(fd, bytes.baseAddress, bytes.count)
+    close(fd)
+
+    var buf = [UInt8](repeating: 0, count: 128 << 10)
+    if let image = try? Qcow2Image(path: path, readOnly: true, backing: .none, l2CacheBytes: 1 << 20) {
+        readSpread(image, &buf)
+        try? image.close()
+    }
+    guard let image = try? Qcow2Image(path: path, readOnly: false, backing: .none, l2CacheBytes: 1 << 20) else { return }
+    let size = image.virtualSize
+    let pattern = [UInt8](repeating: 0xa5, count: 70_000)
+    for (i, at) in offsets(size).enumerated() {
+        let length = Int(min(UInt64(pattern.count), size - at))
+        pattern.withUnsafeBytes { p in
+            switch i % 4 {
+            case 0, 1: try? image.write(at: at, from: UnsafeRawBufferPointer(rebasing: p[0..<length]))
+            case 2: try? image.discard(at: at, length: length)
+            default: try? image.writeZeroes(at: at, length: length, unmap: i % 8 == 3)
+            }
+        }
+    }
+    try? image.resize(to: size &+ (1 << 20))
+    readSpread(image, &buf)
+    try? image.close()
+    // What the writes above may add: data, L2 tables, refcount blocks and a moved table.
+    var st = stat()
+    stat(path, &st)
+    precondition(UInt64(st.st_size) <= UInt64(bytes.count) + (64 << 20), "the image grew to \(st.st_size) bytes")
+}
+
+/// Start, end and a few offsets between, capped so a huge virtual size costs no more.
+func offsets(_ size: UInt64) -> [UInt64] {
+    guard size > 0 else { return [] }
+    return [0, size / 3, size / 2 + 4097, size - min(size, 4096), 65_536 % size, 3 * size / 4]
+}
+
+func readSpread(_ image: Qcow2Image, _ buf: inout [UInt8]) {
+    let size = image.virtualSize
+    for at in offsets(size) {
+        let n = Int(min(UInt64(buf.count), size - at))
+        buf.withUnsafeMutableBytes { p in _ = try? image.read(at: at, into: UnsafeMutableRawBufferPointer(rebasing: p[0..<n])) }
+    }
+}
+
+let scratch: String = {
+    var template = Array("/tmp/fuzz-qcow2.XXXXXX".utf8CString)
+    guard let p = mkdtemp(&template) else { fatalError("mkdtemp") }
+    return String(cString: p)
+}()
+
+#if FUZZING
+/// libFuzzer's runtime links its own main as well; both reach this.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    fuzzOne(UnsafeRawBufferPointer(start: data, count: size))
+    return 0
+}
+#endif
+
+@main struct Main {
+    static func main() {
+        fuzzMain({ data, size in
+            fuzzOne(UnsafeRawBufferPointer(start: data, count: size))
+            return 0
+        }, replay: fuzzOne)
+    }
+}
