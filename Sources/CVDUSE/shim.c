@@ -317,41 +317,43 @@ int cvduse_wait_forwarding_sigterm(pid_t pid, volatile int *terminated) {
 #include <execinfo.h>
 #include <unistd.h>
 
-static void crash_put(const char *s) {
-    size_t n = strlen(s);
-    while (n > 0) {
-        ssize_t w = write(2, s, n);
-        if (w <= 0) return;
-        s += w; n -= (size_t)w;
-    }
+/* The line is built in one buffer and written with one write(2), so that another thread's log
+   line cannot land in the middle of it. */
+struct crash_line { char text[256]; size_t length; };
+
+static void crash_put(struct crash_line *line, const char *s) {
+    while (*s && line->length < sizeof line->text - 1) line->text[line->length++] = *s++;
 }
 
-static void crash_put_number(unsigned long v, unsigned base) {
+static void crash_put_number(struct crash_line *line, unsigned long v, unsigned base) {
     char buf[32];
     int i = (int)sizeof buf - 1;
     buf[i] = 0;
     do { buf[--i] = "0123456789abcdef"[v % base]; v /= base; } while (v && i > 0);
-    crash_put(buf + i);
+    crash_put(line, buf + i);
 }
 
 static void crash_handler(int sig, siginfo_t *info, void *context) {
     (void)context;
     int saved = errno;
-    crash_put("vduse-export: fatal signal ");
-    crash_put_number((unsigned long)sig, 10);
-    crash_put(" (");
-    crash_put(sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
-    crash_put(")");
+    struct crash_line line = { .length = 0 };
+    crash_put(&line, "vduse-export: fatal signal ");
+    crash_put_number(&line, (unsigned long)sig, 10);
+    crash_put(&line, " (");
+    crash_put(&line, sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
+    crash_put(&line, ")");
     if (info && info->si_code <= 0) {
-        crash_put(" sent by pid ");
-        crash_put_number((unsigned long)info->si_pid, 10);
+        crash_put(&line, " sent by pid ");
+        crash_put_number(&line, (unsigned long)info->si_pid, 10);
     } else if (info && (sig == SIGSEGV || sig == SIGBUS)) {
-        crash_put(" at address 0x");
-        crash_put_number((unsigned long)info->si_addr, 16);
+        crash_put(&line, " at address 0x");
+        crash_put_number(&line, (unsigned long)info->si_addr, 16);
     }
-    crash_put(" in thread ");
-    crash_put_number((unsigned long)gettid(), 10);
-    crash_put("; return addresses:\n");
+    crash_put(&line, " in thread ");
+    crash_put_number(&line, (unsigned long)gettid(), 10);
+    crash_put(&line, "; return addresses:\n");
+    ssize_t written = write(2, line.text, line.length);
+    (void)written;
     void *frames[48];
     int n = backtrace(frames, 48);
     backtrace_symbols_fd(frames, n, 2);

@@ -75,8 +75,13 @@ crashes() {
         [ -n "$tgone" ] || { tail -20 "$log"; fail "$label $kind: server $old still alive after 8 s"; }
         timeout 20 dd if="$dev" of=/dev/null bs=4k count=1 iflag=direct status=none && t1=$(date +%s%N)
         [ -n "$t1" ] || { tail -20 "$log"; fail "$label $kind: the disk did not answer within 20 s"; }
-        new=$(pid_of)
-        [ "$new" != "$old" ] && kill -0 "$new" && [ "$(state_of)" = running ] || fail "$label $kind: no new running server ($new)"
+        # (the record names the new server once it has taken over; allow it a moment after the read)
+        for _ in $(seq 1 50); do
+            new=$(pid_of)
+            [ "$new" -gt 0 ] && [ "$new" != "$old" ] && kill -0 "$new" 2>/dev/null && [ "$(state_of)" = running ] && break
+            new=""; sleep 0.1
+        done
+        [ -n "$new" ] || fail "$label $kind: no new running server in the record ($($X list))"
         echo none >crash-kind
         local ms=$(( (t1 - t0) / 1000000 )) dms=$(( (tgone - t0) / 1000000 ))
         local added; added=$(tail -n +"$((lines + 1))" "$log")
