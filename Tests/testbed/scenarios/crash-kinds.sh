@@ -5,7 +5,8 @@
 # an OOM kill (the server moved into a cgroup with memory.max, then allocating); also SIGSEGV sent
 # from outside (kill -SEGV) and SIGKILL as the reference. For each: the old server is gone and a
 # new one serves the disk (a direct read answers) within the SIGKILL bound (5 s, the bound of
-# supervised-restart), its log names the signal, fio sees no error and verifies clean, the kernel
+# supervised-restart, or twice this run's SIGKILL on a machine too loaded for that), a crashed
+# server is gone within 3 s, its log names the signal, fio sees no error and verifies clean, the kernel
 # logs no I/O error. Run for the `swift build` binary and for the one in the Debian package
 # (static Swift runtime, .build/deb from scripts/build-deb).
 # timeout: 420
@@ -46,7 +47,7 @@ crashes() {
     ) &
     FIO=$!
     trap 'touch stop-fio; kill $(pgrep -P "$FIO") "$FIO" 2>/dev/null || true' EXIT   # a failed check must not leave fio to report the teardown
-    local summary="" kind
+    local summary="" kind bound=$BOUND_MS
     # The supervisor gives up after more than 5 crashes within 30 s: 6 events, 6.5 s apart.
     for kind in kill trap fault abort oom segv; do
         sleep 2
@@ -58,7 +59,7 @@ crashes() {
             segv) kill -SEGV "$old" ;;
             oom)
                 mkdir -p "/sys/fs/cgroup/oom-$label"
-                echo 64M >"/sys/fs/cgroup/oom-$label/memory.max"
+                echo 16M >"/sys/fs/cgroup/oom-$label/memory.max"   # the first 16 MiB chunk the switch allocates reaches it
                 echo 0 >"/sys/fs/cgroup/oom-$label/memory.swap.max" 2>/dev/null || true
                 echo "$old" >"/sys/fs/cgroup/oom-$label/cgroup.procs"
                 echo oom >crash-kind; kill -USR1 "$old" ;;
@@ -97,7 +98,12 @@ crashes() {
         if [ "$kind" = oom ]; then
             grep -q "oom-kill\|Killed process $old" <(dmesg) || { dmesg | tail -20; fail "$label oom: the kernel logged no OOM kill of $old"; }
         fi
-        [ "$ms" -le "$BOUND_MS" ] || fail "$label $kind: back after $ms ms, bound $BOUND_MS ms"
+        # The SIGKILL bound: 5 s, or twice this run's SIGKILL when a loaded machine makes even that
+        # slower. A crash must also end the process within 3 s (the runtime's crash reporter kept
+        # it alive for more than 20 s).
+        [ "$kind" = kill ] && bound=$(( ms * 2 > BOUND_MS ? ms * 2 : BOUND_MS ))
+        [ "$ms" -le "$bound" ] || fail "$label $kind: back after $ms ms, bound $bound ms (SIGKILL's)"
+        [ "$kind" = oom ] || [ "$dms" -le 3000 ] || fail "$label $kind: the server lived $dms ms after the crash"
         note "$label $kind: server $old dead after $dms ms, $new serving after $ms ms"
         summary+=" $kind=${ms}ms"
         sleep 4.5
