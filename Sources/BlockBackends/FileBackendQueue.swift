@@ -12,6 +12,10 @@ final class FileBackendQueue: BackendQueue {
     private let loop: any EventLoop
     private unowned let sink: any CompletionSink
     private var operations: [Operation]
+    /// `operations.count`, kept apart: reading a stored array costs a run-time exclusivity check.
+    private let depth: Int
+    /// Finished since the last `reap`.
+    private var ready: [Completion] = []
     private(set) var inFlight = 0
     private var closed = false
     /// Our own aligned buffer of a direct transfer, by tag (see `StagingBuffer`).
@@ -43,76 +47,78 @@ final class FileBackendQueue: BackendQueue {
         self.ring = ring
         self.loop = loop
         self.sink = sink
+        self.depth = depth
         operations = Array(repeating: .idle, count: depth)
         staged = Array(repeating: nil, count: depth)
         try loop.watch(ring.completions.fd) { [unowned self] in self.onCompletions() }
     }
 
-    func submit(_ io: BlockIO, tag: UInt16) {
+    func submit(_ io: BlockIO, tag: UInt16) -> Submission {
         loop.assertCurrent()
-        precondition(Int(tag) < operations.count, "tag beyond the queue depth")
+        precondition(Int(tag) < depth, "tag beyond the queue depth")
         switch io {
         case let .read(offset, buffers, length), let .write(offset, buffers, length):
             let isRead = if case .read = io { true } else { false }
             if backend.memoryBacked && (!isRead || length <= Self.inlineTransferLimit) {
-                sink.complete(tag: tag, status: backend.finishTransfer(write: !isRead, iov: buffers, offset: offset,
-                                                                       done: 0, total: length))
-                return
+                return .done(backend.finishTransfer(write: !isRead, iov: buffers, offset: offset, done: 0, total: length))
             }
             if stageDirect {
-                startStaged(isRead: isRead, offset: offset, buffers: buffers, length: length, tag: tag)
-                return
+                return startStaged(isRead: isRead, offset: offset, buffers: buffers, length: length, tag: tag)
             }
             let iov = UnsafePointer(buffers.baseAddress!)
-            start(isRead ? .read(offset: offset, buffers: buffers, length: length)
+            return start(isRead ? .read(offset: offset, buffers: buffers, length: length)
                          : .write(offset: offset, buffers: buffers, length: length),
                   isRead ? .readv(fd: backend.fd, iov: iov, count: buffers.count, offset: offset)
                          : .writev(fd: backend.fd, iov: iov, count: buffers.count, offset: offset), tag: tag)
         case .flush:
-            start(.flush, .fdatasync(fd: backend.fd), tag: tag)
+            return start(.flush, .fdatasync(fd: backend.fd), tag: tag)
         case let .discard(offset, length), let .writeZeroes(offset, length, _):
             let isDiscard = if case .discard = io { true } else { false }
             if backend.kind == .blockDevice {
                 let status = backend.blockDeviceRange(discard: isDiscard, offset: offset, length: length)
-                sink.complete(tag: tag, status: isDiscard ? .ok : status)  // discard is advisory
-                return
+                return .done(isDiscard ? .ok : status)  // discard is advisory
             }
             if !isDiscard && !backend.canPunchHoles {
-                sink.complete(tag: tag, status: backend.writeZeros(offset: offset, length: length))
-                return
+                return .done(backend.writeZeros(offset: offset, length: length))
             }
             // A regular file: discard and write-zeroes-with-unmap punch a hole; plain
             // write-zeroes zeroes the range in place (keeping it allocated).
             let punch = if case .writeZeroes(_, _, false) = io { false } else { true }
             let mode = (punch ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE) | FALLOC_FL_KEEP_SIZE
-            start(isDiscard ? .discard : punch ? .punchHole(offset: offset, length: length) : .zeroRange(offset: offset, length: length),
+            return start(isDiscard ? .discard : punch ? .punchHole(offset: offset, length: length) : .zeroRange(offset: offset, length: length),
                   .fallocate(fd: backend.fd, mode: mode, offset: offset, length: length), tag: tag)
         }
     }
 
     /// A transfer through our own aligned buffer instead of the guest's.
     private func startStaged(isRead: Bool, offset: UInt64, buffers: UnsafeMutableBufferPointer<iovec>, length: Int,
-                             tag: UInt16) {
+                             tag: UInt16) -> Submission {
         let buffer = StagingBuffer(length: length)
         if !isRead { buffer.gather(from: buffers) }
         staged[Int(tag)] = buffer
         let iov = UnsafePointer(buffer.iov.baseAddress!)
-        start(isRead ? .read(offset: offset, buffers: buffers, length: length)
-                     : .write(offset: offset, buffers: buffers, length: length),
-              isRead ? .readv(fd: backend.fd, iov: iov, count: 1, offset: offset)
-                     : .writev(fd: backend.fd, iov: iov, count: 1, offset: offset), tag: tag)
-        if staged[Int(tag)] != nil && operations[Int(tag)].isIdle { staged[Int(tag)] = nil }
+        let submission = start(isRead ? .read(offset: offset, buffers: buffers, length: length)
+                                      : .write(offset: offset, buffers: buffers, length: length),
+                               isRead ? .readv(fd: backend.fd, iov: iov, count: 1, offset: offset)
+                                      : .writev(fd: backend.fd, iov: iov, count: 1, offset: offset), tag: tag)
+        if submission != .pending { staged[Int(tag)] = nil }
+        return submission
     }
 
-    private func start(_ operation: Operation, _ ringOperation: IOUring.Operation, tag: UInt16) {
+    private func start(_ operation: Operation, _ ringOperation: IOUring.Operation, tag: UInt16) -> Submission {
         do {
             try ring.prepare(ringOperation, tag: UInt64(tag))
         } catch {
-            sink.complete(tag: tag, status: .ioError)
-            return
+            return .done(.ioError)
         }
         operations[Int(tag)] = operation
         inFlight += 1
+        return .pending
+    }
+
+    func reap(into completions: inout [Completion]) {
+        completions.append(contentsOf: ready)
+        ready.removeAll(keepingCapacity: true)
     }
 
     /// Hands prepared entries to the kernel. A submit that fails for want of resources (EAGAIN,
@@ -129,7 +135,7 @@ final class FileBackendQueue: BackendQueue {
                 return  // the ring itself failed: the entries stay counted for the next commit
             }
             if inFlight > ring.unsubmitted {
-                onCompletions(publish: false)  // completions free kernel resources
+                gather(resubmit: false)  // completions free kernel resources
             } else if pauses < 1000 {
                 pauses += 1
                 usleep(1000)
@@ -140,20 +146,26 @@ final class FileBackendQueue: BackendQueue {
     }
 
     func pollCompletions() -> Bool {
-        guard ring.hasCompletions else { return false }
-        onCompletions()
+        guard ring.hasCompletions else { return !ready.isEmpty }
+        gather()
         return true
     }
 
-    private func onCompletions(publish: Bool = true) {
+    /// The ring's eventfd fired: gather, then tell the engine (from the loop, not from inside it).
+    private func onCompletions() {
+        gather()
+        if !ready.isEmpty { sink.completionsReady() }
+    }
+
+    /// Moves the ring's completions to `ready`, re-submitting transfers re-started while reaping.
+    private func gather(resubmit: Bool = true) {
         ring.completions.drain()
         ring.reap { tag, result in complete(tag: Int(tag), result: result) }
-        if publish && ring.unsubmitted > 0 { commit() }  // transfers re-started while reaping
-        if publish { sink.completionsDone() }
+        if resubmit && ring.unsubmitted > 0 { commit() }
     }
 
     private func complete(tag: Int, result: Int32) {
-        guard tag < operations.count else { return }
+        guard tag < depth else { return }
         let status: BlockStatus
         switch operations[tag] {
         case .idle:
@@ -167,8 +179,11 @@ final class FileBackendQueue: BackendQueue {
                 stageDirect = true
                 operations[tag] = .idle
                 inFlight -= 1
-                startStaged(isRead: !isWrite, offset: offset, buffers: buffers, length: length, tag: UInt16(tag))
-                return  // submitted once the reaping is over (onCompletions), not from inside it
+                if case let .done(status) = startStaged(isRead: !isWrite, offset: offset, buffers: buffers,
+                                                        length: length, tag: UInt16(tag)) {
+                    ready.append(Completion(tag: UInt16(tag), status: status))
+                }
+                return  // submitted once the reaping is over (gather), not from inside it
             }
             if result < 0 {
                 status = .ioError
@@ -200,7 +215,7 @@ final class FileBackendQueue: BackendQueue {
         }
         operations[tag] = .idle
         inFlight -= 1
-        sink.complete(tag: UInt16(tag), status: status)
+        ready.append(Completion(tag: UInt16(tag), status: status))
     }
 
     func quiesce() {
@@ -208,7 +223,7 @@ final class FileBackendQueue: BackendQueue {
             if ring.unsubmitted > 0 { _ = try? ring.submit() }
             guard let done = try? ring.wait() else { break }
             complete(tag: Int(done.tag), result: done.result)
-            onCompletions(publish: false)
+            gather(resubmit: false)
         }
     }
 
