@@ -55,6 +55,7 @@ struct QueueEngine: ~Copyable {
                 log?.taken(head)
                 start(head: head)
             }
+            TestCrash.checkpoint()
         } while ring.armKick()
         backend.commit()
         reap()

@@ -52,7 +52,12 @@ public enum ExportServer {
         var signals = sigset_t()
         sigemptyset(&signals)
         for s in [SIGINT, SIGTERM, SIGHUP, SIGUSR2] { sigaddset(&signals, s) }
+        // Test only (TestCrash): SIGUSR1 arms the crash switch when the environment enabled it.
+        if TestCrash.kindFile != nil { sigaddset(&signals, SIGUSR1) }
         pthread_sigmask(SIG_BLOCK, &signals, nil)
+        // A fault or trap ends the process at once, like a SIGKILL, so that the supervisor's
+        // restart comes as fast; the Swift runtime's backtracer would hold the disk for seconds.
+        _ = cvduse_install_crash_handlers()
 
         // A client that goes away (a QMP probe, an interrupted `add`) must cost a write an
         // EPIPE, not the server its life and the disk its server.
@@ -92,6 +97,14 @@ public enum ExportServer {
         settings.readiness.finish()
         var received: Int32 = 0
         sigwait(&signals, &received)
+        while received == SIGUSR1 {
+            if let kind = TestCrash.arm() {
+                logger.warning("signal \(received): \(TestCrash.variable): crash (\(kind)) armed")
+            } else {
+                logger.warning("signal \(received): \(TestCrash.variable): no kind of crash in \(TestCrash.kindFile ?? "")")
+            }
+            sigwait(&signals, &received)
+        }
         if received == SIGUSR2 {
             logger.info("signal \(received): handing the exports over to a new server")
             outcome = .handedOver

@@ -32,6 +32,9 @@ enum PageSections {
         .TP
         .B VDUSE_EXPORT_TUNING
         Experimental data\\-path settings read by the server, \\fIkey\\fR=\\fIvalue\\fR[,...]: \\fBpoll\\-us\\fR (spin before sleeping), \\fBbounce\\-mb\\fR (bounce buffer size), \\fBirq\\-mask\\fR (hex CPU mask or \\fBdriver\\fR), \\fBinline\\-read\\-kb\\fR, \\fBvectored\\fR. For measuring levers against the defaults (docs/performance.md); unknown keys are ignored; not a stable interface.
+        .TP
+        .B VDUSE_EXPORT_TEST_CRASH
+        Test only (the test bed's \\fBcrash\\-kinds\\fR scenario): a file naming a kind of crash (\\fBtrap\\fR, \\fBfault\\fR, \\fBabort\\fR, \\fBoom\\fR). When set at the server's start, SIGUSR1 makes the server crash that way in its data path. Unset, the server ignores it and SIGUSR1 keeps its default action.
         """
 
     static let files = """

@@ -66,6 +66,14 @@ int cvduse_wait(pid_t pid);
    *terminated (so a supervisor being stopped does not start its server again). */
 int cvduse_wait_forwarding_sigterm(pid_t pid, volatile int *terminated);
 
+/* Replaces the handlers of the fatal signals (SEGV, BUS, ILL, FPE, TRAP, ABRT, SYS), the Swift
+   runtime's backtracer among them, with one that writes a line naming the signal and the raw
+   return addresses to stderr and ends the process with that signal at once. 0 or -errno. */
+int cvduse_install_crash_handlers(void);
+
+/* Test only (TestCrash): a store to `address`, which the compiler cannot drop. */
+void cvduse_test_fault(uintptr_t address);
+
 /* ioctl(2) without varargs. Returns the result, or -errno (EINTR is retried). */
 long cvduse_ioctl(int fd, unsigned long request, void *arg);
 static inline long cvduse_ioctl_value(int fd, unsigned long request, unsigned long value) {

@@ -1,0 +1,23 @@
+import Core
+import Glibc
+import Testing
+
+/// The test-only crash switch is inert unless its variable was set when the process started.
+@Suite struct TestCrashTests {
+    @Test func offWithoutTheVariable() {
+        #expect(getenv(TestCrash.variable) == nil, "run the unit tests without \(TestCrash.variable)")
+        #expect(TestCrash.kindFile == nil)
+        // SIGUSR1's handler would call this: with the switch off it arms nothing.
+        #expect(TestCrash.arm() == nil)
+        TestCrash.checkpoint()  // returns: nothing armed
+    }
+
+    @Test func kindsByName() {
+        #expect(TestCrash.Kind(name: "trap") == .trap)
+        #expect(TestCrash.Kind(name: "fault") == .fault)
+        #expect(TestCrash.Kind(name: "abort") == .abort)
+        #expect(TestCrash.Kind(name: "oom") == .oom)
+        #expect(TestCrash.Kind(name: "none") == nil)
+        #expect(TestCrash.Kind(name: "") == nil)
+    }
+}
