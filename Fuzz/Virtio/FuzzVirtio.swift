@@ -51,6 +51,8 @@ func fuzzOne(_ bytes: UnsafeRawBufferPointer) {
                 left -= n
             }
             _ = sum
+        case .getID:
+            request.writeID(serial: geometry.serial)
         default:
             break
         }

@@ -3,10 +3,11 @@ import Kernel
 import Virtio
 
 /// The storage behind an export, seen by the block server through one interface: the queue
-/// server parses a chain into a typed `BlockIO`, hands it to its `BackendQueue`, and the backend
-/// completes it, at once or later, always on the iothread that serves the queue. Formats that
-/// need several dependent I/Os (qcow2) and network clients with their own fds (NBD, RBD) fit the
-/// same shape: they watch their fds in the `EventLoop` and complete through the `CompletionSink`.
+/// engine parses a chain into a typed `BlockIO` and hands it to its `BackendQueue`, which either
+/// finishes it at once (`.done`) or later; later completions are collected by the engine with
+/// `reap(into:)`. A backend never calls into the engine while the engine is working: formats
+/// that need several dependent I/Os (qcow2) and network clients with their own fds (NBD, RBD)
+/// watch their fds in the `EventLoop` and only say `completionsReady()` from those handlers.
 package protocol BlockBackend: AnyObject {
     /// Virtual disk size in bytes.
     var size: UInt64 { get }
@@ -19,22 +20,42 @@ package protocol BlockBackend: AnyObject {
     func resize(to bytes: UInt64) throws(SystemError)
 }
 
+/// What `submit` did with a request.
+package enum Submission: Equatable {
+    /// Finished inside `submit`; it never comes back through `reap`.
+    case done(BlockStatus)
+    /// Comes back through `reap(into:)` exactly once. Buffers stay valid until then.
+    case pending
+}
+
+/// A request a backend finished after `submit` returned.
+package struct Completion: Equatable {
+    package var tag: UInt16
+    package var status: BlockStatus
+
+    package init(tag: UInt16, status: BlockStatus) {
+        self.tag = tag
+        self.status = status
+    }
+}
+
 /// A queue's requests to its backend. Iothread only.
 package protocol BackendQueue: AnyObject {
-    /// Starts `io`; its completion reaches the sink with the same `tag` exactly once. Buffers stay
-    /// valid until then.
-    func submit(_ io: BlockIO, tag: UInt16)
+    /// Starts `io`, or does it at once.
+    func submit(_ io: BlockIO, tag: UInt16) -> Submission
     /// End of a batch of submits: hand queued work to the kernel or the network.
     func commit()
-    /// Requests submitted and not completed yet.
+    /// Moves the completions gathered since the last call to `completions`.
+    func reap(into completions: inout [Completion])
+    /// Requests submitted as pending and not reapable yet.
     var inFlight: Int { get }
-    /// Blocks until every submitted request has completed and been delivered to the sink
-    /// (before a device reset or a re-mapping invalidates their buffers).
+    /// Blocks until every pending request is reapable (before a device reset or a re-mapping
+    /// invalidates their buffers). Says nothing to the sink.
     func quiesce()
-    /// Stops watching the loop; no completion is delivered after this.
+    /// Stops watching the loop; nothing more becomes reapable after this.
     func close()
-    /// Delivers completions that are ready without waiting for their fd to wake the loop (the
-    /// iothread is spinning); says whether there were any.
+    /// Gathers completions that are ready without waiting for their fd to wake the loop (the
+    /// iothread is spinning); says whether there are any to reap.
     func pollCompletions() -> Bool
 }
 
@@ -42,12 +63,10 @@ extension BackendQueue {
     package func pollCompletions() -> Bool { false }
 }
 
-/// Where completions go: the queue server of one virtqueue.
+/// Told when completions wait to be reaped: the queue server of one virtqueue. Called only from
+/// the backend's own event handlers (never from inside `submit`, `commit`, `reap` or `quiesce`).
 package protocol CompletionSink: AnyObject {
-    func complete(tag: UInt16, status: BlockStatus)
-    /// The backend delivered completions from its own event handler (not from inside `submit`):
-    /// time to publish them and decide on an interrupt.
-    func completionsDone()
+    func completionsReady()
 }
 
 /// The event loop a backend may hook its fds into: the iothread that serves the queue.

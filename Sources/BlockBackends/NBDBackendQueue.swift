@@ -9,6 +9,8 @@ final class NBDBackendQueue: BackendQueue {
     private unowned let sink: any CompletionSink
     private var commands: [NBDCommand] = []
     private(set) var inFlight = 0
+    /// Answered since the last `reap`.
+    private var ready: [Completion] = []
     private var closed = false
 
     init(connection: NBDConnection, depth: Int, loop: any EventLoop, sink: any CompletionSink) throws(SystemError) {
@@ -19,27 +21,35 @@ final class NBDBackendQueue: BackendQueue {
         try connection.attach(self, loop: loop)
     }
 
-    func submit(_ io: BlockIO, tag: UInt16) {
+    func submit(_ io: BlockIO, tag: UInt16) -> Submission {
         loop.assertCurrent()
         precondition(Int(tag) < commands.count, "tag beyond the queue depth")
         let command = commands[Int(tag)]
         command.io = io
         inFlight += 1
         connection.start(command)
+        return .pending
     }
 
     func commit() {
         loop.assertCurrent()
-        connection.commit()
+        connection.commit(from: self)
+    }
+
+    func reap(into completions: inout [Completion]) {
+        completions.append(contentsOf: ready)
+        ready.removeAll(keepingCapacity: true)
     }
 
     /// From the connection: a request is answered (called on the loop).
     func finished(_ command: NBDCommand, status: BlockStatus) {
         inFlight -= 1
-        sink.complete(tag: command.tag, status: status)
+        ready.append(Completion(tag: command.tag, status: status))
     }
 
-    func completionsDone() { sink.completionsDone() }
+    /// From the connection's own event handlers (or another queue's commit on the shared
+    /// connection), never from inside this queue's calls: the engine may come and reap.
+    func completionsDone() { sink.completionsReady() }
 
     /// Waits for the server's answers, or for the reconnect deadline to fail them.
     func quiesce() {

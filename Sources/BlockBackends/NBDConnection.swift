@@ -190,12 +190,14 @@ final class NBDConnection {
     /// End of a batch: libnbd already wrote what the socket took (waiting for writability if not
     /// all), and may have read replies while it wrote: those are retired here, as no socket event
     /// will announce them again.
-    func commit() {
+    /// The committing queue is not told: its engine reaps right after this call.
+    func commit(from queue: NBDBackendQueue) {
         trace("commit: direction \(handle?.direction ?? 0) in flight \(cookies.count)")
         if ready, let handle {
             if reap(handle) || handle.isDead { lost() }
         }
         updateInterest()
+        touched.removeAll { $0 === queue }
         publish()
     }
 

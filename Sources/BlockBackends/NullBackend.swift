@@ -5,7 +5,6 @@ import Virtio
 /// QEMU's `null-co`: reads return zeros, writes and everything else succeed at once.
 package final class NullBackend: BlockBackend, BackendQueue {
     package private(set) var size: UInt64
-    private unowned var sink: (any CompletionSink)?
 
     package init(size: UInt64) { self.size = size }
 
@@ -13,21 +12,21 @@ package final class NullBackend: BlockBackend, BackendQueue {
         BackendCapabilities(discard: true, writeZeroes: true, resizable: true)
     }
 
-    /// Stateless, so one object serves every queue; each queue gets its own to keep its sink.
+    /// Stateless and finished inside `submit`, so one object serves every queue.
     package func makeQueue(index: Int, depth: Int, loop: any EventLoop, sink: any CompletionSink) -> any BackendQueue {
-        let queue = NullBackend(size: size)
-        queue.sink = sink
-        return queue
+        self
     }
 
     package func resize(to bytes: UInt64) { size = bytes }
 
-    package func submit(_ io: BlockIO, tag: UInt16) {
+    package func submit(_ io: BlockIO, tag: UInt16) -> Submission {
         if case let .read(_, buffers, _) = io {
             for piece in buffers { piece.iov_base?.initializeMemory(as: UInt8.self, repeating: 0, count: piece.iov_len) }
         }
-        sink?.complete(tag: tag, status: .ok)
+        return .done(.ok)
     }
+
+    package func reap(into completions: inout [Completion]) {}
 
     package func commit() {}
     package var inFlight: Int { 0 }

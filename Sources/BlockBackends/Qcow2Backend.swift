@@ -40,7 +40,7 @@ package final class Qcow2Backend: BlockBackend {
     }
 
     package func makeQueue(index: Int, depth: Int, loop: any EventLoop, sink: any CompletionSink) -> any BackendQueue {
-        Qcow2BackendQueue(backend: self, sink: sink)
+        Qcow2BackendQueue(backend: self)
     }
 
     package func resize(to bytes: UInt64) throws(SystemError) {
@@ -95,16 +95,11 @@ extension BlockIO {
 /// One queue's view of a `Qcow2Backend`: every request completes inside `submit`.
 final class Qcow2BackendQueue: BackendQueue {
     private let backend: Qcow2Backend
-    private unowned let sink: any CompletionSink
 
-    init(backend: Qcow2Backend, sink: any CompletionSink) {
-        self.backend = backend
-        self.sink = sink
-    }
+    init(backend: Qcow2Backend) { self.backend = backend }
 
-    func submit(_ io: BlockIO, tag: UInt16) {
-        sink.complete(tag: tag, status: backend.perform(io))
-    }
+    func submit(_ io: BlockIO, tag: UInt16) -> Submission { .done(backend.perform(io)) }
+    func reap(into completions: inout [Completion]) {}
 
     func commit() {}
     var inFlight: Int { 0 }

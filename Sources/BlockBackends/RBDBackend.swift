@@ -91,6 +91,7 @@ final class RBDBackendQueue: BackendQueue {
     private var closed = false
     private var tags: [UInt16]
     private var results: [Int64]
+    private var ready: [Completion] = []
 
     init(backend: RBDBackend, depth: Int, loop: any EventLoop, sink: any CompletionSink) throws(SystemError) {
         self.backend = backend
@@ -110,7 +111,7 @@ final class RBDBackendQueue: BackendQueue {
         if inFlight == 0 { crbd_queue_destroy(queue) }
     }
 
-    func submit(_ io: BlockIO, tag: UInt16) {
+    func submit(_ io: BlockIO, tag: UInt16) -> Submission {
         loop.assertCurrent()
         precondition(Int(tag) < depth, "tag beyond the queue depth")
         let r: Int32
@@ -126,29 +127,33 @@ final class RBDBackendQueue: BackendQueue {
         case let .writeZeroes(offset, length, _):
             r = crbd_write_zeroes(queue, tag, offset, length)
         }
-        if r < 0 {
-            sink.complete(tag: tag, status: .ioError)
-        } else {
-            inFlight += 1
-        }
+        guard r >= 0 else { return .done(.ioError) }
+        inFlight += 1
+        return .pending
     }
 
     func commit() {}
 
-    private func reap() -> Int {
+    func reap(into completions: inout [Completion]) {
+        completions.append(contentsOf: ready)
+        ready.removeAll(keepingCapacity: true)
+    }
+
+    /// Moves librbd's finished requests to `ready`.
+    private func gather() -> Int {
         let n = tags.withUnsafeMutableBufferPointer { t in
             results.withUnsafeMutableBufferPointer { r in crbd_reap(queue, t.baseAddress, r.baseAddress, depth) }
         }
         for i in 0..<n {
             inFlight -= 1
-            sink.complete(tag: tags[i], status: results[i] < 0 ? .ioError : .ok)
+            ready.append(Completion(tag: tags[i], status: results[i] < 0 ? .ioError : .ok))
         }
         return n
     }
 
     private func onCompletions() {
         wakeup.drain()
-        if reap() > 0 { sink.completionsDone() }
+        if gather() > 0 { sink.completionsReady() }
     }
 
     func quiesce() {
@@ -157,7 +162,7 @@ final class RBDBackendQueue: BackendQueue {
             var p = pollfd(fd: wakeup.fd, events: Int16(POLLIN), revents: 0)
             _ = poll(&p, 1, 100)
             wakeup.drain()
-            _ = reap()
+            _ = gather()
         }
     }
 

@@ -1,34 +1,40 @@
 import Glibc
 import Virtio
 
-/// Per-head state of the requests a queue server has handed to its backend: where the status
+/// Per-head state of the requests a queue engine has handed to its backend: where the status
 /// byte goes, the used length, and the iovec array the backend reads the data pieces from.
-/// Owns those arrays (allocated on first use, grown as needed, freed with the slots).
-package final class RequestSlots {
-    package struct Slot {
-        package var busy = false
-        package var status: UnsafeMutablePointer<UInt8>?
-        package var usedLength: UInt32 = 0
-        package var iov: UnsafeMutablePointer<iovec>?
-        package var iovCapacity = 0
+/// Owns those arrays (allocated on first use, grown as needed, freed with the slots); part of
+/// the engine's value, so it is not copyable.
+struct RequestSlots: ~Copyable {
+    struct Slot {
+        var busy = false
+        var status: UnsafeMutablePointer<UInt8>?
+        var usedLength: UInt32 = 0
+        var iov: UnsafeMutablePointer<iovec>?
+        var iovCapacity = 0
         /// What the request is and how many bytes it moves (counted when it completes).
-        package var kind = RequestKind.other
-        package var bytes: UInt64 = 0
+        var kind = RequestKind.other
+        var bytes: UInt64 = 0
     }
 
-    private var slots: [Slot]
+    /// A fixed buffer, not an array: no copy-on-write check on the per-request path.
+    private let slots: UnsafeMutableBufferPointer<Slot>
     private(set) var busy = 0
 
-    package init(count: Int) { slots = Array(repeating: Slot(), count: count) }
+    init(count: Int) {
+        slots = .allocate(capacity: count)
+        slots.initialize(repeating: Slot())
+    }
 
     deinit {
         for slot in slots { slot.iov?.deallocate() }
+        slots.deallocate()
     }
 
-    package func isBusy(_ head: Int) -> Bool { head < slots.count && slots[head].busy }
+    func isBusy(_ head: Int) -> Bool { head < slots.count && slots[head].busy }
 
     /// Copies the request's data pieces into the slot's iovec array (kept until completion).
-    package func fill(_ head: Int, _ pieces: [MemoryPiece]) -> UnsafeMutableBufferPointer<iovec> {
+    func fill(_ head: Int, _ pieces: [MemoryPiece]) -> UnsafeMutableBufferPointer<iovec> {
         if slots[head].iov == nil || slots[head].iovCapacity < pieces.count {
             slots[head].iov?.deallocate()
             let capacity = max(pieces.count, 16)
@@ -40,8 +46,8 @@ package final class RequestSlots {
         return UnsafeMutableBufferPointer(start: iov, count: pieces.count)
     }
 
-    package func begin(_ head: Int, status: UnsafeMutablePointer<UInt8>?, usedLength: UInt32, kind: RequestKind = .other,
-                       bytes: UInt64 = 0) {
+    mutating func begin(_ head: Int, status: UnsafeMutablePointer<UInt8>?, usedLength: UInt32, kind: RequestKind,
+                        bytes: UInt64) {
         precondition(!slots[head].busy, "head \(head) started twice")
         slots[head].busy = true
         slots[head].kind = kind
@@ -52,7 +58,7 @@ package final class RequestSlots {
     }
 
     /// Ends the request at `head`; a completion for a head not in flight is a backend bug.
-    package func finish(_ head: Int) -> Slot {
+    mutating func finish(_ head: Int) -> Slot {
         precondition(head < slots.count && slots[head].busy, "completion for head \(head), which is not in flight")
         slots[head].busy = false
         busy -= 1

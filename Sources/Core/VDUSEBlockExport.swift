@@ -181,7 +181,7 @@ final class VDUSEBlockExport: @unchecked Sendable {
                 let addresses = SplitVirtqueue.Addresses(
                     size: UInt16(truncatingIfNeeded: info.num), descriptorTable: info.desc_addr,
                     availRing: info.driver_addr, usedRing: info.device_addr)
-                let queue = try SplitVirtqueue(
+                var queue = try SplitVirtqueue(
                     index: index, addresses: addresses,
                     eventIndex: negotiated & VirtioBlockConfig.Feature.eventIndex != 0, memory: memory)
                 if resuming && log == nil { queue.resumeFromUsedIndex() }

@@ -8,7 +8,10 @@ package final class IOUring {
     package let completions: EventFD
     /// Entries prepared and not yet taken by the kernel: a failed or partial submit leaves some,
     /// and they go with the next `submit()` (the owner retries; see FileBackendQueue.commit).
-    package private(set) var unsubmitted = 0
+    package var unsubmitted: Int { prepared.pointee }
+    /// `unsubmitted`'s storage, behind a pointer: the ring is used by one queue on its iothread
+    /// only, so a stored property's run-time exclusivity checks (two per request) guard nothing.
+    private let prepared = UnsafeMutablePointer<Int>.allocate(capacity: 1)
     /// io_uring_submit; replaceable so that tests can make it fail or fall short.
     private let submitCall: (OpaquePointer) -> Int32
     private static let reapBatch = 64
@@ -18,6 +21,7 @@ package final class IOUring {
     package init(entries: UInt32, submit: @escaping (OpaquePointer) -> Int32 = { cvduse_ring_submit($0) })
         throws(SystemError) {
         submitCall = submit
+        prepared.initialize(to: 0)
         completions = try EventFD()
         var error: Int32 = 0
         guard let r = cvduse_ring_create(entries, completions.fd, &error) else {
@@ -28,6 +32,7 @@ package final class IOUring {
 
     deinit {
         cvduse_ring_destroy(ring)
+        prepared.deallocate()
         reapTags.deallocate()
         reapResults.deallocate()
     }
@@ -53,7 +58,7 @@ package final class IOUring {
             case let .fallocate(fd, mode, offset, length):
                 r = cvduse_ring_prep_fallocate(ring, fd, mode, offset, length, tag)
             }
-            if r == 0 { unsubmitted += 1; return }
+            if r == 0 { prepared.pointee += 1; return }
             try submit()
         }
     }
@@ -62,9 +67,9 @@ package final class IOUring {
     /// in `unsubmitted` (EAGAIN/EBUSY, or a short count) for the next call.
     @discardableResult
     package func submit() throws(SystemError) -> Int {
-        guard unsubmitted > 0 else { return 0 }
+        guard prepared.pointee > 0 else { return 0 }
         let taken = Int(try negErrno("io_uring_submit", submitCall(ring)))
-        unsubmitted -= min(taken, unsubmitted)
+        prepared.pointee -= min(taken, prepared.pointee)
         return taken
     }
 

@@ -1,6 +1,6 @@
 /// Decoding and checking virtio-blk requests (virtio 1.x §5.2.6), as QEMU's vduse-blk export
-/// answers them. Pure: takes a walked descriptor chain and the export's parameters, returns what
-/// to do; the queue server does the I/O.
+/// answers them. Parsing is pure: it takes a walked descriptor chain and the export's parameters
+/// and returns what to do; the queue engine executes it (`writeID` for GET_ID, else the backend).
 package enum BlockStatus: UInt8 {
     case ok = 0
     case ioError = 1
@@ -47,7 +47,9 @@ package enum BlockAction: Equatable {
     case flush
     case discard(offset: UInt64, length: UInt64)
     case writeZeroes(offset: UInt64, length: UInt64, unmap: Bool)
-    /// Nothing to do but answer this status (GET_ID already copied, or the request was refused).
+    /// Copy the serial into the request's data pieces (`BlockRequest.writeID`), then answer OK.
+    case getID
+    /// Nothing to do but answer this status (the request was refused).
     case complete(BlockStatus)
 }
 
@@ -133,22 +135,26 @@ package struct BlockRequest {
         case .flush:
             return .flush
         case .getID:
-            var remaining = min(export.serial.count + 1, dataLength, 20)
-            var source = 0
-            for piece in data where remaining > 0 {
-                let n = min(piece.length, remaining)
-                for i in 0..<n {
-                    piece.base.storeBytes(of: source + i < export.serial.count ? export.serial[source + i] : 0,
-                                          toByteOffset: i, as: UInt8.self)
-                }
-                source += n
-                remaining -= n
-            }
-            return .complete(.ok)
+            return .getID
         case .discard, .writeZeroes:
             return rangeAction(export)
         case nil:
             return .complete(.unsupported)
+        }
+    }
+
+    /// Executes `.getID`: the serial, NUL-terminated if it is shorter than 20 bytes, as far as
+    /// the data pieces reach. The one place a request writes guest memory outside the backend.
+    package func writeID(serial: [UInt8]) {
+        var remaining = min(serial.count + 1, dataLength, 20)
+        var source = 0
+        for piece in data where remaining > 0 {
+            let n = min(piece.length, remaining)
+            for i in 0..<n {
+                piece.base.storeBytes(of: source + i < serial.count ? serial[source + i] : 0, toByteOffset: i, as: UInt8.self)
+            }
+            source += n
+            remaining -= n
         }
     }
 

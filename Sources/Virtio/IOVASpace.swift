@@ -25,22 +25,33 @@ package final class IOVASpace {
         }
     }
 
-    private var regions: [Region] = []
+    /// The mapped regions, behind one pointer like a queue engine's state: this space is used on
+    /// its export's iothread only and no method calls out while it changes the array (the
+    /// resolver runs before the append), so the run-time exclusivity check a stored property
+    /// costs on every lookup (three per request) would guard nothing.
+    private let regions: UnsafeMutablePointer<[Region]>
     /// Looks a missing address up (VDUSE_IOTLB_GET_FD + mmap in production).
     private let resolver: ((UInt64) -> Region?)?
 
     package init(resolver: ((UInt64) -> Region?)? = nil) {
         self.resolver = resolver
+        regions = .allocate(capacity: 1)
+        regions.initialize(to: [])
+    }
+
+    deinit {
+        regions.deinitialize(count: 1)
+        regions.deallocate()
     }
 
     package func add(_ region: Region) {
-        regions.append(region)
+        regions.pointee.append(region)
     }
 
     private func region(containing iova: UInt64) -> Region? {
-        for r in regions where r.first <= iova && iova <= r.last { return r }
+        for r in regions.pointee where r.first <= iova && iova <= r.last { return r }
         guard let found = resolver?(iova), found.first <= iova, iova <= found.last else { return nil }
-        regions.append(found)
+        regions.pointee.append(found)
         return found
     }
 
@@ -73,7 +84,7 @@ package final class IOVASpace {
 
     /// Forgets every mapping that overlaps [first, last] (unmapped once no request uses it).
     package func unmap(first: UInt64, last: UInt64) {
-        regions.removeAll { r in r.first <= last && first <= r.last }
+        regions.pointee.removeAll { r in r.first <= last && first <= r.last }
     }
 
     package func unmapAll() { unmap(first: 0, last: .max) }

@@ -6,7 +6,8 @@ import CVDUSE
 /// {flags u16, idx u16, ring[size] u16, used_event u16}; used ring {flags u16, idx u16,
 /// ring[size] {id u32, len u32}, avail_event u16}. With VIRTIO_RING_F_EVENT_IDX the driver says
 /// in `used_event` when it wants an interrupt, and we say in `avail_event` when we want a kick.
-package final class SplitVirtqueue {
+/// A value owned by one queue engine: its counters change only through its own methods.
+package struct SplitVirtqueue {
     package let index: Int
     package let size: UInt16
     package let eventIndex: Bool
@@ -14,16 +15,20 @@ package final class SplitVirtqueue {
     package let addresses: Addresses
     /// The driver moved `avail->idx` further than the ring holds: it is broken, and we take
     /// nothing more from this queue (QEMU marks such a queue broken too).
-    package private(set) var broken = false
+    package var broken: Bool { isBroken }
+    private var isBroken = false
     private let avail: UnsafeMutableRawPointer
     private let used: UnsafeMutableRawPointer
 
+    private var nextAvail: UInt16
+    private var nextUsed: UInt16
+    private var published: UInt16
     /// Next available-ring slot we have not consumed yet.
-    package private(set) var lastAvailIndex: UInt16
+    package var lastAvailIndex: UInt16 { nextAvail }
     /// Next used-ring slot we fill (published to the driver by `publishUsed`).
-    package private(set) var usedIndex: UInt16
+    package var usedIndex: UInt16 { nextUsed }
     /// `used->idx` as last published; interrupts are decided against it.
-    package private(set) var publishedUsedIndex: UInt16
+    package var publishedUsedIndex: UInt16 { published }
 
     package struct Addresses: Equatable {
         package var size: UInt16
@@ -61,9 +66,9 @@ package final class SplitVirtqueue {
         self.descriptors = desc
         self.avail = avail
         self.used = used
-        self.lastAvailIndex = lastAvailIndex
-        self.usedIndex = usedIndex
-        self.publishedUsedIndex = usedIndex
+        self.nextAvail = lastAvailIndex
+        self.nextUsed = usedIndex
+        self.published = usedIndex
     }
 
     /// `used->idx` as it is in the ring now (after a crash, ahead of any record of ours).
@@ -75,18 +80,16 @@ package final class SplitVirtqueue {
     }
 
     /// After a reattach: the next avail slot to take and the used index the ring shows.
-    package func resume(lastAvailIndex: UInt16, usedIndex: UInt16) {
-        self.lastAvailIndex = lastAvailIndex
-        self.usedIndex = usedIndex
-        publishedUsedIndex = usedIndex
+    package mutating func resume(lastAvailIndex: UInt16, usedIndex: UInt16) {
+        nextAvail = lastAvailIndex
+        nextUsed = usedIndex
+        published = usedIndex
     }
 
     /// After a reconnect: continue from what the driver has seen completed (used->idx).
-    package func resumeFromUsedIndex() {
+    package mutating func resumeFromUsedIndex() {
         let used = UInt16(littleEndian: cvduse_load_acquire_u16(usedIdxPointer))
-        lastAvailIndex = used
-        usedIndex = used
-        publishedUsedIndex = used
+        resume(lastAvailIndex: used, usedIndex: used)
     }
 
     private var availIdxPointer: UnsafeMutableRawPointer { avail + 2 }
@@ -96,22 +99,22 @@ package final class SplitVirtqueue {
 
     /// Requests the driver made available and we have not taken yet.
     package var pendingCount: UInt16 {
-        UInt16(littleEndian: cvduse_load_acquire_u16(availIdxPointer)) &- lastAvailIndex
+        UInt16(littleEndian: cvduse_load_acquire_u16(availIdxPointer)) &- nextAvail
     }
 
     /// Takes the next available descriptor head, if any. The head is not validated here:
     /// the chain walk does that.
-    package func takeAvailable() -> UInt16? {
+    package mutating func takeAvailable() -> UInt16? {
         let pending = pendingCount
-        guard pending > 0, !broken else { return nil }
+        guard pending > 0, !isBroken else { return nil }
         guard pending <= size else {
             // Slots beyond the ring would be read twice: stale heads, served as new requests.
-            broken = true
+            isBroken = true
             return nil
         }
-        let slot = Int(lastAvailIndex % size)
+        let slot = Int(nextAvail % size)
         let head = UInt16(littleEndian: (avail + 4 + 2 * slot).loadUnaligned(as: UInt16.self))
-        lastAvailIndex &+= 1
+        nextAvail &+= 1
         return head
     }
 
@@ -119,30 +122,30 @@ package final class SplitVirtqueue {
     /// request added meanwhile is not missed. Returns true when requests are pending.
     package func armKick() -> Bool {
         if eventIndex {
-            cvduse_store_u16(availEventPointer, lastAvailIndex.littleEndian)
+            cvduse_store_u16(availEventPointer, nextAvail.littleEndian)
         } else {
             cvduse_store_u16(used, 0)  // used->flags: clear VRING_USED_F_NO_NOTIFY
         }
         cvduse_fence_full()
-        return pendingCount > 0 && !broken
+        return pendingCount > 0 && !isBroken
     }
 
     /// Fills the next used element; the driver sees it after `publishUsed`.
-    package func putUsed(head: UInt16, length: UInt32) {
-        let e = used + 4 + 8 * Int(usedIndex % size)
+    package mutating func putUsed(head: UInt16, length: UInt32) {
+        let e = used + 4 + 8 * Int(nextUsed % size)
         e.storeBytes(of: UInt32(head).littleEndian, as: UInt32.self)
         e.storeBytes(of: length.littleEndian, toByteOffset: 4, as: UInt32.self)
-        usedIndex &+= 1
+        nextUsed &+= 1
     }
 
     /// Publishes the used elements filled so far and says whether the driver wants an interrupt
     /// for them (event index: `vring_need_event`; otherwise unless VRING_AVAIL_F_NO_INTERRUPT).
-    package func publishUsed() -> Bool {
-        let old = publishedUsedIndex
-        let new = usedIndex
+    package mutating func publishUsed() -> Bool {
+        let old = published
+        let new = nextUsed
         guard old != new else { return false }
         cvduse_store_release_u16(usedIdxPointer, new.littleEndian)
-        publishedUsedIndex = new
+        published = new
         cvduse_fence_full()
         if eventIndex {
             let event = UInt16(littleEndian: cvduse_load_u16(usedEventPointer))

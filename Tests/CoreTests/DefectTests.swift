@@ -11,11 +11,11 @@ import VirtioDriverSim
 @testable import QMP
 @testable import Virtio
 
-/// Records completions delivered by a backend queue.
+/// Records the completions a backend queue says are ready, reaping them as the engine would.
 final class RecordingSink: CompletionSink {
-    var completed: [(tag: UInt16, status: BlockStatus)] = []
-    func complete(tag: UInt16, status: BlockStatus) { completed.append((tag, status)) }
-    func completionsDone() {}
+    var completed: [Completion] = []
+    weak var queue: (any BackendQueue)?
+    func completionsReady() { queue?.reap(into: &completed) }
 }
 
 /// The eight defects of the architecture review, each pinned by a test that failed before its fix.
@@ -35,12 +35,14 @@ final class RecordingSink: CompletionSink {
         })
         let sink = RecordingSink()
         let queue = try FileBackendQueue(backend: backend, ring: ring, depth: 8, loop: loop, sink: sink)
+        sink.queue = queue
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 4096)
         defer { buffer.deallocate() }
         let iov = UnsafeMutablePointer<iovec>.allocate(capacity: 1)
         defer { iov.deallocate() }
         iov.pointee = iovec(iov_base: buffer, iov_len: 4096)
-        queue.submit(.read(offset: 0, buffers: UnsafeMutableBufferPointer(start: iov, count: 1), length: 4096), tag: 3)
+        #expect(queue.submit(.read(offset: 0, buffers: UnsafeMutableBufferPointer(start: iov, count: 1), length: 4096),
+                             tag: 3) == .pending)
         queue.commit()
         #expect(ring.unsubmitted == 0)
         for _ in 0..<50 where sink.completed.isEmpty { loop.poll(timeoutMs: 100) }

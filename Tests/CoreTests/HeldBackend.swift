@@ -24,23 +24,28 @@ final class HeldQueue: BackendQueue {
     /// Every tag ever submitted, in order.
     private(set) var submitted: [UInt16] = []
     private(set) var closed = false
+    private var ready: [Completion] = []
     init(sink: any CompletionSink) { self.sink = sink }
-    func submit(_ io: BlockIO, tag: UInt16) {
+    func submit(_ io: BlockIO, tag: UInt16) -> Submission {
         held.append(tag)
         submitted.append(tag)
+        return .pending
     }
     func commit() {}
+    func reap(into completions: inout [Completion]) {
+        completions.append(contentsOf: ready)
+        ready.removeAll()
+    }
     /// Completes these held requests, as a backend's own event handler would.
     func release(_ tags: [UInt16]) {
         held.removeAll { tags.contains($0) }
-        for tag in tags { sink.complete(tag: tag, status: .ok) }
-        sink.completionsDone()
+        ready += tags.map { Completion(tag: $0, status: .ok) }
+        sink.completionsReady()
     }
     var inFlight: Int { held.count }
     func quiesce() {
-        let tags = held
+        ready += held.map { Completion(tag: $0, status: .ok) }
         held.removeAll()
-        for tag in tags { sink.complete(tag: tag, status: .ok) }
     }
     func close() { closed = true }
 }

@@ -29,7 +29,6 @@ import VirtioDriverSim
         let log = try InflightLog.create(path: path, identity: identity)
         let first = HeldBackend(size: 1 << 20)
         var old: VirtqueueServer? = try server(driver, first, log.queue(0), loop)
-        old?.queue.resume(lastAvailIndex: 0, usedIndex: 0)
         let requests = (0..<5).map { driver.blockRequest(type: 1, sector: UInt64($0) * 8, dataLength: 512, deviceWritesData: false) }
         for r in requests { driver.offer(r.head) }
         old?.processAvailable()
