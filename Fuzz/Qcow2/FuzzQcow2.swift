@@ -55,26 +55,8 @@ func readSpread(_ image: Qcow2Image, _ buf: inout [UInt8]) {
     }
 }
 
-let scratch: String = {
-    var template = Array("/tmp/fuzz-qcow2.XXXXXX".utf8CString)
-    guard let p = mkdtemp(&template) else { fatalError("mkdtemp") }
-    return String(cString: p)
-}()
-
-#if FUZZING
-/// libFuzzer's runtime links its own main as well; both reach this.
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    fuzzOne(UnsafeRawBufferPointer(start: data, count: size))
-    return 0
-}
-#endif
+let scratch = scratchDirectory("qcow2")
 
 @main struct Main {
-    static func main() {
-        fuzzMain({ data, size in
-            fuzzOne(UnsafeRawBufferPointer(start: data, count: size))
-            return 0
-        }, replay: fuzzOne)
-    }
+    static func main() { fuzzMain(fuzzOne) }
 }

@@ -24,26 +24,41 @@ public func replayFiles(_ paths: ArraySlice<String>, _ body: (UnsafeRawBufferPoi
     }
 }
 
-/// What libFuzzer calls with each input.
-public typealias FuzzCallback = @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
+/// The target this process fuzzes (set once by `fuzzMain`, before libFuzzer starts).
+nonisolated(unsafe) private var target: ((UnsafeRawBufferPointer) -> Void)?
 
-/// The entry point: libFuzzer's driver with this process's arguments (-DFUZZING builds), else a
-/// replay of the files named on the command line. SwiftPM names every executable's entry point
-/// itself, so libFuzzer's own `main` cannot be used.
-public func fuzzMain(_ callback: FuzzCallback, replay: (UnsafeRawBufferPointer) -> Void) -> Never {
+/// What libFuzzer calls with each input. Its runtime also links its own `main`, which needs this
+/// symbol; SwiftPM names every executable's entry point itself, so that `main` is never used.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    target?(UnsafeRawBufferPointer(start: data, count: size))
+    return 0
+}
+
+/// The entry point of every fuzz target: libFuzzer's driver with this process's arguments
+/// (-DFUZZING builds), else a replay of the files named on the command line.
+public func fuzzMain(_ body: @escaping (UnsafeRawBufferPointer) -> Void) -> Never {
+    target = body
     #if FUZZING
     var argc = CommandLine.argc
     var argv = CommandLine.unsafeArgv
-    exit(LLVMFuzzerRunDriver(&argc, &argv, callback))
+    exit(LLVMFuzzerRunDriver(&argc, &argv) { data, size in fuzzerTestOneInput(data, size) })
     #else
-    replayFiles(CommandLine.arguments.dropFirst(), replay)
+    replayFiles(CommandLine.arguments.dropFirst(), body)
     exit(0)
     #endif
+}
+
+/// A fresh directory for a target's files (`/tmp/fuzz-NAME.XXXXXX`).
+public func scratchDirectory(_ name: String) -> String {
+    var template = Array("/tmp/fuzz-\(name).XXXXXX".utf8CString)
+    guard let p = mkdtemp(&template) else { fatalError("mkdtemp") }
+    return String(cString: p)
 }
 
 #if FUZZING
 @_silgen_name("LLVMFuzzerRunDriver")
 private func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<Int32>,
                                  _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-                                 _ callback: FuzzCallback) -> Int32
+                                 _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32) -> Int32
 #endif

@@ -60,20 +60,6 @@ func fuzzOne(_ bytes: UnsafeRawBufferPointer) {
     }
 }
 
-#if FUZZING
-/// libFuzzer's runtime links its own main as well; both reach this.
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    fuzzOne(UnsafeRawBufferPointer(start: data, count: size))
-    return 0
-}
-#endif
-
 @main struct Main {
-    static func main() {
-        fuzzMain({ data, size in
-            fuzzOne(UnsafeRawBufferPointer(start: data, count: size))
-            return 0
-        }, replay: fuzzOne)
-    }
+    static func main() { fuzzMain(fuzzOne) }
 }
