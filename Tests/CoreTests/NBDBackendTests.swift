@@ -81,6 +81,22 @@ struct NBDBackendTests {
         NBDTarget(server: .unix(path: server.socket), export: "", reconnectDelayMs: delayMs)
     }
 
+    /// One aligned 4 KiB buffer filled with a byte, and the one-entry iovec naming it.
+    final class Block {
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 4096)
+        let iov = UnsafeMutableBufferPointer<iovec>.allocate(capacity: 1)
+
+        init(filledWith byte: Int32) {
+            memset(buffer, byte, 4096)
+            iov[0] = iovec(iov_base: buffer, iov_len: 4096)
+        }
+
+        deinit {
+            iov.deallocate()
+            buffer.deallocate()
+        }
+    }
+
     /// SIGSTOP and wait until the process is really stopped (delivery is asynchronous: a loaded
     /// machine let a "stopped" server answer one more request).
     func stopProcess(_ pid: pid_t) {
@@ -267,12 +283,9 @@ struct NBDBackendTests {
         let queue = try backend.makeQueue(index: 0, depth: 4, loop: loop, sink: sink)
         sink.queue = queue
         let pid = server.process!.processIdentifier
-        let buf = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 4096)
-        defer { buf.deallocate() }
-        memset(buf, 0x5a, 4096)
-        let iov = UnsafeMutableBufferPointer<iovec>.allocate(capacity: 1)
-        defer { iov.deallocate() }
-        iov[0] = iovec(iov_base: buf, iov_len: 4096)
+        let block = Block(filledWith: 0x5a)
+        defer { withExtendedLifetime(block) {} }  // the requests use its memory until the end
+        let iov = block.iov
 
         // Resumed after the timeout, within the delay: dropped, reconnected, the write resent.
         stopProcess(pid)
@@ -309,12 +322,9 @@ struct NBDBackendTests {
         let sink = Sink()
         let queue = try backend.makeQueue(index: 0, depth: 4, loop: loop, sink: sink)
         sink.queue = queue
-        let buf = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 4096)
-        defer { buf.deallocate() }
-        memset(buf, 0x3c, 4096)
-        let iov = UnsafeMutableBufferPointer<iovec>.allocate(capacity: 1)
-        defer { iov.deallocate() }
-        iov[0] = iovec(iov_base: buf, iov_len: 4096)
+        let block = Block(filledWith: 0x3c)
+        defer { withExtendedLifetime(block) {} }  // the requests use its memory until the end
+        let iov = block.iov
         stopProcess(server.process!.processIdentifier)
         sink.submit(.write(offset: 8192, buffers: iov, length: 4096), tag: 0)
         queue.commit()
@@ -343,12 +353,9 @@ struct NBDBackendTests {
         let sink = Sink()
         let queue = try backend.makeQueue(index: 0, depth: 4, loop: loop, sink: sink)
         sink.queue = queue
-        let buf = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 4096)
-        defer { buf.deallocate() }
-        memset(buf, 0x5a, 4096)
-        let iov = UnsafeMutableBufferPointer<iovec>.allocate(capacity: 1)
-        defer { iov.deallocate() }
-        iov[0] = iovec(iov_base: buf, iov_len: 4096)
+        let block = Block(filledWith: 0x5a)
+        defer { withExtendedLifetime(block) {} }  // the requests use its memory until the end
+        let iov = block.iov
         _ = FileManager.default.createFile(atPath: trigger, contents: nil)
         sink.submit(.write(offset: 4096, buffers: iov, length: 4096), tag: 1)
         queue.commit()
