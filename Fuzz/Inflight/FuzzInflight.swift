@@ -5,11 +5,7 @@ import Glibc
 /// One input is a reconnect log as a crashed (or hostile) server could leave it: opened as at
 /// reattach and recovered against a used index and used ring taken from the input's tail.
 func fuzzOne(_ bytes: UnsafeRawBufferPointer) {
-    let path = scratch + "/export.inflight"
-    let fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0o600)
-    precondition(fd >= 0, "cannot create \(path)")
-    _ = write(fd, bytes.baseAddress, bytes.count)
-    close(fd)
+    let path = scratch.holding(bytes)
     guard let log = InflightLog.open(path: path) else { return }
     let tail = bytes.count >= 2 ? UInt16(bytes[bytes.count - 1]) << 8 | UInt16(bytes[bytes.count - 2]) : 0
     for q in 0..<min(log.identity.queues, 4) {
@@ -22,7 +18,7 @@ func fuzzOne(_ bytes: UnsafeRawBufferPointer) {
     }
 }
 
-let scratch = scratchDirectory("inflight")
+let scratch = ScratchFile(target: "inflight", name: "export.inflight")
 
 @main struct Main {
     static func main() { fuzzMain(fuzzOne) }

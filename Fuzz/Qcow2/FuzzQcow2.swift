@@ -6,11 +6,7 @@ import QCOW2
 /// opened writable and written, discarded, zeroed, grown and read again. Any error is fine; a
 /// crash, a hang, or the file growing far beyond what the writes need is not.
 func fuzzOne(_ bytes: UnsafeRawBufferPointer) {
-    let path = scratch + "/image.qcow2"
-    let fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0o600)
-    precondition(fd >= 0, "cannot create \(path)")
-    _ = write(fd, bytes.baseAddress, bytes.count)
-    close(fd)
+    let path = scratch.holding(bytes)
 
     var buf = [UInt8](repeating: 0, count: 128 << 10)
     if let image = try? Qcow2Image(path: path, readOnly: true, backing: .none, l2CacheBytes: 1 << 20) {
@@ -55,7 +51,7 @@ func readSpread(_ image: Qcow2Image, _ buf: inout [UInt8]) {
     }
 }
 
-let scratch = scratchDirectory("qcow2")
+let scratch = ScratchFile(target: "qcow2", name: "image.qcow2")
 
 @main struct Main {
     static func main() { fuzzMain(fuzzOne) }

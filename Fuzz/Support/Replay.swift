@@ -49,11 +49,25 @@ public func fuzzMain(_ body: @escaping (UnsafeRawBufferPointer) -> Void) -> Neve
     #endif
 }
 
-/// A fresh directory for a target's files (`/tmp/fuzz-NAME.XXXXXX`).
-public func scratchDirectory(_ name: String) -> String {
-    var template = Array("/tmp/fuzz-\(name).XXXXXX".utf8CString)
-    guard let p = mkdtemp(&template) else { fatalError("mkdtemp") }
-    return String(cString: p)
+/// A file in a fresh directory (`/tmp/fuzz-TARGET.XXXXXX/NAME`) that each input is written to,
+/// for targets whose code under test opens a path.
+public struct ScratchFile: Sendable {
+    public let path: String
+
+    public init(target: String, name: String) {
+        var template = Array("/tmp/fuzz-\(target).XXXXXX".utf8CString)
+        guard let p = mkdtemp(&template) else { fatalError("mkdtemp") }
+        path = String(cString: p) + "/" + name
+    }
+
+    /// Replaces the file's contents with `bytes`; returns the path.
+    public func holding(_ bytes: UnsafeRawBufferPointer) -> String {
+        let fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0o600)
+        precondition(fd >= 0, "cannot create \(path)")
+        _ = write(fd, bytes.baseAddress, bytes.count)
+        close(fd)
+        return path
+    }
 }
 
 #if FUZZING
