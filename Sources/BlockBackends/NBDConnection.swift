@@ -40,8 +40,6 @@ final class NBDConnection {
     private var touched: [NBDBackendQueue] = []
     /// Inside a quiesce: completions are delivered but not published.
     private var quiescing = false
-    /// The server answered NBD_ESHUTDOWN: the loss that follows is its own shutdown.
-    private var shutdownSeen = false
     /// Monotonic ms of the first loss with no request answered since: reconnecting to a server
     /// that only says it is shutting down must not restart the wait for ever.
     private var lossStarted: UInt64?
@@ -194,7 +192,8 @@ final class NBDConnection {
     func commit(from queue: NBDBackendQueue) {
         trace("commit: direction \(handle?.direction ?? 0) in flight \(cookies.count)")
         if ready, let handle {
-            if reap(handle) || handle.isDead { lost() }
+            let down = reap(handle)
+            if down || handle.isDead { lost(shuttingDown: down) }
         }
         updateInterest()
         touched.removeAll { $0 === queue }
@@ -217,7 +216,6 @@ final class NBDConnection {
             guard let command = cookies.removeValue(forKey: cookie) else { continue }
             if err == ESHUTDOWN {
                 cookies[cookie] = command  // `lost` sends it again with the rest
-                shutdownSeen = true
                 announcementsSeen = notice.announce(from: index)
                 return true
             }
@@ -255,7 +253,8 @@ final class NBDConnection {
         let moved = handle.notify()
         if ready {
             if moved { lastHeard = monotonicMs() }
-            if reap(handle) || handle.isDead { lost() }
+            let down = reap(handle)
+            if down || handle.isDead { lost(shuttingDown: down) }
         } else if handle.isReady {
             reconnected()
         } else if handle.isDead {
@@ -272,17 +271,16 @@ final class NBDConnection {
         guard n != announcementsSeen else { return }
         announcementsSeen = n
         guard ready else { return }
-        shutdownSeen = true
-        lost()
+        lost(shuttingDown: true)
         publish()
     }
 
     /// The server went away: every request not answered waits for the next connection.
-    private func lost() {
-        let why = shutdownSeen ? " (the server is shutting down)" : handle?.failure.map { " (\($0))" } ?? ""
+    /// `shuttingDown`: the server said so (NBD_ESHUTDOWN), here or on another connection.
+    private func lost(shuttingDown: Bool = false) {
+        let why = shuttingDown ? " (the server is shutting down)" : handle?.failure.map { " (\($0))" } ?? ""
         // A server going down needs a moment to leave its address to the next one.
-        let firstAttemptMs = shutdownSeen ? Self.retryMs : 1
-        shutdownSeen = false
+        let firstAttemptMs = shuttingDown ? Self.retryMs : 1
         let inOrder = cookies.sorted { $0.key < $1.key }.map(\.value)
         cookies.removeAll()
         for c in inOrder where !c.waiting {
@@ -364,7 +362,7 @@ final class NBDConnection {
             c.waiting = false
             start(c)
         }
-        if ready, reap(handle) { lost() }
+        if ready, reap(handle) { lost(shuttingDown: true) }
     }
 
     // MARK: watchdog
