@@ -157,7 +157,7 @@ final class RBDBackendQueue: BackendQueue {
     }
 
     func quiesce() {
-        loop.assertCurrent()
+        loop.preconditionCurrent()
         while inFlight > 0 {
             var p = pollfd(fd: wakeup.fd, events: Int16(POLLIN), revents: 0)
             _ = poll(&p, 1, 100)

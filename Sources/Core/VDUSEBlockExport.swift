@@ -7,12 +7,10 @@ import QAPI
 import Virtio
 
 /// One vduse-blk export: a VDUSE virtio-blk device, its backend, and the servers of its
-/// virtqueues. Built on any thread, then confined to its iothread (asserted): device messages,
-/// kicks and completions are all handled there, as QEMU does with a single AioContext.
-///
-/// `@unchecked Sendable`: the manager holds it from other threads but only calls into it
-/// through `iothread.run`, so its mutable state is only touched on the iothread.
-final class VDUSEBlockExport: @unchecked Sendable {
+/// virtqueues. Built on any thread, then confined to its iothread: device messages, kicks and
+/// completions are all handled there, as QEMU does with a single AioContext. Not `Sendable`:
+/// other threads hold an `ExportHandle`, which reaches the export only on its iothread.
+final class VDUSEBlockExport {
     let plan: ExportPlan
     let iothread: IOThread
     let backend: any BlockBackend
@@ -66,7 +64,7 @@ final class VDUSEBlockExport: @unchecked Sendable {
     /// the used index in each ring: requests the dead server had taken but not completed are
     /// lost (the kernel keeps no record of them), so this is for idle devices (cleanup).
     func attach() throws(SystemError) {
-        iothread.assertCurrent()
+        iothread.preconditionCurrent()
         try iothread.watch(device.fd) { [unowned self] in self.handleMessages() }
         attached = true
         if adopting, (try? device.queueInfo(index: 0))?.ready ?? 0 != 0 {
@@ -85,7 +83,7 @@ final class VDUSEBlockExport: @unchecked Sendable {
 
     /// Stops serving and closes the device fd (so VDUSE_DESTROY_DEV can succeed). Iothread only.
     func detach() {
-        iothread.assertCurrent()
+        iothread.preconditionCurrent()
         guard attached else { return }
         stopQueues(publish: true)
         iothread.unwatch(device.fd)
@@ -94,7 +92,7 @@ final class VDUSEBlockExport: @unchecked Sendable {
     }
 
     func handleMessages() {
-        iothread.assertCurrent()
+        iothread.preconditionCurrent()
         while true {
             let request: vduse_dev_request
             do {
@@ -231,7 +229,7 @@ final class VDUSEBlockExport: @unchecked Sendable {
     /// Grows or shrinks the backend, then tells the driver the new capacity (config space +
     /// config interrupt, as QEMU's resize callback does). Iothread only.
     func resize(to bytes: UInt64) throws(SystemError) {
-        iothread.assertCurrent()
+        iothread.preconditionCurrent()
         try backend.resize(to: bytes)
         config.capacitySectors = bytes / 512
         for server in queues { server.geometry = geometry }

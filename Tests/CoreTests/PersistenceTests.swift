@@ -1,15 +1,20 @@
 import Foundation
+import Synchronization
 import Testing
 @testable import Provisioning
 
 @Suite struct PersistenceTests {
-    final class Calls: @unchecked Sendable { var list: [[String]] = [] }
+    final class Calls: Sendable {
+        private let calls = Mutex<[[String]]>([])
+        var list: [[String]] { calls.withLock { $0 } }
+        func append(_ call: [String]) { calls.withLock { $0.append(call) } }
+    }
 
     func setup() -> (PersistentExports, Calls, (([String]) throws(ProvisioningError) -> Void)) {
         let root = NSTemporaryDirectory() + "persist-\(UUID().uuidString)"
         try? FileManager.default.createDirectory(atPath: root + "/systemd", withIntermediateDirectories: true)
         let calls = Calls()
-        return (PersistentExports(configDirectory: root + "/etc", unitDirectory: root + "/systemd"), calls, { calls.list.append($0) })
+        return (PersistentExports(configDirectory: root + "/etc", unitDirectory: root + "/systemd"), calls, { calls.append($0) })
     }
 
     let arguments = ["--blockdev", "driver=file,node-name=file0,filename=/srv/web01.img", "--export", "type=vduse-blk,id=web01,name=web01,serial=WEB-01"]
