@@ -66,7 +66,7 @@ let package = Package(
         .executableTarget(
             name: "vduse-export",
             dependencies: [
-                "Provisioning", "Core", "QAPI",
+                "Provisioning", "Core", "QAPI", "Kernel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -9,9 +9,9 @@ package enum DiskLocator {
     /// Waits (bounded) for /sys/bus/vdpa/devices/NAME/virtio*/block/vdX and its /dev node.
     package static func waitForDisk(vdpaName: String, timeout: TimeInterval = 10) throws -> String {
         let base = "/sys/bus/vdpa/devices/\(vdpaName)"
-        let deadline = Date().addingTimeInterval(timeout)
+        let deadline = Deadline.after(seconds: timeout)
         let fm = FileManager.default
-        while Date() < deadline {
+        while !deadline.hasPassed {
             if let virtio = (try? fm.contentsOfDirectory(atPath: base))?.first(where: { $0.hasPrefix("virtio") }),
                let disk = (try? fm.contentsOfDirectory(atPath: "\(base)/\(virtio)/block"))?.first {
                 let node = "/dev/\(disk)"

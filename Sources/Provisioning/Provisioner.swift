@@ -76,7 +76,7 @@ public struct Provisioner: Sendable {
 
     /// Runs `body` while holding the state directory's lock, so that concurrent `add`s take
     /// turns: the second sees the first's record and returns the same disk. Gives up at `deadline`.
-    public func whileLocked<T>(until deadline: Date?, _ body: () throws -> T) throws -> T {
+    public func whileLocked<T>(until deadline: Deadline?, _ body: () throws -> T) throws -> T {
         try state.prepare()
         let fd = open(state.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw ProvisioningError(.kernel, "cannot open \(state.path): \(String(cString: strerror(errno)))") }
@@ -85,7 +85,7 @@ public struct Provisioner: Sendable {
             guard errno == EWOULDBLOCK || errno == EINTR else {
                 throw ProvisioningError(.kernel, "cannot lock \(state.path): \(String(cString: strerror(errno)))")
             }
-            if let deadline, Date() >= deadline {
+            if let deadline, deadline.hasPassed {
                 throw ProvisioningError(.kernel, "timed out waiting for another vduse-export add to finish")
             }
             usleep(20_000)
@@ -96,7 +96,7 @@ public struct Provisioner: Sendable {
     /// Starts a daemonized server for `request` (already checked) and waits until its disk is
     /// usable, or until `deadline` (then the server is stopped). `serveArguments` are the full
     /// `serve` arguments; `executable` is this program unless a test says otherwise.
-    public func start(_ request: AddRequest, serveArguments: [String], deadline: Date? = nil,
+    public func start(_ request: AddRequest, serveArguments: [String], deadline: Deadline? = nil,
                       executable: String? = nil) throws -> ExportRecord {
         try state.prepare()
         let name = request.resolvedName
@@ -164,16 +164,16 @@ public struct Provisioner: Sendable {
 
     /// Up to the end of a first line that is not an error, or else to EOF; nil when `deadline`
     /// passes first.
-    static func readReply(_ fd: Int32, until deadline: Date?) -> Data? {
+    static func readReply(_ fd: Int32, until deadline: Deadline?) -> Data? {
         var data = Data()
         var chunk = [UInt8](repeating: 0, count: 4096)
         while true {
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let wait = deadline.map { Int32(max(0, min($0.timeIntervalSinceNow * 1000, 60_000))) } ?? -1
+            let wait = deadline.map { Int32(min($0.remainingSeconds * 1000, 60_000).rounded(.up)) } ?? -1
             let ready = poll(&p, 1, wait)
             if ready < 0 && errno == EINTR { continue }
             if ready == 0 {
-                if let deadline, Date() >= deadline { return nil }
+                if let deadline, deadline.hasPassed { return nil }
                 continue
             }
             let n = read(fd, &chunk, chunk.count)
@@ -208,8 +208,8 @@ public struct Provisioner: Sendable {
         guard kill(record.pid, SIGUSR2) == 0 else {
             throw ProvisioningError(.kernel, "cannot signal the server of '\(name)' (pid \(record.pid)): \(String(cString: strerror(errno)))")
         }
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
+        let deadline = Deadline.after(seconds: timeout)
+        while !deadline.hasPassed {
             if let now = state.read(name), now.pid != record.pid, now.state == .running,
                (now.restarts ?? 0) > (record.restarts ?? 0) {
                 logger.info("export \(name): server \(record.pid) handed over to \(now.pid)")
@@ -246,8 +246,8 @@ package enum Udev {
         let disk = (device as NSString).lastPathComponent
         guard let number = try? String(contentsOfFile: "/sys/class/block/\(disk)/dev", encoding: .utf8) else { return }
         let entry = "/run/udev/data/b" + number.trimmingCharacters(in: .whitespacesAndNewlines)
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
+        let deadline = Deadline.after(seconds: timeout)
+        while !deadline.hasPassed {
             if FileManager.default.fileExists(atPath: entry) && !FileManager.default.fileExists(atPath: "/run/udev/queue") {
                 return
             }

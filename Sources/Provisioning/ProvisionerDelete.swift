@@ -81,9 +81,9 @@ extension Provisioner {
     /// waits for both to be gone.
     private func stopServer(_ pid: Int32, supervisor: Int32? = nil, name: String, timeout: TimeInterval) throws {
         kill(supervisor ?? pid, SIGTERM)
-        let deadline = Date().addingTimeInterval(timeout)
+        let deadline = Deadline.after(seconds: timeout)
         while (StateDirectory.processAlive(pid) || supervisor.map(StateDirectory.processAlive) == true)
-                && Date() < deadline { usleep(20_000) }
+                && !deadline.hasPassed { usleep(20_000) }
         guard !StateDirectory.processAlive(pid) else {
             throw ProvisioningError(.kernel, "the server of '\(name)' (pid \(pid)) did not stop within \(Int(timeout)) s")
         }

@@ -1,6 +1,7 @@
 import QMP
 import QAPI
 import Foundation
+import Kernel
 import Glibc
 
 /// `resize NAME SIZE`: the size argument, the shrink guard and the QMP round trip.
@@ -109,9 +110,9 @@ extension Provisioner {
             throw ProvisioningError(.kernel, "cannot resize '\(name)': \(error)")
         }
         // virtio_blk reads the new capacity in a work item after the config interrupt.
-        let deadline = Date().addingTimeInterval(timeout)
+        let deadline = Deadline.after(seconds: timeout)
         while ShrinkGuard.number("/sys/block/\(disk)/size") != bytes / 512 {
-            guard Date() < deadline else {
+            guard !deadline.hasPassed else {
                 throw ProvisioningError(.kernel, "resized '\(name)' to \(bytes) bytes, but the kernel still reports \((ShrinkGuard.number("/sys/block/\(disk)/size") ?? 0) * 512)")
             }
             usleep(10_000)

@@ -194,7 +194,7 @@ import Testing
         let start = Date()
         #expect {
             _ = try provisioner.start(AddRequest(image: "/etc/hostname"), serveArguments: [],
-                                      deadline: Date().addingTimeInterval(1), executable: script)
+                                      deadline: .after(seconds: 1), executable: script)
         } throws: { "\($0)".contains("not ready within") }
         #expect(Date().timeIntervalSince(start) < 10)
     }
