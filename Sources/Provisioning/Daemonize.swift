@@ -1,5 +1,5 @@
 import Core
-import CVDUSE
+import Kernel
 import Foundation
 import Glibc
 
@@ -16,32 +16,21 @@ public enum Daemonize {
 
     /// `arguments` are the server's (argv[0] included, kept: it decides the personality).
     public static func start(arguments: [String]) -> Outcome {
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else {
-            return .failed(status: ExitStatus.kernel.rawValue, message: "pipe: \(String(cString: strerror(errno)))")
+        // The daemon gets the write end only as its fd 3.
+        let pipe: Subprocess.Pipe
+        do { pipe = try Subprocess.Pipe() } catch {
+            return .failed(status: ExitStatus.kernel.rawValue, message: "pipe: \(error.reason)")
         }
-        // The daemon gets the write end only as its fd 3 (dup2 clears the flag there).
-        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? arguments[0]
         let argv = arguments + ["--ready-fd", "3"]
-        var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-        defer { for p in cargs { free(p) } }
-        var pid: pid_t = 0
-        let r = cvduse_spawn_daemon(exe, &cargs, fds[1], "/dev/null", nil, &pid)
-        close(fds[1])
-        defer { close(fds[0]) }
-        guard r == 0 else {
-            return .failed(status: ExitStatus.kernel.rawValue, message: "cannot start the daemon: \(String(cString: strerror(-r)))")
+        let pid: pid_t
+        do {
+            pid = try Subprocess.spawnDaemon(exe, argv: argv, fd3: pipe.write.rawValue, log: "/dev/null", directory: nil)
+        } catch {
+            return .failed(status: ExitStatus.kernel.rawValue, message: "cannot start the daemon: \(error.reason)")
         }
-        var data = Data()
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = read(fds[0], &chunk, chunk.count)
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            data.append(contentsOf: chunk[0..<n])
-        }
-        let text = String(decoding: data, as: UTF8.self)
+        let reader = pipe.readEnd()
+        let text = String(decoding: Subprocess.readToEOF(reader.rawValue), as: UTF8.self)
         if let range = text.hasPrefix("error: ") ? text.range(of: "error: ") : text.range(of: "\nerror: ") {
             // "STATUS MESSAGE"; the message may span lines (QEMU's lock hint).
             let rest = text[range.upperBound...].trimmingCharacters(in: .whitespacesAndNewlines)

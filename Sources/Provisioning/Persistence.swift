@@ -1,4 +1,5 @@
 import Foundation
+import Kernel
 import Glibc
 
 /// Exports that come back at boot: `add --persist` writes `/etc/vduse-export/NAME.conf` (the
@@ -100,48 +101,14 @@ public struct PersistentExports: Sendable {
     /// Runs systemctl; without a running systemd (a chroot, an image build) it edits the links only.
     public static func systemctl(_ arguments: [String]) throws(ProvisioningError) {
         let command = "systemctl " + arguments.joined(separator: " ")
-        guard let (status, message) = spawn("/bin/systemctl", arguments) else {
-            throw ProvisioningError(.kernel, "cannot run \(command): \(String(cString: strerror(errno)))")
+        let status: Int32, message: String
+        do {
+            (status, message) = try Subprocess.runCapturingStderr("/bin/systemctl", arguments)
+        } catch {
+            throw ProvisioningError(.kernel, "cannot run \(command): \(error.reason)")
         }
         guard status == 0 else {
             throw ProvisioningError(.kernel, "\(command) failed (exit \(status)): \(message.trimmingCharacters(in: .whitespacesAndNewlines))")
         }
-    }
-
-    /// posix_spawn with stderr captured. Not Foundation's Process: its run loop needs a socket
-    /// pair that could not be created in the test bed's chroot, and then it hung.
-    static func spawn(_ path: String, _ arguments: [String]) -> (status: Int32, stderr: String)? {
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { return nil }
-        // Close-on-exec: the child gets the write end only as its stderr (dup2 clears the flag).
-        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
-        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
-        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
-        defer { for p in argv { free(p) } }
-        var pid: pid_t = 0
-        let r = posix_spawn(&pid, path, &actions, nil, argv, environ)
-        close(fds[1])
-        guard r == 0 else {
-            close(fds[0])
-            errno = r
-            return nil
-        }
-        var output: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = read(fds[0], &buffer, buffer.count)
-            if n > 0 { output += buffer[0..<n] } else if n < 0 && errno == EINTR { continue } else { break }
-        }
-        close(fds[0])
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        let code = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return (code, String(decoding: output, as: UTF8.self))
     }
 }

@@ -100,36 +100,31 @@ public struct Provisioner: Sendable {
                       executable: String? = nil) throws -> ExportRecord {
         try state.prepare()
         let name = request.resolvedName
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw ProvisioningError(.kernel, "pipe: \(String(cString: strerror(errno)))") }
-        // Both ends close-on-exec: the child gets the write end only as its fd 3 (dup2 clears the
-        // flag there), so the read below sees EOF as soon as the server closes it or dies.
-        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
-        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+        // The child gets the write end only as its fd 3, so the read below sees EOF as soon as
+        // the server closes it or dies.
+        let pipe: Subprocess.Pipe
+        do { pipe = try Subprocess.Pipe() } catch { throw ProvisioningError(.kernel, "pipe: \(error.reason)") }
         let exe = executable
             ?? (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         // The supervisor starts the server (handing it the readiness pipe) and starts it again
         // after a crash or a hand-over.
         let argv = [exe, "supervise", "--ready-fd", "3", "--", exe, "serve"] + serveArguments
             + ["--ready-fd", "3", "--qmp", state.socketPath(name), "--record"]
-        var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-        defer { for p in cargs { free(p) } }
-        var pid: pid_t = 0
         let logExisted = access(state.logPath(name), F_OK) == 0
-        let r = cvduse_spawn_daemon(exe, &cargs, fds[1], state.logPath(name), "/", &pid)
-        close(fds[1])
-        guard r == 0 else {
-            close(fds[0])
-            throw ProvisioningError(.kernel, "cannot start the server: \(String(cString: strerror(-r)))")
+        let pid: pid_t
+        do {
+            pid = try Subprocess.spawnDaemon(exe, argv: argv, fd3: pipe.write.rawValue, log: state.logPath(name), directory: "/")
+        } catch {
+            throw ProvisioningError(.kernel, "cannot start the server: \(error.reason)")
         }
+        let reader = pipe.readEnd()
         // The server writes one JSON line when ready, or "error: STATUS MESSAGE" and exits; the
         // supervisor keeps the pipe for later runs, so a ready line ends the wait, not EOF.
-        guard let reply = Self.readReply(fds[0], until: deadline) else {
-            close(fds[0])
+        guard let reply = Self.readReply(reader.rawValue, until: deadline) else {
             Self.stop(pid)
             throw ProvisioningError(.kernel, "the disk of '\(name)' was not ready within the time limit (--timeout); its server was stopped (log: \(state.logPath(name)))")
         }
-        close(fds[0])
+        reader.close()
         let lines = String(decoding: reply, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         if let index = lines.firstIndex(where: { $0.hasPrefix("error: ") }) {
             var waitStatus: Int32 = 0

@@ -33,13 +33,12 @@ public enum Supervisor {
         signal(SIGHUP, SIG_IGN)
         signal(SIGPIPE, SIG_IGN)
         while true {
-            var cargs: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
-            var pid: pid_t = 0
             let started = Deadline.now
-            let r = cvduse_spawn(args[0], &cargs, fd3, &pid)
-            for p in cargs { free(p) }
-            guard r == 0 else {
-                note("cannot start \(args[0]): \(String(cString: strerror(-r)))")
+            let pid: pid_t
+            do {
+                pid = try Subprocess.spawn(args[0], argv: args, fd3: fd3)
+            } catch {
+                note("cannot start \(args[0]): \(error.reason)")
                 return 1
             }
             let status = cvduse_wait_forwarding_sigterm(pid, terminated)

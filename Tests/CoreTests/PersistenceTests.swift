@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import Testing
 @testable import Provisioning
+import Kernel
 
 @Suite struct PersistenceTests {
     final class Calls: Sendable {
@@ -71,12 +72,12 @@ import Testing
 
 @Suite struct SpawnTests {
     @Test func capturesStatusAndStderr() throws {
-        let r = try #require(PersistentExports.spawn("/bin/sh", ["-c", "echo out; echo oops >&2; exit 3"]))
+        let r = try Subprocess.runCapturingStderr("/bin/sh", ["-c", "echo out; echo oops >&2; exit 3"])
         #expect(r.status == 3)
         #expect(r.stderr == "oops\n")
     }
 
-    @Test func aMissingProgramIsNil() {
-        #expect(PersistentExports.spawn("/nonexistent/systemctl", []) == nil)
+    @Test func aMissingProgramThrows() {
+        #expect(throws: SystemError.self) { try Subprocess.runCapturingStderr("/nonexistent/systemctl", []) }
     }
 }
