@@ -9,8 +9,7 @@ extension Provisioner {
     /// A name `add` could have made: `[A-Za-z0-9._-]`, 1 to 255 bytes, not `.` or `..` (so it
     /// never names a path outside the state directory).
     public static func isValidName(_ name: String) -> Bool {
-        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-".utf8)
-        return !name.isEmpty && name.utf8.count <= 255 && name != "." && name != ".." && name.utf8.allSatisfy(allowed.contains)
+        !name.isEmpty && name.utf8.count <= 255 && name != "." && name != ".." && Identifier.hasOnlyNameCharacters(name)
     }
 
     /// Removes the export `name`: refuses while its disk is in use unless `force`; stops a live
