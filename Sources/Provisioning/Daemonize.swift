@@ -6,7 +6,7 @@ import Glibc
 /// `serve --daemonize` (qemu-storage-daemon's option): this process starts the server again as
 /// a daemon (own session, stdio on /dev/null, same working directory until it runs) with a
 /// readiness pipe as `--ready-fd 3`, and waits for the pipe to close. The daemon closes it once
-/// every export exists and the pid file is written, or writes `error: STATUS MESSAGE` and exits.
+/// every export exists and the pid file is written, or sends a `ReadinessMessage.failed` and exits.
 public enum Daemonize {
     public enum Outcome: Sendable {
         /// Running: the daemon's pid and its exports.
@@ -30,22 +30,25 @@ public enum Daemonize {
             return .failed(status: ExitStatus.kernel.rawValue, message: "cannot start the daemon: \(error.reason)")
         }
         let reader = pipe.readEnd()
-        let text = String(decoding: Subprocess.readToEOF(reader.rawValue), as: UTF8.self)
-        if let range = text.hasPrefix("error: ") ? text.range(of: "error: ") : text.range(of: "\nerror: ") {
-            // "STATUS MESSAGE"; the message may span lines (QEMU's lock hint).
-            let rest = text[range.upperBound...].trimmingCharacters(in: .whitespacesAndNewlines)
-            let parts = rest.split(separator: " ", maxSplits: 1)
-            var status: Int32 = 0
-            waitpid(pid, &status, 0)
-            if parts.count == 2, let code = Int32(parts[0]) { return .failed(status: code, message: String(parts[1])) }
-            return .failed(status: ExitStatus.kernel.rawValue, message: rest)
+        var lines = LineReader(fd: reader.rawValue)
+        var exports: [ExportStatus] = []
+        while let line = try? lines.next() {
+            switch try? JSONDecoder().decode(ReadinessMessage.self, from: Data(line)) {
+            case let .ready(status)?:
+                exports.append(status)
+            case let .failed(failure)?:
+                var status: Int32 = 0
+                waitpid(pid, &status, 0)
+                return .failed(status: failure.status, message: failure.message)
+            case nil:
+                continue
+            }
         }
         // EOF without an error: ready, unless the daemon died on the way (a crash writes nothing).
         var status: Int32 = 0
         if waitpid(pid, &status, WNOHANG) == pid {
             return .failed(status: ExitStatus.kernel.rawValue, message: "the daemon exited before it was ready")
         }
-        let exports = text.split(separator: "\n").compactMap { try? JSONDecoder().decode(ExportStatus.self, from: Data($0.utf8)) }
         return .running(pid: pid, exports: exports)
     }
 }

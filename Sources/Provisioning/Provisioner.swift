@@ -118,33 +118,35 @@ public struct Provisioner: Sendable {
             throw ProvisioningError(.kernel, "cannot start the server: \(error.reason)")
         }
         let reader = pipe.readEnd()
-        // The server writes one JSON line when ready, or "error: STATUS MESSAGE" and exits; the
-        // supervisor keeps the pipe for later runs, so a ready line ends the wait, not EOF.
-        guard let reply = Self.readReply(reader.rawValue, until: deadline) else {
+        // The server writes a ready message when its disk is ready, or why it failed and exits;
+        // the supervisor keeps the pipe for later runs, so the first message ends the wait, not EOF.
+        var lines = LineReader(fd: reader.rawValue)
+        let message: ReadinessMessage?
+        do {
+            message = try ReadinessMessage.read(&lines, until: deadline)
+        } catch {
             Self.stop(pid)
+            guard error.errno == .timedOut else {
+                throw ProvisioningError(.kernel, "cannot read the readiness of '\(name)': \(error); its server was stopped (log: \(state.logPath(name)))")
+            }
             throw ProvisioningError(.kernel, "the disk of '\(name)' was not ready within the time limit (--timeout); its server was stopped (log: \(state.logPath(name)))")
         }
         reader.close()
-        let lines = String(decoding: reply, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        if let index = lines.firstIndex(where: { $0.hasPrefix("error: ") }) {
+        let status: ExportStatus
+        switch message {
+        case let .ready(ready)?:
+            status = ready
+        case let .failed(failure)?:
             var waitStatus: Int32 = 0
             waitpid(pid, &waitStatus, 0)
-            // The message may span lines (QEMU's lock hint).
-            let rest = ([String(lines[index].dropFirst(7))] + lines[(index + 1)...]).joined(separator: "\n")
-                .trimmingCharacters(in: .whitespacesAndNewlines)
             // A refusal leaves nothing behind: the log this attempt created holds only the message
             // the user gets now. Kept if it was there before, or if another export of this name
             // has appeared meanwhile (a record or a control socket): that one may be writing it.
             if !logExisted, state.lookup(name) == .missing, access(state.socketPath(name), F_OK) != 0 {
                 unlink(state.logPath(name))
             }
-            let code = rest.split(separator: " ", maxSplits: 1)
-            if code.count == 2, let n = Int32(code[0]), let status = ExitStatus(rawValue: n) {
-                throw ProvisioningError(status, String(code[1]))
-            }
-            throw ProvisioningError(.kernel, rest)
-        }
-        guard let first = lines.first, let status = try? JSONDecoder().decode(ExportStatus.self, from: Data(first.utf8)) else {
+            throw ProvisioningError(ExitStatus(rawValue: failure.status) ?? .kernel, failure.message)
+        case nil:
             var waitStatus: Int32 = 0
             waitpid(pid, &waitStatus, 0)
             throw ProvisioningError(.kernel, "the server exited before its disk was ready (log: \(state.logPath(name)))")
@@ -155,30 +157,6 @@ public struct Provisioner: Sendable {
             name: name, id: status.id, device: status.device, image: request.absoluteImage, size: status.sizeBytes,
             queues: status.numQueues, serial: status.serial, readOnly: request.readOnly, pid: pid,
             socket: state.socketPath(name))
-    }
-
-    /// Up to the end of a first line that is not an error, or else to EOF; nil when `deadline`
-    /// passes first.
-    static func readReply(_ fd: Int32, until deadline: Deadline?) -> Data? {
-        var data = Data()
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let wait = deadline.map { Int32(min($0.remainingSeconds * 1000, 60_000).rounded(.up)) } ?? -1
-            let ready = poll(&p, 1, wait)
-            if ready < 0 && errno == EINTR { continue }
-            if ready == 0 {
-                if let deadline, deadline.hasPassed { return nil }
-                continue
-            }
-            let n = read(fd, &chunk, chunk.count)
-            if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
-            if n <= 0 { return data }
-            data.append(contentsOf: chunk[0..<n])
-            if let newline = data.firstIndex(of: 0x0a), !data[..<newline].starts(with: Array("error: ".utf8)) {
-                return data
-            }
-        }
     }
 
     /// SIGTERM (the server removes what it created), then SIGKILL after 10 s; reaps it.

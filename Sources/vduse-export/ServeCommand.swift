@@ -77,7 +77,7 @@ struct ServeOptions: ParsableArguments {
             configuration = try arguments.configuration()
             qmpSocket = try qmp ?? MonitorOptions.qmpSocket(chardevs: chardevs, monitors: monitors)
         } catch {
-            readiness.failed("\(ExitStatus.invalidOptions.rawValue) \(error)")
+            readiness.failed(status: ExitStatus.invalidOptions.rawValue, message: "\(error)")
             throw fail(error)
         }
         var settings = ServeSettings(readiness: readiness, qmpSocket: qmpSocket.map(Self.absolute), record: record)
@@ -92,7 +92,7 @@ struct ServeOptions: ParsableArguments {
                 Console.out("\(status.id) \(status.name) \(status.device.isEmpty ? "-" : status.device)")
             }
         } catch {
-            readiness.failed("\(ExitStatus.of(error).rawValue) \(error)")
+            readiness.failed(status: ExitStatus.of(error).rawValue, message: "\(error)")
             throw fail(error)
         }
         if outcome == .handedOver { throw ExitCode(ExportServer.handOverExitStatus) }
