@@ -4,7 +4,7 @@ import PackageDescription
 // Layers, lowest first; each target may import only those listed as its dependencies, so the
 // compiler keeps the direction (see docs/architecture.md):
 //   CVDUSE → Kernel → Virtio → BlockBackends (uses QCOW2, the pure qcow2 engine) → Core (block server) → QMP → Provisioning → vduse-export
-//   QAPI (options, checks, plans) is pure and used from Core upwards.
+//   QAPI (options, checks, plans) is pure and used from BlockBackends upwards (backends open its specs).
 let package = Package(
     name: "vduse-export",
     products: [
@@ -49,7 +49,7 @@ let package = Package(
         // file I/O (Glibc), so it is tested on the host against qemu-img.
         .target(name: "QCOW2", dependencies: ["CQcow2"]),
         // The storage behind an export, behind one interface (file/block device, null, qcow2, nbd, ...).
-        .target(name: "BlockBackends", dependencies: ["Kernel", "Virtio", "QCOW2", "CNBD", "CRBD"]),
+        .target(name: "BlockBackends", dependencies: ["Kernel", "Virtio", "QCOW2", "QAPI", "CNBD", "CRBD"]),
         // The block server: iothreads, queue servers, VDUSE exports, the export manager.
         .target(
             name: "Core",

@@ -1,15 +1,10 @@
 import CNBD
 import Glibc
 import Kernel
+import QAPI
 
-/// Where an NBD server is and which export to ask for (QEMU's `driver=nbd` options).
-package struct NBDTarget: Sendable, Equatable {
-    package enum Server: Sendable, Equatable {
-        case tcp(host: String, port: String)
-        case unix(path: String)
-    }
-    package var server: Server
-    package var export: String
+/// How long an NBD connection waits, in milliseconds: the spec's seconds, or less in tests.
+package struct NBDTiming: Sendable, Equatable {
     /// How long requests wait for a lost connection to come back before they fail.
     package var reconnectDelayMs: UInt64
     /// How long one connection attempt (connect + handshake) may take.
@@ -18,21 +13,15 @@ package struct NBDTarget: Sendable, Equatable {
     /// ours taken off the socket) before the connection counts as lost; 0 = forever.
     package var requestTimeoutMs: UInt64
 
-    package init(server: Server, export: String, reconnectDelayMs: UInt64, connectTimeoutMs: Int = 10_000,
-                 requestTimeoutMs: UInt64 = 30_000) {
-        self.server = server
-        self.export = export
+    package init(reconnectDelayMs: UInt64, connectTimeoutMs: Int = 10_000, requestTimeoutMs: UInt64 = 30_000) {
         self.reconnectDelayMs = reconnectDelayMs
         self.connectTimeoutMs = connectTimeoutMs
         self.requestTimeoutMs = requestTimeoutMs
     }
 
-    /// The address as QEMU's messages name it: `HOST:PORT` or the socket path.
-    package var address: String {
-        switch server {
-        case let .tcp(host, port): host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
-        case let .unix(path): path
-        }
+    /// What `spec` asks for (`reconnect-delay`, `x-request-timeout`).
+    package init(_ spec: NBDSpec) {
+        self.init(reconnectDelayMs: UInt64(spec.reconnectDelay) * 1000, requestTimeoutMs: UInt64(spec.requestTimeout) * 1000)
     }
 }
 
@@ -45,12 +34,12 @@ final class NBDHandle {
 
     /// Starts connecting (non-blocking): the handle is in the connecting state afterwards, or
     /// this throws with libnbd's reason.
-    init(target: NBDTarget) throws(SystemError) {
+    init(spec: NBDSpec) throws(SystemError) {
         guard let h = nbd_create() else { throw Self.lastError("nbd_create") }
         raw = h
-        guard nbd_set_export_name(h, target.export) == 0 else { throw Self.lastError("nbd_set_export_name") }
-        let r: Int32 = switch target.server {
-        case let .tcp(host, port): nbd_aio_connect_tcp(h, host, port)
+        guard nbd_set_export_name(h, spec.export) == 0 else { throw Self.lastError("nbd_set_export_name") }
+        let r: Int32 = switch spec.server {
+        case let .inet(host, port): nbd_aio_connect_tcp(h, host, port)
         case let .unix(path): nbd_aio_connect_unix(h, path)
         }
         guard r == 0 else { throw Self.lastError("connect") }
@@ -60,13 +49,13 @@ final class NBDHandle {
 
     /// Connects and waits for the handshake to finish, up to `timeoutMs` (used before the device
     /// exists, where failing early with a clear reason matters more than not blocking).
-    static func connect(_ target: NBDTarget) throws(SystemError) -> NBDHandle {
-        let handle = try NBDHandle(target: target)
-        let deadline = monotonicMs() + UInt64(target.connectTimeoutMs)
+    static func connect(_ spec: NBDSpec, timeoutMs: Int) throws(SystemError) -> NBDHandle {
+        let handle = try NBDHandle(spec: spec)
+        let deadline = monotonicMs() + UInt64(timeoutMs)
         while !handle.isReady {
             if handle.isDead { throw lastError("handshake") }
             let now = monotonicMs()
-            guard now < deadline else { throw SystemError("timed out after \(target.connectTimeoutMs / 1000) s", errno: ETIMEDOUT) }
+            guard now < deadline else { throw SystemError("timed out after \(timeoutMs / 1000) s", errno: ETIMEDOUT) }
             let d = handle.direction
             var p = pollfd(fd: handle.fd, events: Int16((d & 1 != 0 ? POLLIN : 0) | (d & 2 != 0 ? POLLOUT : 0)), revents: 0)
             if poll(&p, 1, Int32(min(deadline - now, 1000))) < 0 && errno != EINTR { throw SystemError("poll", errno: errno) }

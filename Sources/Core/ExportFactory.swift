@@ -15,11 +15,6 @@ enum ExportFactory {
         case let .null(size):
             return NullBackend(size: size)
         case let .qcow2(q):
-            let backing: BackingChoice = switch q.backing {
-            case .fromImage: .fromHeader
-            case .none: .none
-            case let .image(path, qcow2): .file(path: path, format: qcow2 ? .qcow2 : .raw)
-            }
             // The image is locked as a writer (or reader) the moment it is open, before the engine
             // reads or repairs anything; backing files as readers, so many overlays share a base
             // but nobody writes it underneath them.
@@ -28,8 +23,7 @@ enum ExportFactory {
                 try ImageLock.acquire(fd: fd, path: path, writable: writable, forceShare: writable ? false : forceShare && path == q.path)
             }
             do {
-                return try Qcow2Backend(path: q.path, writable: plan.writable, writethrough: plan.writethrough, backing: backing,
-                                        l2CacheBytes: q.l2CacheSize.map { Int($0) }, discardUnmap: q.discardUnmap, lock: lock)
+                return try Qcow2Backend(spec: q, writable: plan.writable, writethrough: plan.writethrough, lock: lock)
             } catch let e as ExportError {
                 throw e
             } catch {
@@ -58,21 +52,15 @@ enum ExportFactory {
 
     /// Connects to the NBD server; failures keep libnbd's reason (refused, no such export, ...).
     static func openNBD(_ n: NBDSpec, plan: ExportPlan) throws(ExportError) -> NBDBackend {
-        let server: NBDTarget.Server = switch n.server {
-        case let .inet(host, port): .tcp(host: host, port: port)
-        case let .unix(path): .unix(path: path)
-        }
-        let target = NBDTarget(server: server, export: n.export, reconnectDelayMs: UInt64(n.reconnectDelay) * 1000,
-                               requestTimeoutMs: UInt64(n.requestTimeout) * 1000)
         do {
-            return try NBDBackend(target: target, writable: plan.writable, queues: Int(plan.numQueues),
+            return try NBDBackend(spec: n, writable: plan.writable, queues: Int(plan.numQueues),
                                   logicalBlockSize: plan.logicalBlockSize)
         } catch {
             // libnbd's text names the step ("connect: Connection refused"); QEMU's words for a
             // failed connect, ours with libnbd's reason otherwise.
             let text = error.call
             if text.hasPrefix("connect: ") {
-                throw ExportError("Failed to connect to '\(target.address)': \(error.reason)", code: .system, cause: error)
+                throw ExportError("Failed to connect to '\(n.address)': \(error.reason)", code: .system, cause: error)
             }
             // A server that insists on TLS refuses the handshake; say why that cannot be met here.
             let hint = text.contains("requires TLS") ? " (vduse-export does not support NBD over TLS)" : ""
@@ -82,10 +70,8 @@ enum ExportFactory {
 
     /// Opens the RBD image; a failure names the step in QEMU's words, with the errno.
     static func openRBD(_ r: RBDSpec, plan: ExportPlan) throws(ExportError) -> RBDBackend {
-        let target = RBDTarget(pool: r.pool, namespace: r.namespace, image: r.image, snapshot: r.snapshot,
-                               conf: r.conf, user: r.user)
         do {
-            return try RBDBackend(target: target, writable: plan.writable)
+            return try RBDBackend(spec: r, writable: plan.writable)
         } catch {
             if error.step == "library" {
                 let why = RBDBackend.libraryError ?? "unknown error"
