@@ -84,7 +84,7 @@ let package = Package(
         // (scripts/gen-docs, scripts/build-deb); not installed.
         .executableTarget(
             name: "vduse-export-docs",
-            dependencies: ["Provisioning", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Provisioning", "Kernel", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // libFuzzer targets (Fuzz/README.md, scripts/fuzz): with -DFUZZING libFuzzer supplies main;
         // without, each replays the files it is given.

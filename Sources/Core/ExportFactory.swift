@@ -30,7 +30,7 @@ enum ExportFactory {
                 // The engine names the file it failed on; say the top image's name once.
                 var reason = "\(error)"
                 if reason.hasPrefix(q.path + ": ") { reason.removeFirst(q.path.count + 2) }
-                throw ExportError("Could not open '\(q.path)': \(reason)", code: .invalidArgument)
+                throw ExportError("Could not open '\(q.path)': \(reason)", code: .invalidOptions)
             }
         case let .nbd(n):
             return try openNBD(n, plan: plan)
@@ -42,7 +42,7 @@ enum ExportFactory {
                 backend = try FileBackend(path: path, writable: plan.writable, direct: plan.backend.direct,
                                           writethrough: plan.writethrough)
             } catch {
-                throw ExportError("Could not open '\(path)': \(error.reason)", code: .invalidArgument, cause: error)
+                throw ExportError("Could not open '\(path)': \(error.reason)", code: .invalidOptions, cause: error)
             }
             // Two writers on one image corrupt it: QEMU-compatible locks keep them apart.
             try ImageLock.acquire(fd: backend.fd, path: path, writable: plan.writable, forceShare: plan.backend.forceShare)
@@ -60,11 +60,11 @@ enum ExportFactory {
             // failed connect, ours with libnbd's reason otherwise.
             let text = error.call
             if text.hasPrefix("connect: ") {
-                throw ExportError("Failed to connect to '\(n.address)': \(error.reason)", code: .system, cause: error)
+                throw ExportError("Failed to connect to '\(n.address)': \(error.reason)", code: .kernel, cause: error)
             }
             // A server that insists on TLS refuses the handshake; say why that cannot be met here.
             let hint = text.contains("requires TLS") ? " (vduse-export does not support NBD over TLS)" : ""
-            throw ExportError("Could not open '\(n.uri)': \(text)\(hint)", code: .system, cause: error)
+            throw ExportError("Could not open '\(n.uri)': \(text)\(hint)", code: .kernel, cause: error)
         }
     }
 
@@ -76,7 +76,7 @@ enum ExportFactory {
             if error.step == "library" {
                 let why = RBDBackend.libraryError ?? "unknown error"
                 throw ExportError("Could not open '\(r.uri)': cannot load librbd (install librbd1): \(why)",
-                                  code: .system, cause: SystemError("dlopen librbd", errno: error.errno))
+                                  code: .kernel, cause: SystemError("dlopen librbd", errno: error.errno))
             }
             var what = switch error.step {
             case "pool": "error opening pool \(r.pool)"
@@ -93,7 +93,7 @@ enum ExportFactory {
                     : ": permission denied for \(user) (its caps do not allow image \(image))"
             }
             let cause = SystemError(error.step, errno: error.errno)
-            throw ExportError("Could not open '\(r.uri)': \(what): \(cause.reason)", code: .system, cause: cause)
+            throw ExportError("Could not open '\(r.uri)': \(what): \(cause.reason)", code: .kernel, cause: cause)
         }
     }
 
@@ -182,7 +182,7 @@ enum ExportFactory {
         let expected = identity(plan, config)
         guard log.identity == expected else {
             throw ExportError("vduse device '\(plan.deviceName)' exists with another configuration (\(log.identity)); "
-                              + "this export would have \(expected): refusing to take it over", code: .busy)
+                              + "this export would have \(expected): refusing to take it over", code: .conflict)
         }
         var device: VDUSEDevice?
         for attempt in 0..<500 {
@@ -192,17 +192,17 @@ enum ExportFactory {
             } catch where error.errno == .resourceBusy && attempt < 499 {
                 usleep(20_000)
             } catch {
-                throw ExportError("cannot take over vduse device '\(plan.deviceName)'", because: error, code: .busy)
+                throw ExportError("cannot take over vduse device '\(plan.deviceName)'", because: error, code: .conflict)
             }
         }
-        guard let device else { throw ExportError("cannot take over vduse device '\(plan.deviceName)'", code: .busy) }
+        guard let device else { throw ExportError("cannot take over vduse device '\(plan.deviceName)'", code: .conflict) }
         let queues = Int(plan.numQueues)
         let lastExists = (try? device.queueInfo(index: queues - 1)) != nil
         let oneMoreExists = (try? device.queueInfo(index: queues)) != nil
         let negotiated = (try? device.negotiatedFeatures()) ?? 0
         guard lastExists && !oneMoreExists, negotiated & ~config.features == 0 else {
             throw ExportError("vduse device '\(plan.deviceName)' does not match its log (queues or features differ): refusing to take it over",
-                              code: .busy)
+                              code: .conflict)
         }
         log.restarts += 1
         return VDUSEBlockExport(plan: plan, device: device, backend: backend, iothread: iothread, logger: logger,

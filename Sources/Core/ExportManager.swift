@@ -127,7 +127,7 @@ public final class ExportManager: Sendable {
                     try control.destroyDevice(name: plan.deviceName)
                 } catch {
                     throw ExportError("vduse device '\(plan.deviceName)' is being set up by another server", because: error,
-                                      code: .busy)
+                                      code: .conflict)
                 }
                 unlink(logPath)
                 return try create(plan, logPath: logPath, iothread: iothread)
@@ -190,7 +190,7 @@ public final class ExportManager: Sendable {
         let logger = self.logger
         let export = try iothread.run { () throws -> ExportHandle in
             guard let log = InflightLog.open(path: logPath) else {
-                throw ExportError("the reconnect log \(logPath) is gone", code: .notFound)
+                throw ExportError("the reconnect log \(logPath) is gone")
             }
             let export = try ExportFactory.reattach(plan: plan, log: log, iothread: iothread, logger: logger)
             do {

@@ -8,43 +8,20 @@ import Glibc
 import Logging
 
 /// Exit statuses of the provisioning commands (documented in README).
-public enum ExitStatus: Int32, Sendable {
-    case success = 0
-    /// Invalid options (QEMU's messages).
-    case invalidOptions = 1
-    /// The name is exported already with another image, or is held by something else (the
-    /// image by another writer, QEMU's image locks).
-    case conflict = 3
-    /// The kernel side failed: no VDUSE, device creation refused, no disk appeared.
-    case kernel = 4
-    /// `del` refused: the disk is mounted, held or open.
-    case busy = 5
-    /// `del`: no export of that name.
-    case notFound = 6
-}
-
 extension ExitStatus {
-    /// The status a failure maps to: locked images and held names are conflicts, bad input is
-    /// invalid options, the rest is the kernel side.
+    /// The status a failure ends the command with: an `ExportError` says its own, bad options
+    /// are invalid options, anything else is the kernel side.
     public static func of(_ error: any Error) -> ExitStatus {
         switch error {
-        case let e as ProvisioningError: e.status
+        case let e as ExportError: e.code
         case is OptionError: .invalidOptions
-        case let e as ExportError where e.code == .busy: .conflict
         default: .kernel
         }
     }
 }
 
-/// A failure with the exit status it maps to.
-public struct ProvisioningError: Error, CustomStringConvertible, Sendable {
-    public let status: ExitStatus
-    public let description: String
-    public init(_ status: ExitStatus, _ message: String) {
-        self.status = status
-        description = message
-    }
-}
+/// The name `add`, `del` and the other client verbs used for their errors: the same type.
+public typealias ProvisioningError = ExportError
 
 /// `add`, `list` and `del`: exports as named, long-lived objects on the host. Each export is
 /// served by its own daemonized `serve` process, which records itself in the state directory.

@@ -72,7 +72,7 @@ extension Provisioner {
     private func refuseWhileUsed(name: String, device: String, server: Int32) throws {
         let users = DeviceUsage.users(of: device, ignoringPID: server)
         if !users.isEmpty {
-            throw ProvisioningError(.busy, "export '\(name)' is in use: \(users.joined(separator: "; ")) (use --force to delete anyway)")
+            throw ProvisioningError(.inUse, "export '\(name)' is in use: \(users.joined(separator: "; ")) (use --force to delete anyway)")
         }
     }
 

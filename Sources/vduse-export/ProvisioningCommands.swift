@@ -254,7 +254,7 @@ struct DelCommand: ParsableCommand {
         do {
             do {
                 try Provisioner(logger: Console.logger(verbose: verbose)).delete(name: name, force: force, keep: keep)
-            } catch let e as ProvisioningError where e.status == .notFound && persistent.isPersistent(name) {
+            } catch let e as ProvisioningError where e.code == .notFound && persistent.isPersistent(name) {
                 // Not running (say its unit failed at boot): only the configuration is left.
             }
             try persistent.forget(name: name)
