@@ -30,7 +30,7 @@ enum ExportFactory {
                 // The engine names the file it failed on; say the top image's name once.
                 var reason = "\(error)"
                 if reason.hasPrefix(q.path + ": ") { reason.removeFirst(q.path.count + 2) }
-                throw ExportError("Could not open '\(q.path)': \(reason)", code: .invalidOptions)
+                throw ExportError("Could not open '\(q.path)': \(reason)", code: .invalidOptions, cause: error)
             }
         case let .nbd(n):
             return try openNBD(n, plan: plan)
@@ -102,11 +102,11 @@ enum ExportFactory {
     static func writeAttribute(_ attribute: String, _ value: String, device name: String, logger: Logger) {
         let path = "/sys/class/vduse/\(name)/\(attribute)"
         guard let file = fopen(path, "w") else {
-            logger.warning("cannot set \(path): \(String(cString: strerror(errno)))")
+            logger.warning("cannot set \(path): \(SystemError("fopen", errno: errno).reason)")
             return
         }
         fputs(value + "\n", file)
-        if fclose(file) != 0 { logger.warning("cannot set \(path): \(String(cString: strerror(errno)))") }
+        if fclose(file) != 0 { logger.warning("cannot set \(path): \(SystemError("fclose", errno: errno).reason)") }
     }
 
     /// The first line of a VDUSE device's sysfs attribute, or nil.

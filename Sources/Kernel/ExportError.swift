@@ -44,6 +44,10 @@ public struct ExportError: Error, CustomStringConvertible, Sendable {
         self.init(code, "\(message): \(cause.reason)", cause: cause)
     }
 
+    public init(_ code: ExitStatus, _ message: String, because cause: SystemError) {
+        self.init(message, because: cause, code: code)
+    }
+
     /// The errno at the bottom of the cause chain, if a system call is the reason.
     public var errno: Errno? {
         var next: (any Error)? = cause

@@ -82,18 +82,20 @@ public struct PersistentExports: Sendable {
     static func writeIfChanged(_ path: String, _ text: String, directory: String, directoryMode: mode_t) throws(ProvisioningError) -> Bool {
         if (try? String(contentsOfFile: path, encoding: .utf8)) == text { return false }
         if mkdir(directory, directoryMode) != 0 && errno != EEXIST {
-            throw ProvisioningError(.kernel, "cannot create \(directory): \(String(cString: strerror(errno)))")
+            throw ExportError(.kernel, "cannot create \(directory)", because: SystemError("mkdir", errno: errno))
         }
         // Temporary file and rename: a crash never leaves a half-written configuration for boot.
         let tmp = path + ".tmp"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw ProvisioningError(.kernel, "cannot write \(tmp): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw ExportError(.kernel, "cannot write \(tmp)", because: SystemError("open", errno: errno)) }
         let data = Array(text.utf8)
         let ok = Glibc.write(fd, data, data.count) == data.count && fsync(fd) == 0
+        let e = errno
         close(fd)
         guard ok, rename(tmp, path) == 0 else {
+            let failure = SystemError(ok ? "rename" : "write", errno: ok ? errno : e)
             unlink(tmp)
-            throw ProvisioningError(.kernel, "cannot write \(path): \(String(cString: strerror(errno)))")
+            throw ExportError(.kernel, "cannot write \(path)", because: failure)
         }
         return true
     }

@@ -56,11 +56,11 @@ public struct Provisioner: Sendable {
     public func whileLocked<T>(until deadline: Deadline?, _ body: () throws -> T) throws -> T {
         try state.prepare()
         let fd = open(state.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw ProvisioningError(.kernel, "cannot open \(state.path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw ExportError(.kernel, "cannot open \(state.path)", because: SystemError("open", errno: errno)) }
         defer { close(fd) }  // releases the lock
         while flock(fd, LOCK_EX | LOCK_NB) != 0 {
             guard errno == EWOULDBLOCK || errno == EINTR else {
-                throw ProvisioningError(.kernel, "cannot lock \(state.path): \(String(cString: strerror(errno)))")
+                throw ExportError(.kernel, "cannot lock \(state.path)", because: SystemError("flock", errno: errno))
             }
             if let deadline, deadline.hasPassed {
                 throw ProvisioningError(.kernel, "timed out waiting for another vduse-export add to finish")
@@ -156,7 +156,7 @@ public struct Provisioner: Sendable {
             throw ProvisioningError(.notFound, "the server of '\(name)' (pid \(record.pid)) is not running: 'vduse-export add' it again to take the device over")
         }
         guard kill(record.pid, SIGUSR2) == 0 else {
-            throw ProvisioningError(.kernel, "cannot signal the server of '\(name)' (pid \(record.pid)): \(String(cString: strerror(errno)))")
+            throw ExportError(.kernel, "cannot signal the server of '\(name)' (pid \(record.pid))", because: SystemError("kill", errno: errno))
         }
         let deadline = Deadline.after(seconds: timeout)
         while !deadline.hasPassed {

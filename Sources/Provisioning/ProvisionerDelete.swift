@@ -63,7 +63,7 @@ extension Provisioner {
         unlink(state.logPath(name))
         if let overlay = record.overlay, !keep {
             if unlink(overlay) != 0 && errno != ENOENT {
-                throw ProvisioningError(.kernel, "removed '\(name)', but not its overlay \(overlay): \(String(cString: strerror(errno)))")
+                throw ExportError(.kernel, "removed '\(name)', but not its overlay \(overlay)", because: SystemError("unlink", errno: errno))
             }
             logger.info("deleted overlay \(overlay)")
         }
