@@ -61,7 +61,10 @@ public struct ScratchFile: Sendable {
         let parent = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"
         var template = Array("\(parent)/fuzz-\(target).XXXXXX".utf8CString)
         guard let p = mkdtemp(&template) else { fatalError("mkdtemp") }
-        path = String(cString: p) + "/" + name
+        let directory = String(cString: p)
+        path = directory + "/" + name
+        if scratchDirectories.isEmpty { atexit(removeScratchDirectories) }
+        scratchDirectories.append(directory)
     }
 
     /// Replaces the file's contents with `bytes`; returns the path.
@@ -71,6 +74,21 @@ public struct ScratchFile: Sendable {
         _ = write(fd, bytes.baseAddress, bytes.count)
         close(fd)
         return path
+    }
+}
+
+/// Directories made by `ScratchFile`, removed at a normal exit (a crash leaves them as evidence).
+nonisolated(unsafe) private var scratchDirectories: [String] = []
+
+private func removeScratchDirectories() {
+    for directory in scratchDirectories {
+        guard let dir = opendir(directory) else { continue }
+        while let e = readdir(dir) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { unlink(directory + "/" + name) }
+        }
+        closedir(dir)
+        rmdir(directory)
     }
 }
 
