@@ -31,8 +31,9 @@ import Virtio
 ///
 /// Checked: nothing is written to device-readable memory, every request handed to the backend
 /// lies inside the disk and carries exactly its buffers, nothing is left in flight after a
-/// drain, there are never more answers than heads taken, and the used ring only ever holds
-/// heads inside the table.
+/// drain, and there are never more answers than heads taken. (What the used ring holds is not
+/// checked: a guest may give the device a buffer over its own used ring, and the data then lands
+/// there, as on real hardware; regression-buffer-over-used-ring is such an input.)
 func fuzzOne(_ bytes: UnsafeRawBufferPointer) {
     var control = [UInt8](repeating: 0, count: 16)
     for i in 0..<min(16, bytes.count) { control[i] = bytes[i] }
@@ -88,9 +89,6 @@ func fuzzOne(_ bytes: UnsafeRawBufferPointer) {
     let queue = server.queue
     // At most one answer per head taken (the index the driver found in memory counts as offered).
     precondition(queue.usedIndex <= queue.lastAvailIndex, "\(queue.usedIndex) answers for \(queue.lastAvailIndex) heads taken")
-    for i in 0..<min(Int(queue.usedIndex), Int(size)) {
-        precondition(queue.usedID(at: UInt16(i)) < size, "used element \(i) holds head \(queue.usedID(at: UInt16(i)))")
-    }
     server.close()
     memory.checkReadOnlyUntouched()
 }
