@@ -39,10 +39,15 @@ package enum ImageLock {
     }
 
     /// Takes the locks for an export of the image open as `fd`, or throws QEMU's message.
-    package static func acquire(fd: Int32, path: String, writable: Bool, forceShare: Bool) throws(ExportError) {
+    /// `checkOthers: false` only for an image this process holds as a writer and is about to
+    /// let go of (a live snapshot reopens it as the new overlay's backing): the conflict would be
+    /// with ourselves, and no other user can hold more than a reader's lock beside our writer.
+    package static func acquire(fd: Int32, path: String, writable: Bool, forceShare: Bool,
+                                checkOthers: Bool = true) throws(ExportError) {
         let (used, unshared) = permissions(writable: writable, forceShare: forceShare)
         for p in used { try lock(fd, permissionBase + p.rawValue, path: path) }
         for p in unshared { try lock(fd, sharedBase + p.rawValue, path: path) }
+        guard checkOthers else { return }
         for p in Permission.allCases where used.contains(p) && heldByOthers(fd, sharedBase + p.rawValue) {
             throw conflict("Failed to get \"\(p.name)\" lock", path: path)
         }

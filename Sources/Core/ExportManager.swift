@@ -252,6 +252,17 @@ public final class ExportManager: Sendable {
         state.withLock { $0[entry.status.id]?.status.sizeBytes = bytes / 512 * 512 }
     }
 
+    /// Runs `body` with the export whose id or node name is `name`, under the command lock (a
+    /// backend switch must not interleave with add, delete or resize). QEMU's message if none.
+    func withExport<T>(named name: String, _ body: (VDUSEBlockExport, ExportStatus) throws -> T) throws -> T {
+        commandLock.lock()
+        defer { commandLock.unlock() }
+        guard let entry = state.withLock({ s in s[name] ?? s.values.first { $0.status.nodeName == name } }) else {
+            throw ExportError("Cannot find device='\(name)' nor node-name='\(name)'", code: .notFound)
+        }
+        return try body(entry.export, entry.status)
+    }
+
     /// Cleans up after a server that died: reconnects to its VDUSE device (answering the kernel
     /// and serving the idle disk), unbinds it from vdpa and destroys it.
     public func removeOrphan(_ plan: ExportPlan) throws {

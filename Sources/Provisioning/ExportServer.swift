@@ -78,7 +78,9 @@ public enum ExportServer {
                 records.removeAll()
             }
         }
-        for plan in configuration.exports {
+        for configured in configuration.exports {
+            // A disk moved to another image while running stays there (snapshot, commit, mirror).
+            let plan = records.resuming(configured)
             let status = try manager.add(plan)
             // An export that list and del cannot see is unmanageable: fail instead.
             try records.add(plan, status)
@@ -122,14 +124,56 @@ package final class RecordKeeper: ExportObserver {
 
     package init(settings: ServeSettings) { self.settings = settings }
 
-    package func add(_ plan: ExportPlan, _ status: ExportStatus) throws {
-        guard settings.record else { return }
+    /// The image a record names for `plan`: paths resolved; a network export's URI (no secrets
+    /// in it) as it is.
+    static func recordedImage(_ plan: ExportPlan) -> String {
         var image = plan.backend.pathDescription
         if !image.hasPrefix("/"), case .file = plan.backend.kind {
             image = FileManager.default.currentDirectoryPath + "/" + image
         }
-        // Paths are recorded resolved; a network export's URI (no secrets in it) as it is.
         if !plan.backend.isNetwork { image = URL(fileURLWithPath: image).standardizedFileURL.resolvingSymlinksInPath().path }
+        return image
+    }
+
+    /// `plan`, or the same export over the image a live switch moved it to, when the record of
+    /// its previous server (gone: killed, crashed or handed over) says so for this configuration.
+    package func resuming(_ plan: ExportPlan) -> ExportPlan {
+        guard settings.record, let r = settings.state.read(plan.deviceName), r.id == plan.id, let s = r.switched,
+              !StateDirectory.processAlive(r.pid), s.origin == Self.recordedImage(plan) else { return plan }
+        var p = plan
+        switch s.driver {
+        case .file: p.backend.kind = .file(path: s.image)
+        case .qcow2:
+            var q = Qcow2Spec(path: s.image)
+            if case let .qcow2(old) = plan.backend.kind {
+                q.l2CacheSize = old.l2CacheSize
+                q.discardUnmap = old.discardUnmap
+            }
+            p.backend.kind = .qcow2(q)
+        }
+        return p
+    }
+
+    package func switched(_ change: BackendSwitch) throws {
+        guard settings.record, var r = settings.state.read(change.name) else { return }
+        let driver: SwitchedImage.Driver
+        switch change.to.kind {
+        case .file: driver = .file
+        case .qcow2: driver = .qcow2
+        default: throw ExportError("the record cannot name \(change.to.pathDescription)", code: .invalidArgument)
+        }
+        let origin = r.switched?.origin ?? r.image
+        r.image = change.to.pathDescription
+        r.switched = r.image == origin ? nil : SwitchedImage(origin: origin, image: r.image, driver: driver)
+        // `add --overlay`'s overlay is now under the new image (or merged): `del` must leave it.
+        r.overlay = nil
+        r.base = nil
+        try settings.state.write(r)
+    }
+
+    package func add(_ plan: ExportPlan, _ status: ExportStatus) throws {
+        guard settings.record else { return }
+        let image = Self.recordedImage(plan)
         var record = ExportRecord(name: plan.deviceName, id: plan.id, device: status.device,
                                   image: image,
                                   size: status.sizeBytes, queues: plan.numQueues, serial: plan.serial,

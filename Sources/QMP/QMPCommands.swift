@@ -28,7 +28,7 @@ package final class QMPCommands: Sendable {
     package static let names = [
         "qmp_capabilities", "query-version", "query-commands", "blockdev-add", "blockdev-del", "query-named-block-nodes",
         "object-add", "object-del", "block-export-add", "block-export-del", "query-block-exports", "query-blockstats",
-        "x-query-export-stats", "block_resize", "quit",
+        "x-query-export-stats", "block_resize", "blockdev-snapshot-sync", "quit",
     ]
 
     package func handle(_ command: String, _ arguments: OptionValue, emit: (String, OptionValue) -> Void) throws -> OptionValue {
@@ -131,6 +131,23 @@ package final class QMPCommands: Sendable {
             try manager.resize(nodeName: node, to: size)
             if let s = manager.exports.first(where: { $0.nodeName == node }) { records.resized(name: s.name, to: s.sizeBytes) }
             return .object([])
+        case "blockdev-snapshot-sync":
+            var r = try OptionReader(arguments, syntax: .json)
+            let device = try r.string("device")
+            let node = try r.string("node-name")
+            let file = try r.requiredString("snapshot-file")
+            _ = try r.string("snapshot-node-name")
+            let format = try r.string("format") ?? "qcow2"
+            let mode = try r.enumeration("mode", ["existing", "absolute-paths"]) ?? "absolute-paths"
+            try r.finish()
+            guard let name = node ?? device, node == nil || device == nil else {
+                throw QMPServer.CommandError("Cannot find device='\(device ?? "")' nor node-name='\(node ?? "")'")
+            }
+            guard format == "qcow2" else { throw QMPServer.CommandError("snapshot format '\(format)' is not supported (qcow2 only)") }
+            guard mode == "absolute-paths" else { throw QMPServer.CommandError("snapshot mode 'existing' is not supported: the overlay is created") }
+            let records = self.records
+            _ = try manager.snapshot(of: name, file: file, record: { try records.switched($0) })
+            return .object([])
         case "quit":
             kill(getpid(), SIGTERM)  // the main thread's sigwait takes it and shuts down
             return .object([])
@@ -145,4 +162,6 @@ package protocol ExportObserver: Sendable {
     func add(_ plan: ExportPlan, _ status: ExportStatus) throws
     func remove(name: String)
     func resized(name: String, to bytes: UInt64)
+    /// Before a live switch takes effect: a throw keeps the export where it is.
+    func switched(_ change: BackendSwitch) throws
 }

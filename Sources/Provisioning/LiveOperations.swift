@@ -1,0 +1,56 @@
+import Core
+import Foundation
+import Glibc
+import QAPI
+import QMP
+
+/// `snapshot` (and later `commit`, `mirror`): operations on a running disk, done by its server
+/// through its QMP socket with QEMU's commands, so QMP clients and these verbs share one path.
+extension Provisioner {
+    /// The running export `name` and its QMP socket, or why there is none.
+    func runningExport(_ name: String, verb: String) throws(ProvisioningError) -> (ExportRecord, String) {
+        guard let record = state.read(name) else { throw ProvisioningError(.notFound, "no export named '\(name)'") }
+        guard record.state == .running, let socket = record.socket else {
+            throw ProvisioningError(.notFound, "export '\(name)' has no running server to \(verb)")
+        }
+        return (record, socket)
+    }
+
+    /// Where `snapshot NAME` puts its overlay without a PATH: beside `add --overlay`'s overlays,
+    /// `NAME-N.qcow2` with the first N not taken.
+    public static func defaultSnapshotPath(name: String) -> String {
+        var n = 1
+        while access("\(Overlays.directory)/\(name)-\(n).qcow2", F_OK) == 0 { n += 1 }
+        return "\(Overlays.directory)/\(name)-\(n).qcow2"
+    }
+
+    /// Freezes the image export `name` serves and moves the disk to a new qcow2 overlay over it
+    /// (QMP blockdev-snapshot-sync); the frozen image stays open read-only under the overlay.
+    public func snapshot(name: String, path: String?) throws(ProvisioningError) -> SnapshotResult {
+        let (record, socket) = try runningExport(name, verb: "snapshot")
+        if record.readOnly {
+            throw ProvisioningError(.invalidOptions, "export '\(name)' is read-only: nothing writes to its image, so there is nothing to snapshot")
+        }
+        let overlay = path.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? Self.defaultSnapshotPath(name: name)
+        if access(overlay, F_OK) == 0 {
+            throw ProvisioningError(.conflict, "\(overlay) exists: a snapshot creates its overlay (choose another PATH)")
+        }
+        if path == nil {
+            do {
+                try FileManager.default.createDirectory(atPath: Overlays.directory, withIntermediateDirectories: true,
+                                                        attributes: [.posixPermissions: 0o700])
+            } catch {
+                throw ProvisioningError(.kernel, "cannot create \(Overlays.directory): \(error)")
+            }
+        }
+        do {
+            _ = try QMPClient.execute(socket: socket, command: "blockdev-snapshot-sync",
+                                      arguments: .object([("device", .string(record.id)), ("snapshot-file", .string(overlay)),
+                                                          ("format", .string("qcow2"))]))
+        } catch {
+            throw ProvisioningError(.kernel, "cannot snapshot '\(name)': \(error)")
+        }
+        logger.info("export \(name): \(record.image) frozen, writes go to \(overlay)")
+        return SnapshotResult(name: name, frozen: record.image, active: overlay)
+    }
+}
