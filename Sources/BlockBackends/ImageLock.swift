@@ -56,6 +56,18 @@ package enum ImageLock {
         }
     }
 
+    /// Gives up a reader's refusal to share write and resize (the image stays locked as read).
+    package static func shareWrites(fd: Int32) {
+        for p in [Permission.write, .resize] {
+            var l = flock()
+            l.l_type = Int16(F_UNLCK)
+            l.l_whence = Int16(SEEK_SET)
+            l.l_start = sharedBase + p.rawValue
+            l.l_len = 1
+            _ = fcntl(fd, setOFDLock, &l)
+        }
+    }
+
     private static func conflict(_ message: String, path: String) -> ExportError {
         ExportError("\(message)\nIs another process using the image [\(path)]?", code: .busy,
                     cause: SystemError("fcntl(F_OFD_GETLK)", errno: EAGAIN))

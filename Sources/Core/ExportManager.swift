@@ -38,6 +38,8 @@ public final class ExportManager: Sendable {
     public enum Binding: Sendable { case server, caller }
 
     public let binding: Binding
+    /// Commits and mirrors running on this server's exports.
+    public let jobs = JobRegistry()
     private let control: VDUSEControl
     private let logger: Logger
     private let mainLoop: IOThread
@@ -230,6 +232,8 @@ public final class ExportManager: Sendable {
 
     /// Deletes an export (QEMU's block-export-del): `Export '<id>' is not found` if unknown.
     public func remove(id: String) throws {
+        // A job still copying lets go of the disk first (it needs the command lock to do so).
+        jobs.cancelAndWait(export: id)
         commandLock.lock()
         defer { commandLock.unlock() }
         guard let entry = state.withLock({ s -> Entry? in

@@ -284,6 +284,7 @@ extension VDUSEBlockExport {
         var statuses = queues.map { $0.quiesceAndFlush() }
         if queues.isEmpty {
             let sink = IdleSink()
+            defer { withExtendedLifetime(sink) {} }  // the queue keeps it unowned
             do {
                 let q = try backend.makeQueue(index: 0, depth: 1, loop: iothread, sink: sink)
                 defer { q.close() }
@@ -308,8 +309,8 @@ extension VDUSEBlockExport {
     }
 }
 
-/// Nobody to tell: a queue used only for one flush, waited for in place.
-private final class IdleSink: CompletionSink {
+/// Nobody to tell: a queue used only for one flush or a job's copy, waited for in place.
+final class IdleSink: CompletionSink {
     func completionsReady() {}
 }
 

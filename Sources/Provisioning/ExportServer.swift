@@ -91,8 +91,11 @@ public enum ExportServer {
         defer { qmp?.stop() }
         if let path = settings.qmpSocket {
             let commands = QMPCommands(manager: manager, configuration: configuration, records: records, logger: logger)
-            qmp = try QMPServer(path: path, logger: logger, handler: commands.handle)
-            qmp?.start()
+            let server = try QMPServer(path: path, logger: logger, handler: commands.handle)
+            // Jobs report from their own threads, whenever a client is connected.
+            manager.jobs.setEventSink { server.broadcast($0, $1) }
+            qmp = server
+            server.start()
         }
         try pidFile?.write()
         if settings.daemonized { _ = chdir("/") }

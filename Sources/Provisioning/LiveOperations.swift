@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 import QAPI
 import QMP
+import QCOW2
 
 /// `snapshot` (and later `commit`, `mirror`): operations on a running disk, done by its server
 /// through its QMP socket with QEMU's commands, so QMP clients and these verbs share one path.
@@ -52,5 +53,66 @@ extension Provisioner {
         }
         logger.info("export \(name): \(record.image) frozen, writes go to \(overlay)")
         return SnapshotResult(name: name, frozen: record.image, active: overlay)
+    }
+}
+
+/// What `commit` did.
+public struct CommitResult: Codable, Sendable, Equatable {
+    public var name: String
+    /// The image the disk is on now: the base of the chain.
+    public var image: String
+    /// The overlays merged into it (deleted unless `--keep`).
+    public var merged: [String]
+    public var deleted: Bool
+}
+
+extension Provisioner {
+    /// Merges the overlays of export `name` into the base of its chain while the disk runs
+    /// (QMP block-commit, completed once ready), then deletes them unless `keep`. `interrupted`
+    /// cancels: the disk stays on its overlay, nothing is deleted.
+    public func commit(name: String, keep: Bool, interrupted: @escaping () -> Bool,
+                       progress: (JobProgress) -> Void) throws(ProvisioningError) -> CommitResult {
+        let (record, socket) = try runningExport(name, verb: "commit")
+        if record.readOnly {
+            throw ProvisioningError(.invalidOptions, "export '\(name)' is read-only: there is nothing to commit")
+        }
+        let chain: [String]
+        do {
+            chain = try Qcow2Image.chain(of: record.image)
+        } catch {
+            throw ProvisioningError(.invalidOptions, "cannot read the chain of \(record.image): \(error)")
+        }
+        guard chain.count >= 2, let base = chain.last else {
+            throw ProvisioningError(.invalidOptions, "export '\(name)' serves \(record.image), which has no backing file: there is nothing to commit")
+        }
+        let jobID = "commit-\(name)"
+        let end: JobEnd
+        do {
+            let session = try QMPSession(socket: socket)
+            end = try JobRunner.run(session: session, jobID: jobID, start: { s in
+                _ = try s.execute("block-commit", .object([("job-id", .string(jobID)), ("device", .string(record.id)),
+                                                           ("auto-dismiss", .bool(false))]))
+            }, interrupted: interrupted, progress: progress)
+        } catch let e as ProvisioningError {
+            throw e
+        } catch {
+            throw ProvisioningError(.kernel, "cannot commit '\(name)': \(error)")
+        }
+        switch end {
+        case .cancelled:
+            throw ProvisioningError(.cancelled, "commit of '\(name)' cancelled: the disk stays on \(record.image)")
+        case let .failed(why):
+            throw ProvisioningError(.kernel, "commit of '\(name)' failed: \(why); the disk stays on \(record.image)")
+        case .completed:
+            break
+        }
+        let merged = Array(chain.dropLast())
+        if !keep {
+            for file in merged where unlink(file) != 0 && errno != ENOENT {
+                throw ProvisioningError(.kernel, "committed '\(name)' into \(base), but cannot delete \(file): \(String(cString: strerror(errno)))")
+            }
+        }
+        logger.info("export \(name): \(merged.joined(separator: ", ")) merged into \(base)")
+        return CommitResult(name: name, image: base, merged: merged, deleted: !keep)
     }
 }

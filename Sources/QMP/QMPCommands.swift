@@ -11,9 +11,9 @@ import Synchronization
 /// iothreads at run time (blockdev-add/-del, object-add/-del, query-named-block-nodes), the
 /// counters (query-blockstats, x-query-export-stats), query-version, query-commands, quit.
 package final class QMPCommands: Sendable {
-    private let manager: ExportManager
+    let manager: ExportManager
     private let configuration: Mutex<ServeConfiguration>
-    private let records: any ExportObserver
+    let records: any ExportObserver
     private let logger: Logger
 
     package init(manager: ExportManager, configuration: ServeConfiguration, records: any ExportObserver, logger: Logger) {
@@ -29,7 +29,7 @@ package final class QMPCommands: Sendable {
         "qmp_capabilities", "query-version", "query-commands", "blockdev-add", "blockdev-del", "query-named-block-nodes",
         "object-add", "object-del", "block-export-add", "block-export-del", "query-block-exports", "query-blockstats",
         "x-query-export-stats", "block_resize", "blockdev-snapshot-sync", "quit",
-    ]
+    ] + jobCommands
 
     package func handle(_ command: String, _ arguments: OptionValue, emit: (String, OptionValue) -> Void) throws -> OptionValue {
         switch command {
@@ -145,12 +145,17 @@ package final class QMPCommands: Sendable {
             }
             guard format == "qcow2" else { throw QMPServer.CommandError("snapshot format '\(format)' is not supported (qcow2 only)") }
             guard mode == "absolute-paths" else { throw QMPServer.CommandError("snapshot mode 'existing' is not supported: the overlay is created") }
+            if manager.jobs.all.contains(where: { $0.export == name || $0.id == name }) {
+                throw QMPServer.CommandError("Node '\(name)' is busy: block device is in use by block job")
+            }
             let records = self.records
             _ = try manager.snapshot(of: name, file: file, record: { try records.switched($0) })
             return .object([])
         case "quit":
             kill(getpid(), SIGTERM)  // the main thread's sigwait takes it and shuts down
             return .object([])
+        case _ where Self.jobCommands.contains(command):
+            return try handleJob(command, arguments)
         default:
             throw QMPServer.CommandError("The command \(command) has not been found", errorClass: "CommandNotFound")
         }

@@ -44,3 +44,49 @@ struct SnapshotCommand: ParsableCommand {
         }
     }
 }
+
+struct CommitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "commit",
+        abstract: "Merge a running disk's qcow2 overlays into the base of their chain, switch the disk to the base, and delete the overlays.",
+        discussion: """
+            While the disk stays in use, everything its overlays hold is copied into the base \
+            image at the bottom of the chain (writes made meanwhile are tracked and copied \
+            again); once the base holds everything the disk switches to it, with no error seen \
+            by its users, and the merged overlays are deleted (kept with --keep). The record, \
+            `list` and a restarted server follow the switch; a server killed before the switch \
+            comes back on the overlay. Shows a progress bar on a terminal; --json prints one \
+            JSON object per step. SIGINT or SIGTERM cancels: the disk stays on its overlay. \
+            Works through the export's QMP socket (block-commit, job-complete). Exit statuses: \
+            0 done; 1 read-only export or no overlay to commit; 4 the job failed (the disk stays \
+            on its overlay); 6 no such export; 130 cancelled.
+            """)
+
+    @Argument(help: "The export's name (as `list` shows it).")
+    var name: String
+
+    @Flag(help: "Keep the merged overlays (they are no longer used).")
+    var keep = false
+
+    @Flag(help: "Print one JSON object per progress step, then the result {name, image, merged, deleted}.")
+    var json = false
+
+    @Flag(name: .shortAndLong, help: "Log what happens on stderr.")
+    var verbose = false
+
+    func validate() throws { try requireNonEmpty(name, "NAME") }
+
+    func run() throws {
+        JobInterrupt.install()
+        let view = JobProgressView(label: "commit \(name)", json: json)
+        do {
+            let result = try Provisioner(logger: Console.logger(verbose: verbose))
+                .commit(name: name, keep: keep, interrupted: { JobInterrupt.requested }, progress: view.show)
+            view.finish()
+            Console.out(json ? Console.jsonLine(result) : result.image)
+        } catch {
+            view.finish()
+            throw fail(error)
+        }
+    }
+}

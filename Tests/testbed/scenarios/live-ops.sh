@@ -4,50 +4,72 @@
 # still does after more writes), one through QEMU's qemu.qmp client (blockdev-snapshot-sync).
 # The frozen images are locked against writers; the record and `list` follow the switch; kill -9
 # of the server: the supervisor's new one serves the last overlay, files intact; fsck clean; the
-# disk equals its chain (qemu-img compare). Bad input: read-only export, existing PATH, no export.
+# disk equals its chain (qemu-img compare). block-commit through qemu.qmp, cancelled once ready
+# (its events; the disk stays put); `commit` under fio load merges the chain into the base and
+# deletes the overlays (fio verify clean, fsck clean, disk = base). Bad input: read-only export,
+# existing PATH, no export, nothing to commit.
 # timeout: 300
 source "$PROJECT/Tests/testbed/scenario-lib.sh"
 command -v qemu-img >/dev/null || fail "qemu-img missing: scripts/install-deps testbed"
 export PYTHONPATH=$PROJECT/.testbed/python
 X=$VDUSE_EXPORT
 export VDUSE_EXPORT_OVERLAY_DIR=$PWD/overlays
+step() { note "[${SECONDS}s] $*"; }
 py() { local code=$1; shift; python3 -c "import json,sys; $code" "$@"; }
 record() { $X list --json | py 'print([e for e in json.load(sys.stdin) if e["name"] == "live"][0][sys.argv[1]])' "$1"; }
 # sha256 of an image as the disk would read it (a qcow2 chain converted to raw).
 image_sum() { qemu-img convert -U -O raw "$1" flat.raw && sha256sum <flat.raw && rm -f flat.raw; }
 
-truncate -s 64M disk.raw
+truncate -s 32M disk.raw
 mkfs.ext4 -q -F disk.raw
 dev=$($X add disk.raw --name live --num-queues 2)
 mkdir -p mnt
 mount "$dev" mnt
 head -c 4M /dev/urandom >mnt/before
 before=$(sha256sum <mnt/before)
-fio --name=live --directory=mnt --ioengine=io_uring --direct=1 --rw=randwrite --bs=4k --iodepth=8 --numjobs=2 \
-    --size=12M --loops=2 --verify=crc32c --verify_fatal=1 --do_verify=1 --verify_backlog=256 --output=fio.log &
-fio_pid=$!
-running() { kill -0 "$fio_pid" 2>/dev/null || fail "fio ended before snapshot $1: make it longer ($(cat fio.log))"; }
+# fio_start NAME: rounds of fio (random writes then crc32c verify, 2 jobs) until fio_stop; a
+# failing round stops the loop and fio_stop fails.
+fio_start() {
+    rm -f stop
+    ( i=0
+      while [ ! -e stop ]; do
+          i=$((i + 1))
+          fio --name="$1" --directory=mnt --ioengine=io_uring --direct=1 --rw=randwrite --bs=4k --iodepth=8 --numjobs=2 \
+              --size=2M --verify=crc32c --verify_fatal=1 --do_verify=1 --output="fio.$1.$i.log" || { echo "$i" >fio.failed; exit 1; }
+      done
+      echo "$i" >"fio.$1.rounds" ) &
+    fio_pid=$!
+}
+fio_stop() {
+    touch stop
+    wait "$fio_pid" || true
+    [ ! -e fio.failed ] || { cat "fio.$1.$(cat fio.failed).log"; fail "fio verify failed in round $(cat fio.failed) of $1"; }
+    ! grep -L "err= 0" fio."$1".*.log | grep -q . || fail "fio errors: $(grep -L 'err= 0' fio."$1".*.log)"
+    FIO_ROUNDS=$(cat "fio.$1.rounds")
+}
+running() { kill -0 "$fio_pid" 2>/dev/null || fail "fio stopped before $1"; }
+fio_start snapshots
 
 # 1: under load.
-sleep 2; running 1
+sleep 1; running 1
 $X snapshot live --json >s1.json || fail "snapshot 1 under load"
 py 'd=json.load(open("s1.json")); assert d["frozen"] == sys.argv[1] and d["active"] == sys.argv[2], d' \
     "$PWD/disk.raw" "$PWD/overlays/live-1.qcow2" || fail "snapshot 1: $(cat s1.json)"
 [ "$(record image)" = "$PWD/overlays/live-1.qcow2" ] || fail "the record does not name the overlay: $($X list --json)"
-note "snapshot 1 under fio load: disk.raw frozen, overlays/live-1.qcow2 active"
+step "snapshot 1 under fio load: disk.raw frozen, overlays/live-1.qcow2 active"
 
 # 2: with the file system frozen, the disk's checksum equals the frozen image's.
-sleep 1; running 2
+running 2
 fsfreeze -f mnt
 sum2=$(dd if="$dev" bs=1M iflag=direct status=none | sha256sum)
 $X snapshot live "$PWD/two.qcow2" >s2.out || { fsfreeze -u mnt; fail "snapshot 2"; }
 fsfreeze -u mnt
 grep -qx "frozen $PWD/overlays/live-1.qcow2" s2.out && grep -qx "active $PWD/two.qcow2" s2.out || fail "snapshot 2 printed: $(cat s2.out)"
 [ "$(image_sum overlays/live-1.qcow2)" = "$sum2" ] || fail "frozen image 2 differs from the disk at the snapshot"
-note "snapshot 2 with ext4 frozen: overlays/live-1.qcow2 equals the disk at that moment"
+step "snapshot 2 with ext4 frozen: overlays/live-1.qcow2 equals the disk at that moment"
 
 # 3: QEMU's client, QEMU's command.
-sleep 1; running 3
+running 3
 python3 - "$(record socket)" "$PWD/three.qcow2" <<'PY' || fail "qemu.qmp blockdev-snapshot-sync"
 import asyncio, sys
 from qemu.qmp import QMPClient
@@ -59,11 +81,10 @@ async def main():
 asyncio.run(main())
 PY
 [ "$(record image)" = "$PWD/three.qcow2" ] || fail "the record after the QMP snapshot: $($X list --json)"
-note "snapshot 3 through qemu.qmp (blockdev-snapshot-sync): three.qcow2 active"
+step "snapshot 3 through qemu.qmp (blockdev-snapshot-sync): three.qcow2 active"
 
-wait "$fio_pid" || { cat fio.log; fail "fio verify through three snapshots"; }
-grep -q "err= 0" fio.log && ! grep -q "verify:" fio.log || { cat fio.log; fail "fio errors"; }
-note "fio (2 jobs, randwrite, crc32c verify) clean through three snapshots"
+fio_stop snapshots
+step "fio (2 jobs, randwrite, crc32c verify): $FIO_ROUNDS rounds clean through three snapshots"
 
 # Frozen images: locked against writers, and unchanged by what was written after.
 for img in disk.raw overlays/live-1.qcow2 two.qcow2; do
@@ -71,7 +92,7 @@ for img in disk.raw overlays/live-1.qcow2 two.qcow2; do
     grep -q 'Failed to get "write" lock' qio.out || fail "$img could be written while frozen: $(cat qio.out)"
 done
 [ "$(image_sum overlays/live-1.qcow2)" = "$sum2" ] || fail "frozen image 2 changed after the snapshot"
-note "frozen images locked against writers (qemu-io refused); image 2 unchanged after more writes"
+step "frozen images locked against writers (qemu-io refused); image 2 unchanged after more writes"
 
 # kill -9: the supervisor starts the server again with add's arguments (disk.raw); it serves the
 # overlay the record names.
@@ -86,15 +107,75 @@ done
 [ "$(record image)" = "$PWD/three.qcow2" ] || fail "the new server does not serve the last overlay: $($X list --json)"
 [ "$(sha256sum <mnt/before)" = "$before" ] || fail "a file written before the snapshots changed"
 head -c 1M /dev/urandom >mnt/after && sync
-note "kill -9 of server $pid: server $now serves three.qcow2, files intact, writable"
+step "kill -9 of server $pid: server $now serves three.qcow2, files intact, writable"
 
 umount mnt
 fsck.ext4 -fn "$dev" >fsck.log 2>&1 || { cat fsck.log; fail "fsck after the snapshots"; }
-qemu-img compare -U -f raw -F qcow2 "$dev" three.qcow2 || fail "the disk differs from its chain"
-note "fsck clean; the disk equals three.qcow2 -> two.qcow2 -> live-1.qcow2 -> disk.raw"
+qemu-img compare -U -f raw -F qcow2 "$dev" three.qcow2 >/dev/null || fail "the disk differs from its chain"
+step "fsck clean; the disk equals three.qcow2 -> two.qcow2 -> live-1.qcow2 -> disk.raw"
+mount "$dev" mnt
+
+# block-commit through qemu.qmp, cancelled once ready: the events, and the disk stays put.
+python3 - "$(record socket)" >jobs.log <<'PY' || { cat jobs.log; fail "qemu.qmp block-commit + job-cancel"; }
+import asyncio, sys
+from qemu.qmp import QMPClient
+async def main():
+    q = QMPClient("live-ops")
+    await q.connect(sys.argv[1])
+    seen = []
+    async def until(name, **match):
+        while True:
+            e = await asyncio.wait_for(q.events.get(), 60)
+            d = e.get("data", {})
+            seen.append((e["event"], d.get("status", "")))
+            if e["event"] == name and all(d.get(k) == v for k, v in match.items()):
+                return d
+    await q.execute("block-commit", {"device": "live", "job-id": "c1", "auto-dismiss": False})
+    ready = await until("BLOCK_JOB_READY", device="c1")
+    assert ready["type"] == "commit" and ready["len"] == ready["offset"] and ready["len"] > 0, ready
+    jobs = await q.execute("query-block-jobs")
+    assert jobs[0]["device"] == "c1" and jobs[0]["ready"] and jobs[0]["status"] == "ready", jobs
+    await q.execute("job-cancel", {"id": "c1"})
+    await until("BLOCK_JOB_CANCELLED", device="c1")
+    await until("JOB_STATUS_CHANGE", id="c1", status="concluded")
+    assert [j["status"] for j in await q.execute("query-jobs")] == ["concluded"]
+    await q.execute("job-dismiss", {"id": "c1"})
+    await until("JOB_STATUS_CHANGE", id="c1", status="null")
+    assert await q.execute("query-jobs") == []
+    statuses = [s for e, s in seen if e == "JOB_STATUS_CHANGE"]
+    assert statuses == ["created", "running", "ready", "aborting", "concluded", "null"], statuses
+    print("events:", " ".join(f"{e}({s})" if s else e for e, s in seen))
+    await q.disconnect()
+asyncio.run(main())
+PY
+cat jobs.log
+[ "$(record image)" = "$PWD/three.qcow2" ] || fail "a cancelled commit moved the disk: $($X list --json)"
+[ "$(sha256sum <mnt/before)" = "$before" ] || fail "a file changed after the cancelled commit"
+step "qemu.qmp: block-commit ready, job-cancel: JOB_STATUS_CHANGE, BLOCK_JOB_READY, BLOCK_JOB_CANCELLED; disk stays on three.qcow2"
+
+# commit (the verb) under fio load: the chain merged into disk.raw, the overlays deleted.
+fio_start commit
+sleep 1; running commit
+$X commit live --json >commit.json || { cat commit.json; fail "commit"; }
+running "the end of the commit"
+fio_stop commit
+tail -1 commit.json | py 'd=json.loads(sys.stdin.read()); assert d["image"] == sys.argv[1] and d["deleted"] and len(d["merged"]) == 3, d' "$PWD/disk.raw" \
+    || fail "commit printed: $(tail -1 commit.json)"
+grep -q '"status":"ready"' commit.json && grep -q '"status":"concluded"' commit.json || fail "commit's progress: $(cat commit.json)"
+[ "$(record image)" = disk.raw ] || [ "$(record image)" = "$PWD/disk.raw" ] || fail "the record after the commit: $($X list --json)"
+[ ! -e three.qcow2 ] && [ ! -e two.qcow2 ] && [ ! -e overlays/live-1.qcow2 ] || fail "merged overlays left: $(ls . overlays)"
+[ "$(sha256sum <mnt/before)" = "$before" ] || fail "a file changed by the commit"
+step "commit under fio load: $(grep -c . commit.json) progress lines, disk on disk.raw, 3 overlays deleted, fio verify clean ($FIO_ROUNDS rounds)"
+umount mnt
+fsck.ext4 -fn "$dev" >fsck.log 2>&1 || { cat fsck.log; fail "fsck after the commit"; }
+cmp "$dev" disk.raw || fail "the disk differs from disk.raw after the commit"
+rc=0; $X commit live 2>err || rc=$?
+[ "$rc" = 1 ] && grep -q "nothing to commit" err || fail "commit with no overlay: exit $rc ($(cat err))"
+step "fsck clean, the disk equals disk.raw; commit with no overlay refused (exit 1)"
 
 # Bad input: no change, clear message, documented status.
-rc=0; $X snapshot live two.qcow2 2>err || rc=$?
+touch exists.qcow2
+rc=0; $X snapshot live exists.qcow2 2>err || rc=$?
 [ "$rc" = 3 ] && grep -q exists err || fail "snapshot to an existing file: exit $rc ($(cat err))"
 rc=0; $X snapshot nosuch 2>err || rc=$?
 [ "$rc" = 6 ] || fail "snapshot of no export: exit $rc ($(cat err))"
@@ -102,9 +183,8 @@ truncate -s 16M ro.raw
 $X add ro.raw --name ro --read-only >/dev/null
 rc=0; $X snapshot ro 2>err || rc=$?
 [ "$rc" = 1 ] && grep -q read-only err || fail "snapshot of a read-only export: exit $rc ($(cat err))"
-[ "$(record image)" = "$PWD/three.qcow2" ] && [ ! -e overlays/live-2.qcow2 ] && [ ! -e overlays/ro-1.qcow2 ] || fail "a refused snapshot left something: $(ls overlays)"
-note "refused: existing PATH (3), no export (6), read-only export (1); nothing created"
+[ "$(record image)" = "$PWD/disk.raw" ] && [ ! -e overlays/live-2.qcow2 ] && [ ! -e overlays/ro-1.qcow2 ] || fail "a refused snapshot left something: $(ls overlays)"
+step "refused: existing PATH (3), no export (6), read-only export (1); nothing created"
 $X del ro
 $X del live
 expect_no_disks
-qemu-img check -q three.qcow2 || fail "three.qcow2 not clean after del"
