@@ -12,7 +12,7 @@ import Synchronization
 /// counters (query-blockstats, x-query-export-stats), query-version, query-commands, quit.
 package final class QMPCommands: Sendable {
     let manager: ExportManager
-    private let configuration: Mutex<ServeConfiguration>
+    let configuration: Mutex<ServeConfiguration>
     let records: any ExportObserver
     private let logger: Logger
 

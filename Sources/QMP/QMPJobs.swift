@@ -5,7 +5,7 @@ import QAPI
 /// and query-block-jobs list them, job-* and block-job-* drive them by id.
 extension QMPCommands {
     static let jobCommands = [
-        "block-commit", "query-jobs", "query-block-jobs", "job-cancel", "job-complete", "job-dismiss", "job-finalize",
+        "block-commit", "blockdev-mirror", "query-jobs", "query-block-jobs", "job-cancel", "job-complete", "job-dismiss", "job-finalize",
         "block-job-cancel", "block-job-complete",
     ]
 
@@ -27,6 +27,32 @@ extension QMPCommands {
                 try r.finish()
                 let records = self.records
                 _ = try manager.startCommit(of: device, options: options, record: { try records.switched($0) })
+                return .object([])
+            case "blockdev-mirror":
+                let options = try Self.jobOptions(&r)
+                let device = try r.requiredString("device")
+                let target = try r.requiredString("target")
+                guard let sync = try r.enumeration("sync", ["top", "full", "none", "incremental", "bitmap"]) else {
+                    throw QMPServer.CommandError("Parameter 'sync' is missing")
+                }
+                guard sync == "full" else { throw QMPServer.CommandError("sync '\(sync)' is not supported: only 'full'") }
+                for unsupported in ["replaces", "filter-node-name"] {
+                    if try r.string(unsupported) != nil { throw QMPServer.CommandError("Parameter '\(unsupported)' is not supported") }
+                }
+                _ = try r.unsigned("granularity", max: 1 << 26, typeName: "uint32")
+                _ = try r.unsigned("buf-size", max: UInt64(Int64.max), typeName: "int64")
+                _ = try r.enumeration("on-source-error", ["report", "ignore", "enospc", "stop", "auto"])
+                _ = try r.enumeration("on-target-error", ["report", "ignore", "enospc", "stop", "auto"])
+                if try r.enumeration("copy-mode", ["background", "write-blocking"]) == "write-blocking" {
+                    throw QMPServer.CommandError("copy-mode 'write-blocking' is not supported: writes are tracked and copied again")
+                }
+                _ = try r.bool("unmap")
+                try r.finish()
+                guard let spec = configuration.withLock({ $0.context.nodes[target] }) else {
+                    throw QMPServer.CommandError("Cannot find device='\(target)' nor node-name='\(target)'")
+                }
+                let records = self.records
+                _ = try manager.startMirror(of: device, to: spec, options: options, record: { try records.switched($0) })
                 return .object([])
             case "query-jobs":
                 try r.finish()

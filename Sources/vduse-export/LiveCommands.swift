@@ -90,3 +90,66 @@ struct CommitCommand: ParsableCommand {
         }
     }
 }
+
+struct MirrorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mirror",
+        abstract: "Move a running disk to another file or block device: copy it while it is in use, then switch to the copy.",
+        discussion: """
+            The whole disk is copied to TARGET while it stays in use (writes made meanwhile are \
+            tracked and copied again); once TARGET holds everything the disk switches to it with \
+            no error seen by its users, and the source image file is deleted (kept with \
+            --keep-source). TARGET is created (raw, or qcow2 with --format qcow2 or a .qcow2 \
+            name) or must exist with the disk's size; an existing one that holds data is \
+            overwritten only with --force. TARGET is locked as a writer while the copy runs. The \
+            record, `list` and a restarted server follow the switch; a server killed before the \
+            switch comes back on the source. Shows a progress bar on a terminal; --json prints \
+            one JSON object per step. SIGINT or SIGTERM cancels: the disk stays on its source and \
+            a TARGET created here is removed. Works through the export's QMP socket \
+            (blockdev-add, blockdev-mirror, job-complete). Exit statuses: 0 done; 1 bad target \
+            (wrong size or format, the disk's own image, a network URI) or read-only export; \
+            3 TARGET holds data (without --force) or is locked by another writer; 4 the job \
+            failed (the disk stays on its source); 6 no such export; 130 cancelled.
+            """)
+
+    @Argument(help: "The export's name (as `list` shows it).")
+    var name: String
+
+    @Argument(help: ArgumentHelp("The file or block device to move the disk to.", valueName: "target"))
+    var target: String
+
+    @Option(help: "The target's format when it is created: raw or qcow2 (default: qcow2 for a .qcow2 name, else raw).")
+    var format: AddRequest.Format?
+
+    @Flag(help: "Keep the source image file (it is no longer used).")
+    var keepSource = false
+
+    @Flag(help: "Overwrite a TARGET that holds data.")
+    var force = false
+
+    @Flag(help: "Print one JSON object per progress step, then the result {name, image, source, sourceDeleted}.")
+    var json = false
+
+    @Flag(name: .shortAndLong, help: "Log what happens on stderr.")
+    var verbose = false
+
+    func validate() throws {
+        try requireNonEmpty(name, "NAME")
+        try requireNonEmpty(target, "TARGET")
+    }
+
+    func run() throws {
+        JobInterrupt.install()
+        let view = JobProgressView(label: "mirror \(name)", json: json)
+        do {
+            let result = try Provisioner(logger: Console.logger(verbose: verbose))
+                .mirror(name: name, target: target, format: format, keepSource: keepSource, force: force,
+                        interrupted: { JobInterrupt.requested }, progress: view.show)
+            view.finish()
+            Console.out(json ? Console.jsonLine(result) : result.image)
+        } catch {
+            view.finish()
+            throw fail(error)
+        }
+    }
+}

@@ -51,6 +51,9 @@ package final class DirtyBitmap: Sendable {
         }
     }
 
+    /// Marks the whole disk (a full mirror).
+    package func markAll() { mark(offset: 0, length: size) }
+
     /// Clears and returns the first dirty chunk at or after `start` (wrapping around), if any.
     package func take(from start: Int) -> Int? {
         bits.withLock { b in

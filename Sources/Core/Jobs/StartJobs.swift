@@ -63,6 +63,33 @@ extension ExportManager {
         }
     }
 
+    /// QEMU's `blockdev-mirror` with `sync: full`: copies the whole disk of export `name` to
+    /// `target` (opened as a writer) while the disk runs; ready once the target holds
+    /// everything, and on `job-complete` the export switches to the target. Returns the job id.
+    public func startMirror(of name: String, to target: BackendSpec, options: JobOptions,
+                            record: @escaping @Sendable (BackendSwitch) throws -> Void) throws -> String {
+        try withExport(named: name) { export, status in
+            let plan = export.plan
+            guard plan.writable else {
+                throw ExportError("export '\(status.id)' is read-only: a mirror moves a writable disk", code: .invalidArgument)
+            }
+            if jobs.job(onExport: status.id) != nil {
+                throw ExportError("Node '\(name)' is busy: block device is in use by block job", code: .busy)
+            }
+            guard !target.readOnly else {
+                throw ExportError("the target '\(target.pathDescription)' is read-only", code: .invalidArgument)
+            }
+            guard target.pathDescription != plan.backend.pathDescription else {
+                throw ExportError("the target is the image the disk is on: \(target.pathDescription)", code: .invalidArgument)
+            }
+            var targetPlan = plan
+            targetPlan.backend = target
+            let opened = try ExportFactory.openBackend(targetPlan)
+            return try startCopy(type: .mirror, export: export, status: status, target: opened, targetPlan: targetPlan,
+                                 options: options, record: record, onAbort: {}, initial: { $0.markAll() })
+        }
+    }
+
     /// Installs the dirty tracking, marks what to copy, registers and starts the job.
     func startCopy(type: JobType, export: VDUSEBlockExport, status: ExportStatus, target: any BlockBackend,
                    targetPlan: ExportPlan, options: JobOptions, record: @escaping @Sendable (BackendSwitch) throws -> Void,

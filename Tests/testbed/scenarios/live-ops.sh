@@ -7,8 +7,10 @@
 # disk equals its chain (qemu-img compare). block-commit through qemu.qmp, cancelled once ready
 # (its events; the disk stays put); `commit` under fio load merges the chain into the base and
 # deletes the overlays (fio verify clean, fsck clean, disk = base). Bad input: read-only export,
-# existing PATH, no export, nothing to commit.
-# timeout: 300
+# existing PATH, no export, nothing to commit. `mirror` raw -> qcow2 under fio load (source deleted),
+# then qemu.qmp blockdev-mirror qcow2 -> raw completed on BLOCK_JOB_READY (fio clean, fsck clean,
+# disk = target); mirror refusals: too small, holds data, locked by another writer, NBD URI.
+# timeout: 600
 source "$PROJECT/Tests/testbed/scenario-lib.sh"
 command -v qemu-img >/dev/null || fail "qemu-img missing: scripts/install-deps testbed"
 export PYTHONPATH=$PROJECT/.testbed/python
@@ -179,12 +181,81 @@ rc=0; $X snapshot live exists.qcow2 2>err || rc=$?
 [ "$rc" = 3 ] && grep -q exists err || fail "snapshot to an existing file: exit $rc ($(cat err))"
 rc=0; $X snapshot nosuch 2>err || rc=$?
 [ "$rc" = 6 ] || fail "snapshot of no export: exit $rc ($(cat err))"
-truncate -s 16M ro.raw
+truncate -s 32M ro.raw
 $X add ro.raw --name ro --read-only >/dev/null
 rc=0; $X snapshot ro 2>err || rc=$?
 [ "$rc" = 1 ] && grep -q read-only err || fail "snapshot of a read-only export: exit $rc ($(cat err))"
 [ "$(record image)" = "$PWD/disk.raw" ] && [ ! -e overlays/live-2.qcow2 ] && [ ! -e overlays/ro-1.qcow2 ] || fail "a refused snapshot left something: $(ls overlays)"
 step "refused: existing PATH (3), no export (6), read-only export (1); nothing created"
+
+# mirror (the verb) raw -> qcow2 under fio load: the disk moves, disk.raw is deleted.
+mount "$dev" mnt
+fio_start mirror
+sleep 1; running mirror
+$X mirror live moved.qcow2 --json >mirror.json || { cat mirror.json; fail "mirror to qcow2"; }
+running "the end of the mirror"
+fio_stop mirror
+tail -1 mirror.json | py 'd=json.loads(sys.stdin.read()); assert d["image"] == sys.argv[1] and d["sourceDeleted"], d' "$PWD/moved.qcow2" \
+    || fail "mirror printed: $(tail -1 mirror.json)"
+[ "$(record image)" = "$PWD/moved.qcow2" ] && [ ! -e disk.raw ] || fail "after the mirror: $($X list --json; ls)"
+qemu-img info -U moved.qcow2 | grep -q "file format: qcow2" || fail "moved.qcow2 is not qcow2"
+[ "$(sha256sum <mnt/before)" = "$before" ] || fail "a file changed by the mirror"
+step "mirror disk.raw -> moved.qcow2 under fio load: $(grep -c . mirror.json) progress lines, disk.raw deleted, fio clean ($FIO_ROUNDS rounds)"
+
+# blockdev-mirror through qemu.qmp, qcow2 -> raw (an existing empty file), completed on READY.
+truncate -s 32M back.raw
+fio_start qmpmirror
+python3 - "$(record socket)" "$PWD/back.raw" >mirror.log <<'PY' || { cat mirror.log; fail "qemu.qmp blockdev-mirror"; }
+import asyncio, sys
+from qemu.qmp import QMPClient
+async def main():
+    q = QMPClient("live-ops")
+    await q.connect(sys.argv[1])
+    seen = []
+    async def until(name, **match):
+        while True:
+            e = await asyncio.wait_for(q.events.get(), 120)
+            d = e.get("data", {})
+            seen.append(e["event"] + (f"({d['status']})" if "status" in d else ""))
+            if e["event"] == name and all(d.get(k) == v for k, v in match.items()):
+                return d
+    await q.execute("blockdev-add", {"driver": "file", "node-name": "back-file", "filename": sys.argv[2]})
+    await q.execute("blockdev-add", {"driver": "raw", "node-name": "back", "file": "back-file"})
+    await q.execute("blockdev-mirror", {"job-id": "m1", "device": "live", "target": "back", "sync": "full"})
+    ready = await until("BLOCK_JOB_READY", device="m1")
+    assert ready["type"] == "mirror" and ready["offset"] >= 32 << 20, ready
+    await q.execute("job-complete", {"id": "m1"})
+    done = await until("BLOCK_JOB_COMPLETED", device="m1")
+    assert "error" not in done and done["offset"] >= 32 << 20, done
+    await until("JOB_STATUS_CHANGE", id="m1", status="null")
+    assert await q.execute("query-jobs") == []
+    print("events:", " ".join(seen))
+    await q.disconnect()
+asyncio.run(main())
+PY
+cat mirror.log
+running "the end of the QMP mirror"
+fio_stop qmpmirror
+[ "$(record image)" = "$PWD/back.raw" ] || fail "the record after blockdev-mirror: $($X list --json)"
+umount mnt
+fsck.ext4 -fn "$dev" >fsck.log 2>&1 || { cat fsck.log; fail "fsck after the mirrors"; }
+cmp "$dev" back.raw || fail "the disk differs from back.raw"
+step "qemu.qmp blockdev-mirror moved.qcow2 -> back.raw under fio load, job-complete on READY: fio clean, fsck clean, disk = back.raw"
+
+# Mirror refusals: the disk stays on back.raw, nothing is left behind.
+truncate -s 16M small.raw
+rc=0; $X mirror live small.raw 2>err || rc=$?
+[ "$rc" = 1 ] && grep -q "disk's size" err || fail "mirror to a too small file: exit $rc ($(cat err))"
+head -c 32M /dev/urandom >full.raw
+rc=0; $X mirror live full.raw 2>err || rc=$?
+[ "$rc" = 3 ] && grep -q -- "--force" err || fail "mirror to a file with data: exit $rc ($(cat err))"
+rc=0; $X mirror live ro.raw --force 2>err || rc=$?
+[ "$rc" = 3 ] && grep -q 'lock' err || fail "mirror to an image another export holds: exit $rc ($(cat err))"
+rc=0; $X mirror live nbd://127.0.0.1:1/x 2>err || rc=$?
+[ "$rc" = 1 ] || fail "mirror to an NBD URI: exit $rc ($(cat err))"
+[ "$(record image)" = "$PWD/back.raw" ] && $X list --json | py 'assert not [e for e in json.load(sys.stdin) if e.get("job")]' || fail "a refused mirror moved the disk"
+cmp "$dev" back.raw || fail "a refused mirror changed the disk"
+step "mirror refused: too small (1), holds data (3), locked by another writer (3), NBD URI (1); disk unchanged"
 $X del ro
 $X del live
 expect_no_disks
