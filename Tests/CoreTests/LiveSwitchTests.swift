@@ -100,8 +100,8 @@ import VirtioDriverSim
         defer { unlink(src); unlink(dst) }
         var data = [UInt8](repeating: 0, count: 256 << 10)
         for i in 0..<(64 << 10) { data[i] = UInt8(truncatingIfNeeded: i &* 7 &+ 1) }
-        FileManager.default.createFile(atPath: src, contents: Data(data))
-        FileManager.default.createFile(atPath: dst, contents: Data(repeating: 0xff, count: 256 << 10))
+        _ = FileManager.default.createFile(atPath: src, contents: Data(data))
+        _ = FileManager.default.createFile(atPath: dst, contents: Data(repeating: 0xff, count: 256 << 10))
         let loop = try IOThread(name: "copy-test")
         loop.adoptCurrentThread()
         let source = try FileBackend(path: src, writable: false, direct: false, writethrough: false)

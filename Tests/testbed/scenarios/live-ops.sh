@@ -9,7 +9,8 @@
 # deletes the overlays (fio verify clean, fsck clean, disk = base). Bad input: read-only export,
 # existing PATH, no export, nothing to commit. `mirror` raw -> qcow2 under fio load (source deleted),
 # then qemu.qmp blockdev-mirror qcow2 -> raw completed on BLOCK_JOB_READY (fio clean, fsck clean,
-# disk = target); mirror refusals: too small, holds data, locked by another writer, NBD URI.
+# disk = target); kill -9 with a mirror ready: the new server serves the source; mirror refusals:
+# too small, holds data, locked by another writer, NBD URI.
 # timeout: 600
 source "$PROJECT/Tests/testbed/scenario-lib.sh"
 command -v qemu-img >/dev/null || fail "qemu-img missing: scripts/install-deps testbed"
@@ -98,14 +99,18 @@ step "frozen images locked against writers (qemu-io refused); image 2 unchanged 
 
 # kill -9: the supervisor starts the server again with add's arguments (disk.raw); it serves the
 # overlay the record names.
-pid=$(record pid)
-kill -KILL "$pid"
-for _ in $(seq 1 100); do
-    now=$($X list --json | py 'print(next((e["pid"] for e in json.load(sys.stdin) if e["name"] == "live" and e["state"] == "running"), ""))')
-    [ -n "$now" ] && [ "$now" != "$pid" ] && break
-    sleep 0.1
-done
-[ -n "$now" ] && [ "$now" != "$pid" ] || fail "no new server after kill -9"
+# kill_server: kill -9 of the server; waits for the supervisor's new one (sets pid, now).
+kill_server() {
+    pid=$(record pid)
+    kill -KILL "$pid"
+    for _ in $(seq 1 200); do
+        now=$($X list --json | py 'print(next((e["pid"] for e in json.load(sys.stdin) if e["name"] == "live" and e["state"] == "running"), ""))')
+        [ -n "$now" ] && [ "$now" != "$pid" ] && return
+        sleep 0.1
+    done
+    fail "no new server after kill -9 of $pid"
+}
+kill_server
 [ "$(record image)" = "$PWD/three.qcow2" ] || fail "the new server does not serve the last overlay: $($X list --json)"
 [ "$(sha256sum <mnt/before)" = "$before" ] || fail "a file written before the snapshots changed"
 head -c 1M /dev/urandom >mnt/after && sync
@@ -241,6 +246,27 @@ umount mnt
 fsck.ext4 -fn "$dev" >fsck.log 2>&1 || { cat fsck.log; fail "fsck after the mirrors"; }
 cmp "$dev" back.raw || fail "the disk differs from back.raw"
 step "qemu.qmp blockdev-mirror moved.qcow2 -> back.raw under fio load, job-complete on READY: fio clean, fsck clean, disk = back.raw"
+
+# kill -9 with a mirror job ready but not completed: the new server serves the source.
+truncate -s 32M killed.raw
+python3 - "$(record socket)" "$PWD/killed.raw" <<'PY' || fail "qemu.qmp: a mirror to kill"
+import asyncio, sys
+from qemu.qmp import QMPClient
+async def main():
+    q = QMPClient("live-ops")
+    await q.connect(sys.argv[1])
+    await q.execute("blockdev-add", {"driver": "file", "node-name": "k-file", "filename": sys.argv[2]})
+    await q.execute("blockdev-add", {"driver": "raw", "node-name": "k", "file": "k-file"})
+    await q.execute("blockdev-mirror", {"job-id": "m2", "device": "live", "target": "k", "sync": "full"})
+    while (await asyncio.wait_for(q.events.get(), 120))["event"] != "BLOCK_JOB_READY":
+        pass
+    await q.disconnect()
+asyncio.run(main())
+PY
+kill_server
+[ "$(record image)" = "$PWD/back.raw" ] || fail "after kill -9 during a mirror the record names $(record image)"
+cmp "$dev" back.raw || fail "after kill -9 during a mirror the disk differs from its source"
+step "kill -9 with a mirror ready (not completed): server $pid -> $now serves back.raw, the source; disk unchanged"
 
 # Mirror refusals: the disk stays on back.raw, nothing is left behind.
 truncate -s 16M small.raw
