@@ -38,6 +38,10 @@ extension ExportManager {
         throws -> SnapshotResult {
         try withExport(named: name) { export, status in
             let plan = export.plan
+            // A job tracks the writes of the image it copies from: a switch under it would lose them.
+            if let job = jobs.job(onExport: status.id) {
+                throw ExportError("Node '\(name)' is busy: block device is in use by block job: \(job.type.rawValue)", code: .busy)
+            }
             guard plan.writable else {
                 throw ExportError("export '\(status.id)' is read-only: a snapshot freezes the image a writable disk writes to",
                                   code: .invalidArgument)

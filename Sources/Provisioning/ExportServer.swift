@@ -157,7 +157,27 @@ package final class RecordKeeper: ExportObserver {
         return p
     }
 
+    /// The open probe of a `--record` server: a file that a record says its export was switched
+    /// away from (a commit or mirror may have deleted it) is probed as the image served instead;
+    /// `resuming` then gives the export that image.
+    package static func switchedProbe(state: StateDirectory) -> @Sendable (String, Bool) -> ServeConfiguration.OpenResult {
+        { path, writable in
+            let resolved = URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
+            if let s = state.all().lazy.compactMap(\.switched).first(where: { $0.origin == resolved }) {
+                return ServeConfiguration.probeOpen(s.image, writable)
+            }
+            return ServeConfiguration.probeOpen(path, writable)
+        }
+    }
+
     package func switched(_ change: BackendSwitch) throws {
+        // At boot the unit starts the image its configuration names, with no record to say
+        // otherwise: a persistent disk would come back on an image it left. Refused until the
+        // configuration follows the switch.
+        if PersistentExports.standard.isPersistent(change.name) {
+            throw ExportError("export '\(change.name)' is persistent (add --persist): its boot configuration cannot follow a snapshot, commit or mirror yet",
+                              code: .invalidArgument)
+        }
         guard settings.record, var r = settings.state.read(change.name) else { return }
         let driver: SwitchedImage.Driver
         switch change.to.kind {

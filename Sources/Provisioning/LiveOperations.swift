@@ -15,6 +15,9 @@ extension Provisioner {
         guard record.state == .running, let socket = record.socket else {
             throw ProvisioningError(.notFound, "export '\(name)' has no running server to \(verb)")
         }
+        if PersistentExports.standard.isPersistent(name) {
+            throw ProvisioningError(.invalidOptions, "export '\(name)' is persistent (add --persist): its boot configuration cannot follow a \(verb) yet")
+        }
         return (record, socket)
     }
 

@@ -145,9 +145,6 @@ package final class QMPCommands: Sendable {
             }
             guard format == "qcow2" else { throw QMPServer.CommandError("snapshot format '\(format)' is not supported (qcow2 only)") }
             guard mode == "absolute-paths" else { throw QMPServer.CommandError("snapshot mode 'existing' is not supported: the overlay is created") }
-            if manager.jobs.all.contains(where: { $0.export == name || $0.id == name }) {
-                throw QMPServer.CommandError("Node '\(name)' is busy: block device is in use by block job")
-            }
             let records = self.records
             _ = try manager.snapshot(of: name, file: file, record: { try records.switched($0) })
             return .object([])

@@ -14,7 +14,7 @@ struct SnapshotCommand: ParsableCommand {
             The record, `list` and a restarted server follow the switch. Without PATH the overlay \
             is NAME-N.qcow2 beside `add --overlay`'s overlays. Prints the frozen image and the new \
             active one. Works through the export's QMP socket (blockdev-snapshot-sync). Exit \
-            statuses: 0 done; 1 read-only export or an image that cannot be snapshotted; 3 PATH \
+            statuses: 0 done; 1 read-only or persistent export, or an image that cannot be snapshotted; 3 PATH \
             exists; 4 the server failed (the disk stays on its image); 6 no such export.
             """)
 
@@ -58,7 +58,7 @@ struct CommitCommand: ParsableCommand {
             comes back on the overlay. Shows a progress bar on a terminal; --json prints one \
             JSON object per step. SIGINT or SIGTERM cancels: the disk stays on its overlay. \
             Works through the export's QMP socket (block-commit, job-complete). Exit statuses: \
-            0 done; 1 read-only export or no overlay to commit; 4 the job failed (the disk stays \
+            0 done; 1 read-only or persistent export, or no overlay to commit; 4 the job failed (the disk stays \
             on its overlay); 6 no such export; 130 cancelled.
             """)
 
@@ -107,7 +107,7 @@ struct MirrorCommand: ParsableCommand {
             one JSON object per step. SIGINT or SIGTERM cancels: the disk stays on its source and \
             a TARGET created here is removed. Works through the export's QMP socket \
             (blockdev-add, blockdev-mirror, job-complete). Exit statuses: 0 done; 1 bad target \
-            (wrong size or format, the disk's own image, a network URI) or read-only export; \
+            (wrong size or format, the disk's own image, a network URI), read-only or persistent export; \
             3 TARGET holds data (without --force) or is locked by another writer; 4 the job \
             failed (the disk stays on its source); 6 no such export; 130 cancelled.
             """)

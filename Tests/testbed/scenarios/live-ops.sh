@@ -108,6 +108,7 @@ kill_server() {
         [ -n "$now" ] && [ "$now" != "$pid" ] && return
         sleep 0.1
     done
+    tail -20 /run/vduse-export/live.log >&2
     fail "no new server after kill -9 of $pid"
 }
 kill_server
