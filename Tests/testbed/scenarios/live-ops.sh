@@ -10,7 +10,7 @@
 # existing PATH, no export, nothing to commit. `mirror` raw -> qcow2 under fio load (source deleted),
 # then qemu.qmp blockdev-mirror qcow2 -> raw completed on BLOCK_JOB_READY (fio clean, fsck clean,
 # disk = target); kill -9 with a mirror ready: the new server serves the source; mirror refusals:
-# too small, holds data, locked by another writer, NBD URI.
+# too small, holds data, locked by another writer, NBD URI; del with a mirror job running.
 # timeout: 600
 source "$PROJECT/Tests/testbed/scenario-lib.sh"
 command -v qemu-img >/dev/null || fail "qemu-img missing: scripts/install-deps testbed"
@@ -284,5 +284,21 @@ rc=0; $X mirror live nbd://127.0.0.1:1/x 2>err || rc=$?
 cmp "$dev" back.raw || fail "a refused mirror changed the disk"
 step "mirror refused: too small (1), holds data (3), locked by another writer (3), NBD URI (1); disk unchanged"
 $X del ro
+# del with a mirror job running: the job is cancelled first, then the disk removed.
+python3 - "$(record socket)" "$PWD/killed.raw" <<'PY' || fail "qemu.qmp: a mirror left running"
+import asyncio, sys
+from qemu.qmp import QMPClient
+async def main():
+    q = QMPClient("live-ops")
+    await q.connect(sys.argv[1])
+    await q.execute("blockdev-add", {"driver": "file", "node-name": "k-file", "filename": sys.argv[2]})
+    await q.execute("blockdev-add", {"driver": "raw", "node-name": "k", "file": "k-file"})
+    await q.execute("blockdev-mirror", {"job-id": "m3", "device": "live", "target": "k", "sync": "full"})
+    assert [j["id"] for j in await q.execute("query-jobs")] == ["m3"]
+    await q.disconnect()
+asyncio.run(main())
+PY
 $X del live
 expect_no_disks
+qemu-io -f raw -c "write 0 4k" back.raw >qio.out 2>&1 || fail "back.raw still locked after del with a job: $(cat qio.out)"
+step "del with a mirror job running: job cancelled, disk removed, back.raw unlocked"
