@@ -21,6 +21,8 @@ public enum ExitStatus: Int32, Sendable {
     case busy = 5
     /// `del`: no export of that name.
     case notFound = 6
+    /// A job (commit, mirror) was cancelled by SIGINT or SIGTERM: the disk stays where it was.
+    case cancelled = 130
 }
 
 extension ExitStatus {

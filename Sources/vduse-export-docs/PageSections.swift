@@ -12,10 +12,11 @@ enum PageSections {
         case .kernel: "The kernel side failed: no VDUSE, device creation or resize refused, no disk appeared, or the server's QMP socket failed. Nothing is left behind by \\fBadd\\fR."
         case .busy: "\\fBdel\\fR or a shrinking \\fBresize\\fR refused: the disk is mounted, held or open (the message says by what)."
         case .notFound: "No export of that name."
+        case .cancelled: "\\fBcommit\\fR or \\fBmirror\\fR interrupted by SIGINT or SIGTERM: the job was cancelled, the disk stays on its image, a target the command created is removed."
         }
     }
 
-    static let statuses: [ExitStatus] = [.success, .invalidOptions, .conflict, .kernel, .busy, .notFound]
+    static let statuses: [ExitStatus] = [.success, .invalidOptions, .conflict, .kernel, .busy, .notFound, .cancelled]
 
     static var exitStatus: String {
         statuses.map { ".TP\n.B \($0.rawValue)\n\(meaning($0))" }.joined(separator: "\n")
