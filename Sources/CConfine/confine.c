@@ -27,8 +27,9 @@ uint64_t cconfine_effective_capabilities(void) {
 int cconfine_limit_capabilities(uint64_t keep) {
     /* The bounding set first: dropping from it needs CAP_SETPCAP, which goes next. */
     for (int cap = 0; cap <= CAP_LAST_CAP; cap++) {
-        if (keep & (1ULL << cap)) continue;
-        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) && errno != EINVAL) return -errno;
+        /* (a cap already out of the set needs no CAP_SETPCAP, e.g. under a unit's bounding set) */
+        if ((keep & (1ULL << cap)) || prctl(PR_CAPBSET_READ, cap, 0, 0, 0) != 1) continue;
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)) return -errno;
     }
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) && errno != EINVAL) return -errno;
     struct __user_cap_data_struct data[2];

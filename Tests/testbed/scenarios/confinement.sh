@@ -4,7 +4,7 @@
 # confined it still does its whole job: fio verify, QMP (run-time blockdev-add and
 # block-export-add, which creates and binds a second device; block_resize), stats, a restart
 # (hand-over to a fresh server, confined again), del. VDUSE_EXPORT_CONFINE=0 leaves a server
-# unconfined. (A system call outside the allow-list is tested in crash-kinds.)
+# unconfined. The server loads the kernel modules before it drops its capabilities. (A system call outside the allow-list is tested in crash-kinds.)
 # timeout: 240
 source "$PROJECT/Tests/testbed/scenario-lib.sh"
 X=$VDUSE_EXPORT
@@ -19,7 +19,11 @@ qmp() {
 }
 
 truncate -s 64M a.img b.img
+# The server loads the modules itself before it drops CAP_SYS_MODULE: start with them unloaded.
+modprobe -r virtio_vdpa vduse || fail "cannot unload vduse, virtio_vdpa"
+[ ! -e /dev/vduse/control ] || fail "vduse still loaded"
 dev=$($X add a.img --name conf --num-queues 2) || fail "add failed"
+lsmod | grep -q '^vduse ' || fail "add did not load vduse"
 pid=$(pid_of conf)
 expect_confined "$pid" 1006
 note "add: server $pid confined in all $CONFINED_TASKS threads (NoNewPrivs 1, Seccomp 2, caps 0x1006)"

@@ -197,6 +197,16 @@ for _ in $(seq 1 50); do [ -e /dev/disk/by-vduse/db ] && break; sleep 0.1; done
 [ "$(readlink -f /dev/disk/by-vduse/db)" = "$newdev" ] || fail "/dev/disk/by-vduse/db after the boot"
 in_ct $X resize db 48M >/dev/null || fail "resize through the unit's QMP socket"
 [ "$(cat /sys/block/$(basename "$newdev")/size)" = 98304 ] || fail "resize through the unit: $(cat /sys/block/$(basename "$newdev")/size) sectors"
+# The unit's sandbox as systemd rates it, and the server under it confined (its pid in the
+# guest's namespace: the NSpid line ends with the container's MainPID).
+score=$(in_ct systemd-analyze security --no-pager vduse-export@db.service 2>&1 | sed -n 's/.*Overall exposure level for vduse-export@db.service: \([0-9.]*\).*/\1/p')
+[ -n "$score" ] || { in_ct systemd-analyze security --no-pager vduse-export@db.service 2>&1 | tail -5; fail "no exposure level from systemd-analyze security"; }
+python3 -c "import sys; sys.exit(0 if float('$score') <= 3.0 else 1)" || fail "systemd-analyze security: exposure $score, want <= 3.0"
+gpid=
+for p in $(pgrep -x vduse-export); do grep -qE "^NSpid:.*[[:space:]]$unit_main\$" /proc/$p/status && gpid=$p; done
+[ -n "$gpid" ] || fail "no guest pid for the unit's server $unit_main"
+expect_confined "$gpid" 1006
+note "under the unit: systemd-analyze security exposure $score (<= 3.0); server confined in all $CONFINED_TASKS threads (NoNewPrivs 1, Seccomp 2, caps 0x1006)"
 note "systemd-nspawn --boot: systemd (PID 1) started vduse-export@db.service from the enablement link, active after $(awk 'NR==1{a=$1} NR==2{printf "%.1f", $1-a}' boot.times) s; list: db $newdev running, pid $unit_main = the unit's MainPID; serial DB-0001; /dev/disk/by-vduse/db -> $newdev; resize via its QMP socket"
 
 # del in the booted system: the unit's server stops with exit 0 (no restart), the unit is disabled
