@@ -115,6 +115,11 @@ int cconfine_install_filter(const char *const *names, int count, const char *con
     return e;
 }
 
+int cconfine_resolve(const char *name) {
+    int nr = seccomp_syscall_resolve_name(name);
+    return nr == __NR_SCMP_ERROR ? -1 : nr;
+}
+
 long cconfine_forbidden_call(void) {
     return syscall(SYS_swapoff, NULL);
 }

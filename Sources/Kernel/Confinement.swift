@@ -59,6 +59,12 @@ public enum Confinement {
     /// handlers): as root it could otherwise signal any root process.
     public static let signalCalls = ["kill", "tgkill"]
 
+    /// The system call number of `name` on this architecture (nil: libseccomp does not know it).
+    public static func number(of name: String) -> Int32? {
+        let nr = cconfine_resolve(name)
+        return nr < 0 ? nil : nr
+    }
+
     /// Test only (the `syscall` kind of TestCrash): a call the allow-list does not contain.
     public static func makeForbiddenCall() -> Int { cconfine_forbidden_call() }
 

@@ -21,6 +21,9 @@ uint64_t cconfine_effective_capabilities(void);
 int cconfine_install_filter(const char *const *names, int count, const char *const *own_names, int own_count,
                             int *unknown);
 
+/* The system call number of `name` on this architecture, or -1 (libseccomp's table). */
+int cconfine_resolve(const char *name);
+
 /* Test only: a system call that no allow-list of ours contains (swapoff(NULL): EFAULT/EPERM
    when not confined, so harmless). Returns its result. */
 long cconfine_forbidden_call(void);

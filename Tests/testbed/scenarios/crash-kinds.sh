@@ -10,7 +10,7 @@
 # server is gone within 3 s, its log names the signal, fio sees no error and verifies clean, the kernel
 # logs no I/O error, and each new server is confined. Run for the `swift build` binary and for the one in the Debian package
 # (static Swift runtime, .build/deb from scripts/build-deb).
-# timeout: 420
+# timeout: 560
 source "$PROJECT/Tests/testbed/scenario-lib.sh"
 BOUND_MS=5000
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
