@@ -20,7 +20,13 @@ qmp() {
 
 truncate -s 64M a.img b.img
 # The server loads the modules itself before it drops CAP_SYS_MODULE: start with them unloaded.
-modprobe -r virtio_vdpa vduse || fail "cannot unload vduse, virtio_vdpa"
+# (The guest's modules live in the test bed's tree: /sbin/modprobe, which the server runs, gets
+# a wrapper that adds -d TREE, bound over it for this scenario.)
+printf '#!/bin/bash\nexec -a modprobe /bin/kmod -d %s "$@"\n' "$PROJECT/.testbed/kroot" >modprobe-wrapper
+chmod +x modprobe-wrapper
+mount --bind "$PWD/modprobe-wrapper" /sbin/modprobe || fail "cannot bind the modprobe wrapper"
+trap 'umount /sbin/modprobe 2>/dev/null || true' EXIT
+rmmod virtio_vdpa vduse || fail "cannot unload vduse, virtio_vdpa"
 [ ! -e /dev/vduse/control ] || fail "vduse still loaded"
 dev=$($X add a.img --name conf --num-queues 2) || fail "add failed"
 lsmod | grep -q '^vduse ' || fail "add did not load vduse"

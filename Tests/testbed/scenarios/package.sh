@@ -182,6 +182,8 @@ state=
 for _ in $(seq 1 900); do
     state=$(in_ct systemctl is-active vduse-export@db.service 2>/dev/null) || true
     [ "$state" = active ] || [ "$state" = failed ] && break
+    # A server that dies at start is restarted (Restart=on-failure): one restart is enough to tell.
+    [ "$(in_ct systemctl show -P NRestarts vduse-export@db.service 2>/dev/null)" = 0 ] || { state=restarting; break; }
     sleep 0.1
 done
 [ "$state" = active ] || { ct_log; fail "vduse-export@db.service is '$state' after the boot"; }
