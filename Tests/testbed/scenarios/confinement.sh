@@ -20,16 +20,18 @@ qmp() {
 
 truncate -s 64M a.img b.img
 # The server loads the modules itself before it drops CAP_SYS_MODULE: start with them unloaded.
-# (The guest's modules live in the test bed's tree: /sbin/modprobe, which the server runs, gets
-# a wrapper that adds -d TREE, bound over it for this scenario.)
-printf '#!/bin/bash\nexec -a modprobe /bin/kmod -d %s "$@"\n' "$PROJECT/.testbed/kroot" >modprobe-wrapper
-chmod +x modprobe-wrapper
-mount --bind "$PWD/modprobe-wrapper" /sbin/modprobe || fail "cannot bind the modprobe wrapper"
-trap 'umount /sbin/modprobe 2>/dev/null || true' EXIT
+# (The guest's modules live in the test bed's tree: for `add`, /sbin/modprobe, a link to kmod, is
+# a wrapper that runs a copy of kmod as modprobe with -d TREE; bound over kmod, undone at once.)
 rmmod virtio_vdpa vduse || fail "cannot unload vduse, virtio_vdpa"
 [ ! -e /dev/vduse/control ] || fail "vduse still loaded"
-dev=$($X add a.img --name conf --num-queues 2) || fail "add failed"
-lsmod | grep -q '^vduse ' || fail "add did not load vduse"
+cp /bin/kmod kmod-copy
+printf '#!/bin/bash\nexec -a modprobe %s -d %s "$@"\n' "$PWD/kmod-copy" "$PROJECT/.testbed/kroot" >modprobe-wrapper
+chmod +x modprobe-wrapper
+mount --bind "$PWD/modprobe-wrapper" /bin/kmod || fail "cannot bind the modprobe wrapper"
+rc=0; dev=$($X add a.img --name conf --num-queues 2) || rc=$?
+umount /bin/kmod
+[ "$rc" -eq 0 ] || fail "add failed (exit $rc)"
+grep -q '^vduse ' /proc/modules || fail "add did not load vduse"
 pid=$(pid_of conf)
 expect_confined "$pid" 1006
 note "add: server $pid confined in all $CONFINED_TASKS threads (NoNewPrivs 1, Seccomp 2, caps 0x1006)"
