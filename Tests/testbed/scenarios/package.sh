@@ -169,7 +169,9 @@ echo "$(date +%s.%N) boot" > boot.times
      --bind=/dev --capability=CAP_NET_ADMIN --quiet -- systemd.mask=console-getty.service) > nspawn.log 2>&1 < /dev/null &
 nspawn_pid=$!
 in_ct() { nsenter -t "$ct_pid" -m -p -u -i -r -w "$@"; }
-ct_log() { cat nspawn.log | tail -n 40; in_ct journalctl --no-pager -b -u vduse-export@db.service 2>&1 | tail -n 30 || true; }
+ct_log() { cat nspawn.log | tail -n 40; in_ct journalctl --no-pager -b -u vduse-export@db.service 2>&1 | tail -n 30 || true
+           in_ct systemctl status --no-pager vduse-export@db.service 2>&1 | tail -n 15 || true
+           dmesg | grep -E 'type=1326|seccomp' | tail -n 5 || true; }
 ct_pid=
 for _ in $(seq 1 300); do
     ct_pid=$(ps -o pid= --ppid "$nspawn_pid" | tr -d " " | head -n 1) || true
