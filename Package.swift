@@ -27,7 +27,10 @@ let package = Package(
         ),
         // Linux interfaces: owned fds, errno-keeping errors, eventfd, io_uring, VDUSE, vdpa netlink.
         // Returns raw mappings and numbers, never virtio types.
-        .target(name: "Kernel", dependencies: ["CVDUSE", .product(name: "SystemPackage", package: "swift-system")]),
+        // The serving phase's confinement: capabilities, no_new_privs, a seccomp allow-list
+        // (Debian libseccomp-dev).
+        .target(name: "CConfine", linkerSettings: [.linkedLibrary("seccomp")]),
+        .target(name: "Kernel", dependencies: ["CVDUSE", "CConfine", .product(name: "SystemPackage", package: "swift-system")]),
         // QEMU's QAPI model, keyval/JSON parsers and create-time checks. Pure.
         .target(name: "QAPI"),
         // Split virtqueues, descriptor chains over checked driver memory, virtio-blk request

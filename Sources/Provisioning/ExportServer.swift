@@ -67,6 +67,11 @@ public enum ExportServer {
         // server mounts nothing, so it can never hold a mount of its own disk at exit either.
         let pidFile = try settings.pidFile.map { try PidFile(path: $0) }
         defer { pidFile?.remove() }
+        // Modules first (modprobe needs CAP_SYS_MODULE), then the capabilities go, before the
+        // first iothread: capabilities are per thread, and threads inherit them.
+        try KernelSupport.ensureVDUSE(logger: logger)
+        let confine = ServingConfinement(binding: settings.binding)
+        try confine.limitCapabilities()
         let manager = try ExportManager(iothreads: configuration.iothreads, binding: settings.binding, logger: logger)
         let records = RecordKeeper(settings: settings)
         var outcome = Outcome.stopped
@@ -99,6 +104,7 @@ public enum ExportServer {
         }
         try pidFile?.write()
         if settings.daemonized { _ = chdir("/") }
+        try confine.restrictSystemCalls(logger: logger)
         settings.readiness.finish()
         var received: Int32 = 0
         sigwait(&signals, &received)
