@@ -171,7 +171,8 @@ nspawn_pid=$!
 in_ct() { nsenter -t "$ct_pid" -m -p -u -i -r -w "$@"; }
 ct_log() { cat nspawn.log | tail -n 40; in_ct journalctl --no-pager -b -u vduse-export@db.service 2>&1 | tail -n 30 || true
            in_ct systemctl status --no-pager vduse-export@db.service 2>&1 | tail -n 15 || true
-           dmesg | grep -E 'type=1326|seccomp' | tail -n 5 || true; }
+           dmesg | grep -E 'type=1326|seccomp' | tail -n 5 || true
+           in_ct systemctl show vduse-export@db.service -p Result -p ExecMainCode -p ExecMainStatus 2>&1 || true; }
 ct_pid=
 for _ in $(seq 1 300); do
     ct_pid=$(ps -o pid= --ppid "$nspawn_pid" | tr -d " " | head -n 1) || true
@@ -185,7 +186,8 @@ for _ in $(seq 1 900); do
     state=$(in_ct systemctl is-active vduse-export@db.service 2>/dev/null) || true
     [ "$state" = active ] || [ "$state" = failed ] && break
     # A server that dies at start is restarted (Restart=on-failure): one restart is enough to tell.
-    [ "$(in_ct systemctl show -P NRestarts vduse-export@db.service 2>/dev/null)" = 0 ] || { state=restarting; break; }
+    n=$(in_ct systemctl show -P NRestarts vduse-export@db.service 2>/dev/null) || n=
+    [[ $n =~ ^[1-9] ]] && { state="restarting ($n restarts)"; break; }
     sleep 0.1
 done
 [ "$state" = active ] || { ct_log; fail "vduse-export@db.service is '$state' after the boot"; }
