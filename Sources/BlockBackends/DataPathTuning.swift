@@ -21,11 +21,6 @@ package struct DataPathTuning: Sendable, Equatable {
     /// `rep stosb` on ERMS CPUs and costs 14× more under QEMU's TCG).
     package var nullFillStores = true
 
-    /// Memory-backed images are mapped, and inline transfers are copies to and from the mapping
-    /// instead of a preadv/pwritev each. A measuring aid only: a file truncated by someone else
-    /// while mapped would kill the server with SIGBUS, which the syscall path answers with EIO.
-    package var mapImage = false
-
     package init() {}
 
     package init(parsing text: String) {
@@ -38,7 +33,6 @@ package struct DataPathTuning: Sendable, Equatable {
             case "irq-mask": irqMask = kv[1] == "driver" || !kv[1].isEmpty && kv[1].allSatisfy(\.isHexDigit) ? kv[1] : irqMask
             case "vectored": vectoredInline = kv[1] != "0"
             case "null-fill": nullFillStores = kv[1] != "memset"
-            case "mmap-image": mapImage = kv[1] == "1"
             case "inline-read-kb": inlineReadLimit = Int(kv[1]).map { max($0, 0) * 1024 } ?? inlineReadLimit
             default: continue
             }

@@ -44,15 +44,10 @@ package final class FileBackend: BlockBackend {
         memoryBacked = kind == .regularFile && !direct && fstatfs(descriptor.rawValue, &fs) == 0
             && (Int(fs.f_type) == tmpfsMagic || Int(fs.f_type) == ramfsMagic)
         canPunchHoles = kind == .blockDevice || writable && Self.probePunchHole(descriptor.rawValue, at: size)
-        mapping = memoryBacked && DataPathTuning.current.mapImage
-            ? ImageMapping(fd: descriptor.rawValue, length: size, writable: writable) : nil
         self.descriptor = descriptor
         self.path = path
         self.direct = direct
     }
-
-    /// The image mapped (DataPathTuning's `mmap-image`; nil by default).
-    private let mapping: ImageMapping?
 
     /// The file system deallocates ranges (ext4, xfs, tmpfs do; vfat, exFAT, NFSv3, 9p do not).
     package let canPunchHoles: Bool
@@ -104,7 +99,6 @@ package final class FileBackend: BlockBackend {
     func finishTransfer(write: Bool, iov: UnsafeMutableBufferPointer<iovec>, offset: UInt64, done: Int,
                         total: Int) -> BlockStatus {
         var done = done
-        if done == 0, let mapping, mapping.transfer(write: write, iov: iov, offset: offset, total: total) { return .ok }
         if done == 0 && iov.count > 1 && iov.count <= Self.maxVector && DataPathTuning.current.vectoredInline {
             let r = write ? pwritev(fd, iov.baseAddress, Int32(iov.count), off_t(offset))
                           : preadv(fd, iov.baseAddress, Int32(iov.count), off_t(offset))

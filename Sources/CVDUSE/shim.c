@@ -26,20 +26,6 @@ void cvduse_zero_fill(void *dst, size_t len) {
     for (; len > 0; len--) *p++ = 0;
 }
 
-void cvduse_copy(void *dst, const void *src, size_t len) {
-    unsigned char *d = dst;
-    const unsigned char *s = src;
-    for (; len >= 32; len -= 32, d += 32, s += 32) {
-        uint64_t a, b, c, e;
-        __builtin_memcpy(&a, s, 8); __builtin_memcpy(&b, s + 8, 8);
-        __builtin_memcpy(&c, s + 16, 8); __builtin_memcpy(&e, s + 24, 8);
-        __builtin_memcpy(d, &a, 8); __builtin_memcpy(d + 8, &b, 8);
-        __builtin_memcpy(d + 16, &c, 8); __builtin_memcpy(d + 24, &e, 8);
-        __asm__ volatile("" : : "r"(d), "r"(s) : "memory");  /* no memcpy call for the loop */
-    }
-    for (; len > 0; len--) *d++ = *s++;
-}
-
 long cvduse_create_dev(int control_fd, const char *name, uint32_t device_id, uint64_t features,
                        uint32_t vq_num, uint32_t vq_align, const void *config, uint32_t config_size) {
     struct vduse_dev_config *c = calloc(1, sizeof(*c) + config_size);

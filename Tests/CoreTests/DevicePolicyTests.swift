@@ -56,40 +56,4 @@ import Testing
         #expect(DevicePolicy.interruptMask(driverMask: "3", tuning: DataPathTuning(parsing: "irq-mask=2")) == "2")
         #expect(DevicePolicy.interruptMask(driverMask: "3", tuning: DataPathTuning()) == "1")
     }
-
-    /// The experimental image mapping copies exactly what preadv/pwritev would, at odd offsets and
-    /// lengths, and refuses transfers that do not fit (the caller then takes the syscall path).
-    @Test func imageMappingCopiesLikeTheSyscalls() throws {
-        let path = "/dev/shm/vduse-export-mapping-test-\(getpid())"
-        let fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0o600)
-        #expect(fd >= 0)
-        defer { close(fd); unlink(path) }
-        let size = 64 * 1024
-        var image = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
-        #expect(pwrite(fd, &image, size, 0) == size)
-        let mapping = try #require(ImageMapping(fd: fd, length: UInt64(size), writable: true))
-        let memory = UnsafeMutableRawPointer.allocate(byteCount: 8192, alignment: 64)
-        defer { memory.deallocate() }
-        let iov = UnsafeMutableBufferPointer<iovec>.allocate(capacity: 2)
-        defer { iov.deallocate() }
-        for (offset, first, second) in [(0, 4096, 4096), (13, 77, 1), (40_000, 31, 4099), (size - 33, 32, 1)] {
-            iov[0] = iovec(iov_base: memory + 3, iov_len: first)
-            iov[1] = iovec(iov_base: memory + 3 + first + 5, iov_len: second)
-            #expect(mapping.transfer(write: false, iov: iov, offset: UInt64(offset), total: first + second))
-            let got = memory.assumingMemoryBound(to: UInt8.self)
-            #expect((0..<first).allSatisfy { got[3 + $0] == image[offset + $0] })
-            #expect((0..<second).allSatisfy { got[3 + first + 5 + $0] == image[offset + first + $0] })
-            // Write it back inverted, and read it with pread.
-            for i in 0..<first { got[3 + i] = ~got[3 + i] }
-            for i in 0..<second { got[3 + first + 5 + i] = ~got[3 + first + 5 + i] }
-            #expect(mapping.transfer(write: true, iov: iov, offset: UInt64(offset), total: first + second))
-            var back = [UInt8](repeating: 0, count: first + second)
-            #expect(pread(fd, &back, first + second, off_t(offset)) == first + second)
-            #expect((0..<(first + second)).allSatisfy { back[$0] == ~image[offset + $0] })
-            #expect(pwrite(fd, &image, size, 0) == size)
-        }
-        iov[0] = iovec(iov_base: memory, iov_len: 64)
-        #expect(!mapping.transfer(write: false, iov: UnsafeMutableBufferPointer(rebasing: iov[0..<1]), offset: UInt64(size - 32), total: 64))
-        #expect(!mapping.transfer(write: false, iov: UnsafeMutableBufferPointer(rebasing: iov[0..<1]), offset: .max - 8, total: 64))
-    }
 }

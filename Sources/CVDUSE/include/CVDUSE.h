@@ -47,9 +47,6 @@ static const unsigned long CVDUSE_BLKSSZGET = BLKSSZGET;
    (1.7 ms per MiB in the test bed against 0.12 ms for stores; docs/performance.md). Same speed as
    memset on hardware. */
 void cvduse_zero_fill(void *dst, size_t len);
-/* Copies len bytes (non-overlapping) with plain 8-byte loads and stores, never `rep movsb`, which
-   glibc's memcpy uses from 4 KiB up with AVX2 and TCG runs one byte per iteration. */
-void cvduse_copy(void *dst, const void *src, size_t len);
 
 /* O_DIRECT needs _GNU_SOURCE, which only the .c file defines. */
 extern const int cvduse_o_direct;
