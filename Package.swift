@@ -27,7 +27,10 @@ let package = Package(
         ),
         // Linux interfaces: owned fds, errno-keeping errors, eventfd, io_uring, VDUSE, vdpa netlink.
         // Returns raw mappings and numbers, never virtio types.
-        .target(name: "Kernel", dependencies: ["CVDUSE", .product(name: "SystemPackage", package: "swift-system")]),
+        // The serving phase's confinement: capabilities, no_new_privs, a seccomp allow-list
+        // (Debian libseccomp-dev).
+        .target(name: "CConfine", linkerSettings: [.linkedLibrary("seccomp")]),
+        .target(name: "Kernel", dependencies: ["CVDUSE", "CConfine", .product(name: "SystemPackage", package: "swift-system")]),
         // QEMU's QAPI model, keyval/JSON parsers and create-time checks. Pure.
         .target(name: "QAPI"),
         // Split virtqueues, descriptor chains over checked driver memory, virtio-blk request
@@ -91,6 +94,10 @@ let package = Package(
         .target(name: "FuzzSupport", path: "Fuzz/Support"),
         .executableTarget(name: "fuzz-qcow2", dependencies: ["QCOW2", "FuzzSupport"], path: "Fuzz/Qcow2", exclude: ["corpus"]),
         .executableTarget(name: "fuzz-virtio", dependencies: ["Virtio", "FuzzSupport"], path: "Fuzz/Virtio", exclude: ["corpus"]),
+        .executableTarget(name: "fuzz-queue", dependencies: ["Core", "BlockBackends", "Virtio", "Kernel", "FuzzSupport",
+                                                       .product(name: "Logging", package: "swift-log")],
+                          path: "Fuzz/Queue", exclude: ["corpus"]),
+        .executableTarget(name: "fuzz-nbd", dependencies: ["BlockBackends", "FuzzSupport"], path: "Fuzz/NBD", exclude: ["corpus"]),
         .executableTarget(name: "fuzz-inflight", dependencies: ["Core", "FuzzSupport"], path: "Fuzz/Inflight", exclude: ["corpus"]),
         .executableTarget(name: "fuzz-options", dependencies: ["QAPI", "FuzzSupport"], path: "Fuzz/Options", exclude: ["corpus"]),
         .testTarget(name: "CoreTests", dependencies: ["Core", "Virtio", "BlockBackends", "Kernel", "QAPI", "QMP", "Provisioning",

@@ -2,18 +2,23 @@ import Glibc
 import FuzzSupport
 import QCOW2
 
-/// One input is one qcow2 image file. It is opened read-only and read at spread offsets, then
-/// opened writable and written, discarded, zeroed, grown and read again. Any error is fine; a
-/// crash, a hang, or the file growing far beyond what the writes need is not.
+/// One input is one qcow2 image file, written as `image.qcow2` next to fixed backing files
+/// (`Backings`) its header may name. It is opened read-only with the backing chain its header
+/// names and read at spread offsets, then opened writable (with its chain, or without one if the
+/// chain does not open) and written, discarded, zeroed, grown and read again. Any error is fine;
+/// a crash, a hang, a change to a backing file, or the file growing far beyond what the writes
+/// need is not.
 func fuzzOne(_ bytes: UnsafeRawBufferPointer) {
     let path = scratch.holding(bytes)
 
     var buf = [UInt8](repeating: 0, count: 128 << 10)
-    if let image = try? Qcow2Image(path: path, readOnly: true, backing: .none, l2CacheBytes: 1 << 20) {
+    if let image = try? Qcow2Image(path: path, readOnly: true, backing: .fromHeader, l2CacheBytes: 1 << 20) {
         readSpread(image, &buf)
         try? image.close()
     }
-    guard let image = try? Qcow2Image(path: path, readOnly: false, backing: .none, l2CacheBytes: 1 << 20) else { return }
+    defer { backings.checkUnchanged() }
+    guard let image = (try? Qcow2Image(path: path, readOnly: false, backing: .fromHeader, l2CacheBytes: 1 << 20))
+        ?? (try? Qcow2Image(path: path, readOnly: false, backing: .none, l2CacheBytes: 1 << 20)) else { return }
     let size = image.virtualSize
     let pattern = [UInt8](repeating: 0xa5, count: 70_000)
     for (i, at) in offsets(size).enumerated() {
@@ -52,7 +57,11 @@ func readSpread(_ image: Qcow2Image, _ buf: inout [UInt8]) {
 }
 
 let scratch = ScratchFile(target: "qcow2", name: "image.qcow2")
+let backings = Backings(in: scratch.directory)
 
 @main struct Main {
-    static func main() { fuzzMain(fuzzOne) }
+    static func main() {
+        _ = backings
+        fuzzMain(fuzzOne)
+    }
 }

@@ -17,6 +17,10 @@ package struct DataPathTuning: Sendable, Equatable {
     /// Inline transfers start with one preadv/pwritev over all segments (off: one call per segment).
     package var vectoredInline = true
 
+    /// null-co reads zero the driver's buffers with plain stores (off: glibc's memset, which is
+    /// `rep stosb` on ERMS CPUs and costs 14× more under QEMU's TCG).
+    package var nullFillStores = true
+
     package init() {}
 
     package init(parsing text: String) {
@@ -28,6 +32,7 @@ package struct DataPathTuning: Sendable, Equatable {
             case "bounce-mb": bounceMiB = Int(kv[1]).map { min(max($0, 0), 1024) } ?? bounceMiB
             case "irq-mask": irqMask = kv[1] == "driver" || !kv[1].isEmpty && kv[1].allSatisfy(\.isHexDigit) ? kv[1] : irqMask
             case "vectored": vectoredInline = kv[1] != "0"
+            case "null-fill": nullFillStores = kv[1] != "memset"
             case "inline-read-kb": inlineReadLimit = Int(kv[1]).map { max($0, 0) * 1024 } ?? inlineReadLimit
             default: continue
             }

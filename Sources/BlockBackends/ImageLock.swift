@@ -39,15 +39,32 @@ package enum ImageLock {
     }
 
     /// Takes the locks for an export of the image open as `fd`, or throws QEMU's message.
-    package static func acquire(fd: Int32, path: String, writable: Bool, forceShare: Bool) throws(ExportError) {
+    /// `checkOthers: false` only for an image this process holds as a writer and is about to
+    /// let go of (a live snapshot reopens it as the new overlay's backing): the conflict would be
+    /// with ourselves, and no other user can hold more than a reader's lock beside our writer.
+    package static func acquire(fd: Int32, path: String, writable: Bool, forceShare: Bool,
+                                checkOthers: Bool = true) throws(ExportError) {
         let (used, unshared) = permissions(writable: writable, forceShare: forceShare)
         for p in used { try lock(fd, permissionBase + p.rawValue, path: path) }
         for p in unshared { try lock(fd, sharedBase + p.rawValue, path: path) }
+        guard checkOthers else { return }
         for p in Permission.allCases where used.contains(p) && heldByOthers(fd, sharedBase + p.rawValue) {
             throw conflict("Failed to get \"\(p.name)\" lock", path: path)
         }
         for p in Permission.allCases where unshared.contains(p) && heldByOthers(fd, permissionBase + p.rawValue) {
             throw conflict("Failed to get shared \"\(p.name)\" lock", path: path)
+        }
+    }
+
+    /// Gives up a reader's refusal to share write and resize (the image stays locked as read).
+    package static func shareWrites(fd: Int32) {
+        for p in [Permission.write, .resize] {
+            var l = flock()
+            l.l_type = Int16(F_UNLCK)
+            l.l_whence = Int16(SEEK_SET)
+            l.l_start = sharedBase + p.rawValue
+            l.l_len = 1
+            _ = fcntl(fd, setOFDLock, &l)
         }
     }
 

@@ -32,25 +32,14 @@ package final class NBDBackend: BlockBackend {
         let timing = timing ?? NBDTiming(spec)
         self.timing = timing
         let first = try NBDHandle.connect(spec, timeoutMs: timing.connectTimeoutMs)
-        size = first.size
-        readOnly = first.readOnly
-        if writable && readOnly {
-            throw SystemError("NBD export is read-only (export it read-only)", errno: EROFS)
-        }
-        minimumBlock = max(first.blockSize(Int32(LIBNBD_SIZE_MINIMUM)), 1)
-        preferredBlock = first.blockSize(Int32(LIBNBD_SIZE_PREFERRED))
-        if minimumBlock > UInt64(logicalBlockSize) {
-            throw SystemError("the server's minimum block size is \(minimumBlock) bytes: use logical-block-size=\(minimumBlock)",
-                              errno: EINVAL)
-        }
-        canFastZero = first.canFastZero
-        let serverMax = first.blockSize(Int32(LIBNBD_SIZE_MAXIMUM))
-        var chunk = min(serverMax == 0 ? 32 << 20 : serverMax, 32 << 20)
-        chunk -= chunk % minimumBlock
-        limits = NBDLimits(size: size, canFlush: first.canFlush, canTrim: first.canTrim && writable,
-                           canZero: first.canZero, maxChunk: max(chunk, minimumBlock),
-                           maxZero: UInt64(Int32.max) - UInt64(Int32.max) % max(minimumBlock, 4096))
-        let count = first.canMultiConn ? max(queues, 1) : 1
+        let server = first.facts
+        limits = try NBDLimits(server: server, writable: writable, logicalBlockSize: logicalBlockSize)
+        size = server.size
+        readOnly = server.readOnly
+        minimumBlock = limits.minimumBlock
+        preferredBlock = server.preferred
+        canFastZero = server.canFastZero
+        let count = server.canMultiConn ? max(queues, 1) : 1
         let notice = try NBDShutdownNotice(connections: count)
         connections.append(try NBDConnection(handle: first, spec: spec, timing: timing, limits: limits, notice: notice, index: 0))
         for i in 1..<max(count, 1) {

@@ -150,11 +150,9 @@ final class NBDConnection {
 
     private func chunks(_ offset: UInt64, _ length: UInt64, _ most: UInt64, _ command: NBDCommand,
                         _ call: (UInt64, UInt64) -> Int64) {
-        var at = offset
-        while at < offset + length && command.failure == 0 && !command.waiting {
-            let n = min(most, offset + length - at)
+        var plan = NBDChunks(offset: offset, length: length, most: most)
+        while command.failure == 0 && !command.waiting, let (at, n) = plan.next() {
             send(command) { call(at, n) }
-            at += n
         }
     }
 
@@ -406,18 +404,6 @@ final class NBDConnection {
         if fds[0].revents != 0 { onTimer() }
         if fds.count > 1, fds[1].revents != 0 { onSocket() }
     }
-}
-
-/// What the server allows, fixed at the first connection (a reconnect must find the same size).
-struct NBDLimits {
-    var size: UInt64
-    var canFlush: Bool
-    var canTrim: Bool
-    var canZero: Bool
-    /// Largest read or write per NBD command.
-    var maxChunk: UInt64
-    /// Largest trim or zero per command (no payload, so the server's payload limit does not apply).
-    var maxZero: UInt64
 }
 
 /// `VDUSE_EXPORT_TRACE_NBD=1`: every request and socket event on stderr (debugging only).

@@ -116,6 +116,14 @@ final class NBDHandle {
     /// LIBNBD_SIZE_MINIMUM / PREFERRED / MAXIMUM; 0 when the server did not say.
     func blockSize(_ which: Int32) -> UInt64 { UInt64(max(nbd_get_block_size(raw, which), 0)) }
 
+    /// What the server said about its export in the handshake, as one value to check.
+    var facts: NBDServerFacts {
+        NBDServerFacts(size: size, readOnly: readOnly, canFlush: canFlush, canTrim: canTrim, canZero: canZero,
+                       canFastZero: canFastZero, canMultiConn: canMultiConn,
+                       minimum: blockSize(Int32(LIBNBD_SIZE_MINIMUM)), preferred: blockSize(Int32(LIBNBD_SIZE_PREFERRED)),
+                       maximum: blockSize(Int32(LIBNBD_SIZE_MAXIMUM)))
+    }
+
     /// libnbd's message for the last failure on this thread, with its errno.
     static func lastError(_ call: String) -> SystemError {
         var text = nbd_get_error().map { String(cString: $0) } ?? call

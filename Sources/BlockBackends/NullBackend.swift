@@ -1,3 +1,4 @@
+import CVDUSE
 import Glibc
 import Kernel
 import Virtio
@@ -6,7 +7,13 @@ import Virtio
 package final class NullBackend: BlockBackend, BackendQueue {
     package private(set) var size: UInt64
 
-    package init(size: UInt64) { self.size = size }
+    /// Zero read buffers with plain stores rather than memset (DataPathTuning's `null-fill`).
+    private let fillWithStores: Bool
+
+    package init(size: UInt64, fillWithStores: Bool = DataPathTuning.current.nullFillStores) {
+        self.size = size
+        self.fillWithStores = fillWithStores
+    }
 
     package var capabilities: BackendCapabilities {
         BackendCapabilities(discard: true, writeZeroes: true, resizable: true)
@@ -21,7 +28,10 @@ package final class NullBackend: BlockBackend, BackendQueue {
 
     package func submit(_ io: BlockIO, tag: UInt16) -> Submission {
         if case let .read(_, buffers, _) = io {
-            for piece in buffers { piece.iov_base?.initializeMemory(as: UInt8.self, repeating: 0, count: piece.iov_len) }
+            for piece in buffers {
+                guard let base = piece.iov_base else { continue }
+                if fillWithStores { cvduse_zero_fill(base, piece.iov_len) } else { memset(base, 0, piece.iov_len) }
+            }
         }
         return .done(.ok)
     }

@@ -10,7 +10,7 @@ import Virtio
 /// This round does each request synchronously inside `submit` and completes it at once. The
 /// engine's allocation and metadata state is not safe to share, so one lock covers it for every
 /// queue of the export, whichever iothreads they run on.
-package final class Qcow2Backend: BlockBackend {
+package final class Qcow2Backend: BlockBackend, Sendable {
     package let path: String
     package let writable: Bool
     /// Guest discards reach the image only with `discard=unmap` (QEMU's default is ignore).
@@ -84,6 +84,25 @@ package final class Qcow2Backend: BlockBackend {
                 _ = line.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
             }
             return .ioError
+        }
+    }
+
+    /// Whether [offset, offset + length) reads anything from above `base` in the chain (what a
+    /// commit into `base` copies). An engine error counts as allocated (copied, to be safe).
+    package func allocatedAbove(base: String, at offset: UInt64, length: UInt64) -> Bool {
+        image.withLock { img in (try? img.allocatedAbove(base: base, at: offset, length: length)) ?? true }
+    }
+
+    /// Lets another open file write `path`, a backing file of this chain that stays open as a
+    /// reader (a commit into it), or (`share: false`) refuses that again.
+    package func shareWrites(of path: String, _ share: Bool) throws(ExportError) {
+        try image.withLock { img throws(ExportError) in
+            guard let fd = img.descriptor(of: path) else { return }
+            if share {
+                ImageLock.shareWrites(fd: fd)
+            } else {
+                try ImageLock.acquire(fd: fd, path: path, writable: false, forceShare: false, checkOthers: false)
+            }
         }
     }
 

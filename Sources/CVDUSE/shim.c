@@ -15,6 +15,17 @@ long cvduse_ioctl(int fd, unsigned long request, void *arg) {
     return r < 0 ? -errno : r;
 }
 
+void cvduse_zero_fill(void *dst, size_t len) {
+    unsigned char *p = dst;
+    for (; len > 0 && ((uintptr_t)p & 7) != 0; len--) *p++ = 0;
+    for (; len >= 32; len -= 32, p += 32) {
+        uint64_t *q = (uint64_t *)(void *)p;
+        q[0] = 0; q[1] = 0; q[2] = 0; q[3] = 0;
+        __asm__ volatile("" : : "r"(p) : "memory");  /* keeps the compiler from making this loop a memset call */
+    }
+    for (; len > 0; len--) *p++ = 0;
+}
+
 long cvduse_create_dev(int control_fd, const char *name, uint32_t device_id, uint64_t features,
                        uint32_t vq_num, uint32_t vq_align, const void *config, uint32_t config_size) {
     struct vduse_dev_config *c = calloc(1, sizeof(*c) + config_size);

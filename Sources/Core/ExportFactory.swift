@@ -9,8 +9,9 @@ import Virtio
 /// Turns a checked plan into a running export's parts: the backend its node names, and the
 /// VDUSE device (created, or reopened after its server died). Undoes what it did on failure.
 enum ExportFactory {
-    /// Opens the storage a plan's block node resolves to.
-    static func openBackend(_ plan: ExportPlan) throws(ExportError) -> any BlockBackend {
+    /// Opens the storage a plan's block node resolves to. `ownWriter`: an image this export holds
+    /// as a writer now and gives up in the same switch (its locks are not a conflict).
+    static func openBackend(_ plan: ExportPlan, ownWriter: String? = nil) throws(ExportError) -> any BlockBackend {
         switch plan.backend.kind {
         case let .null(size):
             return NullBackend(size: size)
@@ -20,7 +21,8 @@ enum ExportFactory {
             // but nobody writes it underneath them.
             let forceShare = plan.backend.forceShare
             let lock: FileLocker = { fd, path, writable in
-                try ImageLock.acquire(fd: fd, path: path, writable: writable, forceShare: writable ? false : forceShare && path == q.path)
+                try ImageLock.acquire(fd: fd, path: path, writable: writable, forceShare: writable ? false : forceShare && path == q.path,
+                                      checkOthers: writable || path != ownWriter)
             }
             do {
                 return try Qcow2Backend(spec: q, writable: plan.writable, writethrough: plan.writethrough, lock: lock)
@@ -179,7 +181,10 @@ enum ExportFactory {
         throws(ExportError) -> VDUSEBlockExport {
         let backend = try openBackend(plan)
         let config = VDUSEBlockExport.config(plan: plan, size: backend.size, capabilities: backend.capabilities)
-        let expected = identity(plan, config)
+        var expected = identity(plan, config)
+        // After a live switch the image may offer more (a qcow2 overlay discards where its raw
+        // base could not); the device keeps what it was created with, which is enough.
+        if log.identity.features & ~expected.features == 0 { expected.features = log.identity.features }
         guard log.identity == expected else {
             throw ExportError("vduse device '\(plan.deviceName)' exists with another configuration (\(log.identity)); "
                               + "this export would have \(expected): refusing to take it over", code: .conflict)

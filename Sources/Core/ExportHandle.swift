@@ -4,6 +4,8 @@ import QAPI
 /// made, its counters (atomics, readable anywhere), and the export itself, bound to its iothread
 /// so that only code running there can reach it.
 struct ExportHandle: Sendable {
+    /// The plan the export was made with. A live switch (snapshot, commit, mirror) changes only
+    /// its backend, on the iothread: read the current one there (`run { $0.plan }`).
     let plan: ExportPlan
     let iothread: IOThread
     let queueStats: [QueueStats]

@@ -38,6 +38,8 @@ public final class ExportManager: Sendable {
     public enum Binding: Sendable { case server, caller }
 
     public let binding: Binding
+    /// Commits and mirrors running on this server's exports.
+    public let jobs = JobRegistry()
     private let control: VDUSEControl
     private let logger: Logger
     private let mainLoop: IOThread
@@ -230,6 +232,8 @@ public final class ExportManager: Sendable {
 
     /// Deletes an export (QEMU's block-export-del): `Export '<id>' is not found` if unknown.
     public func remove(id: String) throws {
+        // A job still copying lets go of the disk first (it needs the command lock to do so).
+        jobs.cancelAndWait(export: id)
         commandLock.lock()
         defer { commandLock.unlock() }
         guard let entry = state.withLock({ s -> Entry? in
@@ -250,6 +254,17 @@ public final class ExportManager: Sendable {
         let export = entry.export
         try export.run { try $0.resize(to: bytes) }
         state.withLock { $0[entry.status.id]?.status.sizeBytes = bytes / 512 * 512 }
+    }
+
+    /// Runs `body` with the export whose id or node name is `name`, under the command lock (a
+    /// backend switch must not interleave with add, delete or resize). QEMU's message if none.
+    func withExport<T>(named name: String, _ body: (ExportHandle, ExportStatus) throws -> T) throws -> T {
+        commandLock.lock()
+        defer { commandLock.unlock() }
+        guard let entry = state.withLock({ s in s[name] ?? s.values.first { $0.status.nodeName == name } }) else {
+            throw ExportError("Cannot find device='\(name)' nor node-name='\(name)'", code: .notFound)
+        }
+        return try body(entry.export, entry.status)
     }
 
     /// Cleans up after a server that died: reconnects to its VDUSE device (answering the kernel

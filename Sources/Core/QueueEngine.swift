@@ -11,7 +11,8 @@ import Virtio
 /// check exclusive access statically instead of at run time on every request.
 struct QueueEngine: ~Copyable {
     private(set) var ring: SplitVirtqueue
-    let backend: any BackendQueue
+    /// Replaced only with the queue drained (`replaceBackend`: a live snapshot, commit or mirror).
+    private(set) var backend: any BackendQueue
     /// Capacity can change at run time (resize); everything else is fixed.
     var geometry: BlockExportGeometry
     /// Driver memory; requests in flight point into it.
@@ -96,6 +97,28 @@ struct QueueEngine: ~Copyable {
     mutating func drain() {
         backend.quiesce()
         reap()
+    }
+
+    /// Flushes what the backend acknowledged to stable storage, waiting for it: before a switch,
+    /// so the image left behind holds every completed write. Call only drained (no slot busy:
+    /// the flush borrows tag 0).
+    mutating func flushDrained() -> BlockStatus {
+        precondition(slots.busy == 0 && backend.inFlight == 0, "queue \(ring.index): flush before a switch with requests in flight")
+        if case let .done(status) = backend.submit(.flush, tag: 0) { return status }
+        backend.commit()
+        backend.quiesce()
+        var done: [Completion] = []
+        backend.reap(into: &done)
+        return done.first?.status ?? .ioError
+    }
+
+    /// Serves the queue from `new` from now on and returns the old backend queue (the caller
+    /// closes it). Drained only: nothing in flight may complete through the old one.
+    mutating func replaceBackend(_ new: any BackendQueue) -> any BackendQueue {
+        precondition(slots.busy == 0 && backend.inFlight == 0, "queue \(ring.index): backend switched with requests in flight")
+        let old = backend
+        backend = new
+        return old
     }
 
     /// Finds the rings again after their mappings changed, keeping the queue's position.

@@ -1,4 +1,5 @@
 import CVDUSE
+import Kernel
 import Glibc
 import Synchronization
 
@@ -6,7 +7,7 @@ import Synchronization
 /// that the test bed can prove that a crash is recovered like a SIGKILL. Inert unless the
 /// environment variable `VDUSE_EXPORT_TEST_CRASH` names a file when the server starts (read once).
 /// Then SIGUSR1 arms the switch with the kind of crash written in that file (`trap`, `fault`,
-/// `abort` or `oom`), and the next round of requests on any queue ends the process after handing
+/// `abort`, `oom` or `syscall`), and the next round of requests on any queue ends the process after handing
 /// that round's requests to the backend. Not an interface: nothing but the test bed sets it.
 package enum TestCrash {
     package enum Kind: UInt8, Sendable, CaseIterable {
@@ -19,6 +20,8 @@ package enum TestCrash {
         /// Allocates and touches memory until the kernel's OOM killer ends the process (the test
         /// puts the server in a memory-limited cgroup first).
         case oom
+        /// A system call outside the serving phase's seccomp allow-list (SIGSYS once confined).
+        case syscall
 
         package init?(name: String) {
             guard let kind = Kind.allCases.first(where: { "\($0)" == name }) else { return nil }
@@ -69,6 +72,9 @@ package enum TestCrash {
             preconditionFailure("\(variable): the store to page 0 did not fault")
         case .abort?:
             Glibc.abort()
+        case .syscall?:
+            let r = Confinement.makeForbiddenCall()
+            preconditionFailure("\(variable): the forbidden system call returned \(r): the server is not confined")
         case .oom?:
             var held: [UnsafeMutableRawPointer] = []
             while true {

@@ -11,9 +11,10 @@ import Virtio
 /// completions are all handled there, as QEMU does with a single AioContext. Not `Sendable`:
 /// other threads hold an `ExportHandle`, which reaches the export only on its iothread.
 final class VDUSEBlockExport {
-    let plan: ExportPlan
+    /// Changes only in a backend switch (snapshot, commit, mirror), on the iothread.
+    private(set) var plan: ExportPlan
     let iothread: IOThread
-    let backend: any BlockBackend
+    private(set) var backend: any BlockBackend
     private(set) var config: VirtioBlockConfig
     private let device: any VDUSEDeviceChannel
     private let logger: Logger
@@ -236,6 +237,79 @@ final class VDUSEBlockExport {
         guard status.contains(.driverOK) else { return }
         try device.updateConfig(offset: 0, bytes: withUnsafeBytes(of: config.capacitySectors.littleEndian) { Array($0) })
     }
+}
+
+extension VDUSEBlockExport {
+    /// Moves every queue of the export to another backend while the disk stays in use (a live
+    /// snapshot, commit or mirror). Iothread only: while it runs no queue takes new requests
+    /// (they wait in the rings), so the switch is atomic for the driver.
+    ///
+    /// In order: requests in flight are answered and the old backend flushed (the image left
+    /// behind holds every acknowledged write); `open` opens the new backend (after the flush, so
+    /// it reads the old image as it is on disk); every queue's channel to it is made; `record`
+    /// makes the switch durable (the state record: a server killed after it comes back on the new
+    /// image); only then does each queue switch. A throw before the last step leaves the export
+    /// on its old backend, untouched.
+    func switchBackend(to newPlan: ExportPlan, open: () throws -> any BlockBackend,
+                       record: (any BlockBackend) throws -> Void) throws {
+        iothread.assertCurrent()
+        try flushForSwitch()
+        let new = try open()
+        guard new.size == config.capacitySectors * 512 else {
+            throw ExportError("the new image has \(new.size) bytes, the disk \(config.capacitySectors * 512)", code: .invalidOptions)
+        }
+        // The driver negotiated the features once; the new storage must honour them.
+        if config.discard && !new.capabilities.discard || config.writeZeroes && !new.capabilities.writeZeroes {
+            throw ExportError("the new image cannot discard or write zeroes, which the disk offers", code: .invalidOptions)
+        }
+        var made: [any BackendQueue] = []
+        do {
+            for server in queues { made.append(try server.makeQueue(on: new)) }
+            try record(new)
+        } catch {
+            for q in made { q.close() }
+            throw error
+        }
+        for (server, q) in zip(queues, made) { server.install(q) }
+        backend = new
+        plan = newPlan
+        logger.info("switched to \(newPlan.backend.pathDescription)")
+    }
+
+    /// Answers what is in flight and flushes the backend through each queue, or through a
+    /// queue made for the purpose when the driver has none running.
+    private func flushForSwitch() throws(ExportError) {
+        var statuses = queues.map { $0.quiesceAndFlush() }
+        if queues.isEmpty {
+            let sink = IdleSink()
+            defer { withExtendedLifetime(sink) {} }  // the queue keeps it unowned
+            do {
+                let q = try backend.makeQueue(index: 0, depth: 1, loop: iothread, sink: sink)
+                defer { q.close() }
+                var status = BlockStatus.ioError
+                if case let .done(s) = q.submit(.flush, tag: 0) {
+                    status = s
+                } else {
+                    q.commit()
+                    q.quiesce()
+                    var done: [Completion] = []
+                    q.reap(into: &done)
+                    status = done.first?.status ?? .ioError
+                }
+                statuses.append(status)
+            } catch {
+                throw ExportError("cannot flush \(plan.backend.pathDescription) before the switch", because: error)
+            }
+        }
+        guard statuses.allSatisfy({ $0 == .ok }) else {
+            throw ExportError("flushing \(plan.backend.pathDescription) failed: the disk stays on it", code: .kernel)
+        }
+    }
+}
+
+/// Nobody to tell: a queue used only for one flush or a job's copy, waited for in place.
+final class IdleSink: CompletionSink {
+    func completionsReady() {}
 }
 
 /// Seconds on CLOCK_MONOTONIC (uptimes do not jump with the wall clock).

@@ -116,6 +116,29 @@ package final class VirtqueueServer: CompletionSink {
         if publish { finishRound() }
     }
 
+    /// First step of a backend switch: answers everything in flight (publishing it) and flushes
+    /// the backend, so that what the driver saw acknowledged is stable in the image left behind.
+    /// New requests wait in the ring until the iothread returns to its loop.
+    package func quiesceAndFlush() -> BlockStatus {
+        loop.assertCurrent()
+        drain(publish: true)
+        return engine.pointee.flushDrained()
+    }
+
+    /// This queue's channel to another backend, made but not used yet (a switch makes every
+    /// queue's before it switches any, so a failure leaves all on the old backend).
+    package func makeQueue(on backend: any BlockBackend) throws(SystemError) -> any BackendQueue {
+        loop.assertCurrent()
+        return try backend.makeQueue(index: queue.index, depth: Int(queue.size), loop: loop, sink: self)
+    }
+
+    /// Last step of a switch (after `quiesceAndFlush`, before the loop runs again): serves from
+    /// `new` and closes the old backend queue.
+    package func install(_ new: any BackendQueue) {
+        loop.assertCurrent()
+        engine.pointee.replaceBackend(new).close()
+    }
+
     /// Stops serving: no completion arrives after this.
     package func close() {
         loop.preconditionCurrent()

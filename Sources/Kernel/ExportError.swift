@@ -17,6 +17,8 @@ public enum ExitStatus: Int32, Sendable, CaseIterable {
     case inUse = 5
     /// `del`: no export of that name.
     case notFound = 6
+    /// A job (commit, mirror) was cancelled by SIGINT or SIGTERM: the disk stays where it was.
+    case cancelled = 130
 }
 
 /// The one error the layers above the system calls throw: what failed, in the words QEMU uses

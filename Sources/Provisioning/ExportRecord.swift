@@ -34,6 +34,10 @@ public struct ExportRecord: Codable, Equatable, Sendable {
     /// and the base under it.
     public var overlay: String?
     public var base: String?
+    /// Set once a live snapshot, commit or mirror moved the disk to another image: what the
+    /// server's configuration names and what it serves instead. A server started again with
+    /// that configuration (supervisor, `restart`) serves the image recorded here.
+    public var switched: SwitchedImage?
 
     public init(name: String, id: String, device: String, image: String, size: UInt64, queues: UInt16,
                 serial: String, readOnly: Bool, pid: Int32, socket: String?, restarts: UInt32? = nil,
@@ -54,6 +58,21 @@ public struct ExportRecord: Codable, Equatable, Sendable {
 
     /// Whether the recorded server process is alive (a dead one leaves a stale record).
     public var state: ExportState { StateDirectory.processAlive(pid) ? .running : .dead }
+}
+
+/// The image a running export was switched to, and the one its configuration names.
+public struct SwitchedImage: Codable, Equatable, Sendable {
+    public enum Driver: String, Codable, Sendable { case file, qcow2 }
+    /// The image the server's arguments name (the record's `image` before the first switch).
+    public var origin: String
+    public var image: String
+    public var driver: Driver
+
+    public init(origin: String, image: String, driver: Driver) {
+        self.origin = origin
+        self.image = image
+        self.driver = driver
+    }
 }
 
 /// What the state directory holds for a name.
@@ -208,6 +227,7 @@ extension ExportRecord {
             r.created = previous.created ?? r.created
             r.overlay = previous.overlay
             r.base = previous.base
+            r.switched = previous.switched
         }
         return r
     }

@@ -67,6 +67,11 @@ public enum ExportServer {
         // server mounts nothing, so it can never hold a mount of its own disk at exit either.
         let pidFile = try settings.pidFile.map { try PidFile(path: $0) }
         defer { pidFile?.remove() }
+        // Modules first (modprobe needs CAP_SYS_MODULE), then the capabilities go, before the
+        // first iothread: capabilities are per thread, and threads inherit them.
+        try KernelSupport.ensureVDUSE(logger: logger)
+        let confine = ServingConfinement(binding: settings.binding)
+        try confine.limitCapabilities()
         let manager = try ExportManager(iothreads: configuration.iothreads, binding: settings.binding, logger: logger)
         let records = RecordKeeper(settings: settings)
         var outcome = Outcome.stopped
@@ -78,7 +83,9 @@ public enum ExportServer {
                 records.removeAll()
             }
         }
-        for plan in configuration.exports {
+        for configured in configuration.exports {
+            // A disk moved to another image while running stays there (snapshot, commit, mirror).
+            let plan = records.resuming(configured)
             let status = try manager.add(plan)
             // An export that list and del cannot see is unmanageable: fail instead.
             try records.add(plan, status)
@@ -89,11 +96,15 @@ public enum ExportServer {
         defer { qmp?.stop() }
         if let path = settings.qmpSocket {
             let commands = QMPCommands(manager: manager, configuration: configuration, records: records, logger: logger)
-            qmp = try QMPServer(path: path, logger: logger, handler: commands.handle)
-            qmp?.start()
+            let server = try QMPServer(path: path, logger: logger, handler: commands.handle)
+            // Jobs report from their own threads, whenever a client is connected.
+            manager.jobs.setEventSink { server.broadcast($0, $1) }
+            qmp = server
+            server.start()
         }
         try pidFile?.write()
         if settings.daemonized { _ = chdir("/") }
+        try confine.restrictSystemCalls(logger: logger)
         settings.readiness.finish()
         var received: Int32 = 0
         sigwait(&signals, &received)
@@ -122,14 +133,76 @@ package final class RecordKeeper: ExportObserver {
 
     package init(settings: ServeSettings) { self.settings = settings }
 
-    package func add(_ plan: ExportPlan, _ status: ExportStatus) throws {
-        guard settings.record else { return }
+    /// The image a record names for `plan`: paths resolved; a network export's URI (no secrets
+    /// in it) as it is.
+    static func recordedImage(_ plan: ExportPlan) -> String {
         var image = plan.backend.pathDescription
         if !image.hasPrefix("/"), case .file = plan.backend.kind {
             image = FileManager.default.currentDirectoryPath + "/" + image
         }
-        // Paths are recorded resolved; a network export's URI (no secrets in it) as it is.
         if !plan.backend.isNetwork { image = URL(fileURLWithPath: image).standardizedFileURL.resolvingSymlinksInPath().path }
+        return image
+    }
+
+    /// `plan`, or the same export over the image a live switch moved it to, when the record of
+    /// its previous server (gone: killed, crashed or handed over) says so for this configuration.
+    package func resuming(_ plan: ExportPlan) -> ExportPlan {
+        guard settings.record, let r = settings.state.read(plan.deviceName), r.id == plan.id, let s = r.switched,
+              !StateDirectory.processAlive(r.pid), s.origin == Self.recordedImage(plan) else { return plan }
+        var p = plan
+        switch s.driver {
+        case .file: p.backend.kind = .file(path: s.image)
+        case .qcow2:
+            var q = Qcow2Spec(path: s.image)
+            if case let .qcow2(old) = plan.backend.kind {
+                q.l2CacheSize = old.l2CacheSize
+                q.discardUnmap = old.discardUnmap
+            }
+            p.backend.kind = .qcow2(q)
+        }
+        return p
+    }
+
+    /// The open probe of a `--record` server: a file that a record says its export was switched
+    /// away from (a commit or mirror may have deleted it) is probed as the image served instead;
+    /// `resuming` then gives the export that image.
+    package static func switchedProbe(state: StateDirectory) -> @Sendable (String, Bool) -> ServeConfiguration.OpenResult {
+        { path, writable in
+            let resolved = URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
+            if let s = state.all().lazy.compactMap(\.switched).first(where: { $0.origin == resolved }) {
+                return ServeConfiguration.probeOpen(s.image, writable)
+            }
+            return ServeConfiguration.probeOpen(path, writable)
+        }
+    }
+
+    package func switched(_ change: BackendSwitch) throws {
+        // At boot the unit starts the image its configuration names, with no record to say
+        // otherwise: a persistent disk would come back on an image it left. Refused until the
+        // configuration follows the switch.
+        if PersistentExports.standard.isPersistent(change.name) {
+            throw ExportError("export '\(change.name)' is persistent (add --persist): its boot configuration cannot follow a snapshot, commit or mirror yet",
+                              code: .invalidOptions)
+        }
+        guard settings.record, var r = settings.state.read(change.name) else { return }
+        let driver: SwitchedImage.Driver
+        switch change.to.kind {
+        case .file: driver = .file
+        case .qcow2: driver = .qcow2
+        default: throw ExportError("the record cannot name \(change.to.pathDescription)", code: .invalidOptions)
+        }
+        let origin = r.switched?.origin ?? r.image
+        r.image = change.to.pathDescription
+        r.switched = r.image == origin ? nil : SwitchedImage(origin: origin, image: r.image, driver: driver)
+        // `add --overlay`'s overlay is now under the new image (or merged): `del` must leave it.
+        r.overlay = nil
+        r.base = nil
+        try settings.state.write(r)
+    }
+
+    package func add(_ plan: ExportPlan, _ status: ExportStatus) throws {
+        guard settings.record else { return }
+        let image = Self.recordedImage(plan)
         var record = ExportRecord(name: plan.deviceName, id: plan.id, device: status.device,
                                   image: image,
                                   size: status.sizeBytes, queues: plan.numQueues, serial: plan.serial,

@@ -11,9 +11,9 @@ import Synchronization
 /// iothreads at run time (blockdev-add/-del, object-add/-del, query-named-block-nodes), the
 /// counters (query-blockstats, x-query-export-stats), query-version, query-commands, quit.
 package final class QMPCommands: Sendable {
-    private let manager: ExportManager
-    private let configuration: Mutex<ServeConfiguration>
-    private let records: any ExportObserver
+    let manager: ExportManager
+    let configuration: Mutex<ServeConfiguration>
+    let records: any ExportObserver
     private let logger: Logger
 
     package init(manager: ExportManager, configuration: ServeConfiguration, records: any ExportObserver, logger: Logger) {
@@ -28,8 +28,8 @@ package final class QMPCommands: Sendable {
     package static let names = [
         "qmp_capabilities", "query-version", "query-commands", "blockdev-add", "blockdev-del", "query-named-block-nodes",
         "object-add", "object-del", "block-export-add", "block-export-del", "query-block-exports", "query-blockstats",
-        "x-query-export-stats", "block_resize", "quit",
-    ]
+        "x-query-export-stats", "block_resize", "blockdev-snapshot-sync", "quit",
+    ] + jobCommands
 
     package func handle(_ command: String, _ arguments: OptionValue, emit: (String, OptionValue) -> Void) throws -> OptionValue {
         switch command {
@@ -131,9 +131,28 @@ package final class QMPCommands: Sendable {
             try manager.resize(nodeName: node, to: size)
             if let s = manager.exports.first(where: { $0.nodeName == node }) { records.resized(name: s.name, to: s.sizeBytes) }
             return .object([])
+        case "blockdev-snapshot-sync":
+            var r = try OptionReader(arguments, syntax: .json)
+            let device = try r.string("device")
+            let node = try r.string("node-name")
+            let file = try r.requiredString("snapshot-file")
+            _ = try r.string("snapshot-node-name")
+            let format = try r.string("format") ?? "qcow2"
+            let mode = try r.enumeration("mode", ["existing", "absolute-paths"]) ?? "absolute-paths"
+            try r.finish()
+            guard let name = node ?? device, node == nil || device == nil else {
+                throw QMPServer.CommandError("Cannot find device='\(device ?? "")' nor node-name='\(node ?? "")'")
+            }
+            guard format == "qcow2" else { throw QMPServer.CommandError("snapshot format '\(format)' is not supported (qcow2 only)") }
+            guard mode == "absolute-paths" else { throw QMPServer.CommandError("snapshot mode 'existing' is not supported: the overlay is created") }
+            let records = self.records
+            _ = try manager.snapshot(of: name, file: file, record: { try records.switched($0) })
+            return .object([])
         case "quit":
             kill(getpid(), SIGTERM)  // the main thread's sigwait takes it and shuts down
             return .object([])
+        case _ where Self.jobCommands.contains(command):
+            return try handleJob(command, arguments)
         default:
             throw QMPServer.CommandError("The command \(command) has not been found", errorClass: "CommandNotFound")
         }
@@ -145,4 +164,6 @@ package protocol ExportObserver: Sendable {
     func add(_ plan: ExportPlan, _ status: ExportStatus) throws
     func remove(name: String)
     func resized(name: String, to bytes: UInt64)
+    /// Before a live switch takes effect: a throw keeps the export where it is.
+    func switched(_ change: BackendSwitch) throws
 }

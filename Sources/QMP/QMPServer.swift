@@ -139,6 +139,7 @@ public final class QMPServer: Sendable {
                 return true
             }
             if admitted { serve(client) }
+            output.withLock { $0 = nil }
             session.withLock { $0.client = nil }
             close(client)
             if !admitted { return }
@@ -146,8 +147,29 @@ public final class QMPServer: Sendable {
     }
 
     /// Sends one JSON line; MSG_NOSIGNAL: a client that went away is an error, not SIGPIPE.
+    /// One line at a time: a job's event never lands inside a reply.
     private func send(_ fd: Int32, _ value: OptionValue) {
-        Self.sendAll(fd, Data((value.jsonText + "\r\n").utf8))
+        let line = Data((value.jsonText + "\r\n").utf8)
+        output.withLock { _ in Self.sendAll(fd, line) }
+    }
+
+    /// The client that gets events from other threads (jobs): set once it negotiated, cleared
+    /// before its fd is closed. Its lock also orders every line sent.
+    private let output = Mutex<Int32?>(nil)
+
+    /// Sends an event to the connected client (if it negotiated capabilities). Any thread.
+    public func broadcast(_ event: String, _ data: OptionValue) {
+        let line = Data((Self.event(event, data).jsonText + "\r\n").utf8)
+        output.withLock { fd in
+            if let fd { Self.sendAll(fd, line) }
+        }
+    }
+
+    static func event(_ name: String, _ data: OptionValue) -> OptionValue {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return .object([("event", .string(name)), ("data", data),
+                        ("timestamp", .object([("seconds", .integer(now.tv_sec)), ("microseconds", .integer(now.tv_nsec / 1000))]))])
     }
 
     /// Longest command line accepted (QEMU's JSON streamer bounds its input too).
@@ -248,6 +270,7 @@ public final class QMPServer: Sendable {
             } else {
                 negotiated = true
                 reply(fd, .object([]), id: id)
+                output.withLock { $0 = fd }
             }
             return false
         }
@@ -259,11 +282,7 @@ public final class QMPServer: Sendable {
         logger.info("QMP: \(command)")
         do {
             let result = try handler(command, arguments) { event, data in
-                var now = timespec()
-                clock_gettime(CLOCK_REALTIME, &now)
-                self.send(fd, .object([("event", .string(event)), ("data", data),
-                                       ("timestamp", .object([("seconds", .integer(now.tv_sec)),
-                                                              ("microseconds", .integer(now.tv_nsec / 1000))]))]))
+                self.send(fd, Self.event(event, data))
             }
             reply(fd, result, id: id)
         } catch let e as CommandError {

@@ -13,6 +13,7 @@ enum PageSections {
         case .kernel: "The kernel side failed: no VDUSE, device creation or resize refused, no disk appeared, or the server's QMP socket failed. Nothing is left behind by \\fBadd\\fR."
         case .inUse: "\\fBdel\\fR or a shrinking \\fBresize\\fR refused: the disk is mounted, held or open (the message says by what)."
         case .notFound: "No export of that name."
+        case .cancelled: "\\fBcommit\\fR or \\fBmirror\\fR interrupted by SIGINT or SIGTERM: the job was cancelled, the disk stays on its image, a target the command created is removed."
         }
     }
 

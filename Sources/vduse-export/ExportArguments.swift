@@ -33,7 +33,9 @@ struct ExportArguments: ParsableArguments {
     var exports: [String] = []
 
     /// Objects, then block nodes, then exports, each in command-line order.
-    func configuration() throws(OptionError) -> ServeConfiguration {
-        try ServeConfiguration.build(objects: objects, blockdevs: blockdevs, exports: exports)
+    func configuration(probe: @escaping @Sendable (String, Bool) -> ServeConfiguration.OpenResult = ServeConfiguration.probeOpen)
+        throws(OptionError) -> ServeConfiguration {
+        try ServeConfiguration.build(objects: objects, blockdevs: blockdevs, exports: exports,
+                                     into: ServeConfiguration(openProbe: probe))
     }
 }

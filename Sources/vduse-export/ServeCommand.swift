@@ -75,7 +75,9 @@ struct ServeOptions: ParsableArguments {
         let configuration: ServeConfiguration
         let qmpSocket: String?
         do {
-            configuration = try arguments.configuration()
+            // A recorded export may have moved off the image its arguments name (which a commit
+            // or mirror may have deleted): that image is checked as the one served now.
+            configuration = try arguments.configuration(probe: record ? RecordKeeper.switchedProbe(state: .standard) : ServeConfiguration.probeOpen)
             qmpSocket = try qmp ?? MonitorOptions.qmpSocket(chardevs: chardevs, monitors: monitors)
         } catch {
             readiness.failed(status: ExitStatus.invalidOptions.rawValue, message: "\(error)")

@@ -13,7 +13,7 @@ struct VDUSEExport: ParsableCommand {
         abstract: "Turn a disk image into a kernel block device (/dev/vdX) through VDUSE, served from user space.",
         discussion: """
             Provisioning: `add IMAGE` prints the new /dev/vdX once it is usable, `list` shows every \
-            export, `del NAME` removes one, `resize NAME SIZE` grows or shrinks one, `stats [NAME]` shows I/O counters. qemu-storage-daemon compatibility: `serve` takes \
+            export, `del NAME` removes one, `resize NAME SIZE` grows or shrinks one, `snapshot NAME` freezes its image under a new overlay, `commit NAME` merges the overlays back, `mirror NAME TARGET` moves it to other storage, `stats [NAME]` shows I/O counters. qemu-storage-daemon compatibility: `serve` takes \
             --object/--blockdev/--export like qemu-storage-daemon and offers a QMP socket; `check` \
             validates the same arguments without touching the kernel. Run as root.
 
@@ -23,7 +23,7 @@ struct VDUSEExport: ParsableCommand {
             6 no such export; 64 command-line usage error.
             """,
         version: VDUSEExportVersion.string,
-        subcommands: [AddCommand.self, ListCommand.self, DelCommand.self, ResizeCommand.self, StatsCommand.self, RestartCommand.self, ServeCommand.self,
+        subcommands: [AddCommand.self, ListCommand.self, DelCommand.self, ResizeCommand.self, SnapshotCommand.self, CommitCommand.self, MirrorCommand.self, StatsCommand.self, RestartCommand.self, ServeCommand.self,
                       CheckCommand.self, SuperviseCommand.self]
     )
 
@@ -50,6 +50,13 @@ enum Console {
             return h
         }
         return Logger(label: "vduse-export")
+    }
+
+    /// One line of JSON (a progress step).
+    static func jsonLine<T: Encodable>(_ value: T) -> String {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: (try? e.encode(value)) ?? Data(), as: UTF8.self)
     }
 
     static func json<T: Encodable>(_ value: T) -> String {

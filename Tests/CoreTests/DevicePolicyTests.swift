@@ -1,5 +1,6 @@
 import BlockBackends
 import Core
+import Glibc
 import Testing
 
 /// The data-path tuning knobs and the device policy built on them.
@@ -10,6 +11,29 @@ import Testing
         #expect(t.inlineReadLimit == 256 * 1024 && !t.vectoredInline)
         #expect(DataPathTuning(parsing: "irq-mask=zz,bounce-mb=-3,poll-us=x") == DataPathTuning())
         #expect(DataPathTuning(parsing: "bounce-mb=99999").bounceMiB == 1024)
+        #expect(DataPathTuning().nullFillStores && !DataPathTuning(parsing: "null-fill=memset").nullFillStores)
+    }
+
+    /// null-co reads zero exactly their buffers, whichever way they fill, at any alignment and length
+    /// (the store loop has a head, a 32-byte body and a tail).
+    @Test(arguments: [true, false]) func nullReadsZeroExactlyTheirBuffers(stores: Bool) {
+        let backend = NullBackend(size: 1 << 20, fillWithStores: stores)
+        let memory = UnsafeMutableRawPointer.allocate(byteCount: 8192, alignment: 64)
+        defer { memory.deallocate() }
+        for (offset, length) in [(0, 4096), (1, 31), (3, 77), (7, 1), (5, 4099), (0, 32), (13, 0)] {
+            memory.initializeMemory(as: UInt8.self, repeating: 0xa5, count: 8192)
+            let iov = UnsafeMutableBufferPointer<iovec>.allocate(capacity: 1)
+            defer { iov.deallocate() }
+            iov[0] = iovec(iov_base: memory + 64 + offset, iov_len: length)
+            guard case .done(.ok) = backend.submit(.read(offset: 0, buffers: iov, length: length), tag: 0) else {
+                Issue.record("null read did not finish at once with OK")
+                return
+            }
+            let bytes = memory.assumingMemoryBound(to: UInt8.self)
+            #expect((0..<(64 + offset)).allSatisfy { bytes[$0] == 0xa5 })
+            #expect((64 + offset..<64 + offset + length).allSatisfy { bytes[$0] == 0 })
+            #expect((64 + offset + length..<8192).allSatisfy { bytes[$0] == 0xa5 })
+        }
     }
 
     @Test func bounceBufferGrowsWithQueuesUpToTheKernelDefault() {

@@ -17,6 +17,7 @@ import Testing
         #expect(TestCrash.Kind(name: "fault") == .fault)
         #expect(TestCrash.Kind(name: "abort") == .abort)
         #expect(TestCrash.Kind(name: "oom") == .oom)
+        #expect(TestCrash.Kind(name: "syscall") == .syscall)
         #expect(TestCrash.Kind(name: "none") == nil)
         #expect(TestCrash.Kind(name: "") == nil)
     }

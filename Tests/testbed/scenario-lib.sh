@@ -54,3 +54,24 @@ expect_no_disks() {
 }
 
 sysblock() { echo "/sys/block/$(basename "$DEV")"; }
+
+# expect_confined PID CAPMASK : every thread of PID runs with no_new_privs, the seccomp filter
+# (mode 2) and exactly the capabilities of CAPMASK (hex, as /proc shows them) in its permitted,
+# effective and bounding sets, none inheritable or ambient.
+expect_confined() {
+    local pid=$1 want tasks=0 t s
+    want=$(printf '%016x' "$((16#$2))")
+    for t in /proc/"$pid"/task/*; do
+        s=$(cat "$t/status") || fail "no status for $t"
+        tasks=$((tasks + 1))
+        grep -q '^NoNewPrivs:[[:space:]]*1$' <<<"$s" || fail "thread ${t##*/} of $pid: $(grep NoNewPrivs <<<"$s")"
+        grep -q '^Seccomp:[[:space:]]*2$' <<<"$s" || fail "thread ${t##*/} of $pid: $(grep '^Seccomp:' <<<"$s")"
+        for f in CapPrm CapEff CapBnd; do
+            grep -q "^$f:[[:space:]]*$want$" <<<"$s" || fail "thread ${t##*/} of $pid: $(grep "^$f" <<<"$s"), want $want"
+        done
+        for f in CapInh CapAmb; do
+            grep -q "^$f:[[:space:]]*0*$" <<<"$s" || fail "thread ${t##*/} of $pid: $(grep "^$f" <<<"$s")"
+        done
+    done
+    CONFINED_TASKS=$tasks
+}

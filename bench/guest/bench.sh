@@ -6,7 +6,11 @@
 # VARIANTS ("LABEL=TUNING ...": more vduse-export targets, each with VDUSE_EXPORT_TUNING=TUNING,
 # measured in the same rotation as the others; target name vLABEL; a `queues=N` item in TUNING
 # gives that target N queues instead, `fs=ext4` puts its image on an ext4 file system instead of
-# tmpfs, `bin=PATH` serves it with another build of vduse-export, PATH relative to the project), JOBS (fio jobs per run, one per CPU; default: the queue count).
+# tmpfs, `node=null` serves null-co instead of an image, `bin=PATH` serves it with another build of
+# vduse-export, PATH absolute or relative to the project), JOBS (fio jobs per run, one per CPU;
+# default: the queue count), NULLROW (1: our null-co target `oursnull`, the transport ceiling),
+# UBLK (path of ublksrv's `ublk`: its loop target, buffered, on an image like ours, and its null
+# target, same queue count and depth, as targets `ublk` and `ublknull`).
 #
 # In one boot, for each queue count: every round sets up vduse-export, qemu-storage-daemon and a
 # loop device at once (each on its own image copy on the guest tmpfs; the creation order of the
@@ -14,6 +18,8 @@
 # rotated order, records each server's peak RSS (VmHWM) and tears them down. With QCOW2=1 (the
 # default) the same round also serves one qcow2 image (two copies) by each VDUSE server, run in
 # alternating order after each workload's raw targets: the qcow2 row. RAW=0 skips all of that.
+# Every fio run also records the guest's busy CPU time and, for targets with a server process, that
+# process's user and system time and page faults (events `cpu`), for CPU per request.
 # Then, with NBD=1, the NBD rows (one nbdkit export, four clients) and, with RBD=1, the RBD rows
 # (a one-node Ceph cluster, two or three clients): see bench/guest/netbench.sh. Raw fio JSON and
 # a line-based record of everything else go to $RESULTS; bench/report turns them into the table.
@@ -54,6 +60,9 @@ command -v qemu-storage-daemon >/dev/null || fail "qemu-storage-daemon not insta
     echo "net_queue_sets ${NET_QUEUE_SETS:-}"
     echo "net_workloads ${NET_WORKLOADS:-}"
     echo "ours_binary $VDUSE_EXPORT"
+    echo "null_row ${NULLROW:-0}"
+    echo "ublk ${UBLK:-}"
+    echo "clk_tck $(getconf CLK_TCK)"
     echo "ours_commit $(cat "$PROJECT/.testbed/bench-commit" 2>/dev/null || echo unknown)"
     echo "start $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 } >>"$META"
@@ -85,11 +94,14 @@ for v in "${!VTUNING[@]}"; do
     fi
     fallocate -l "${IMAGE_MB}M" "$EXT4/$v.img" && ln -s "$EXT4/$v.img" "$PWD/$v.img" || fail "cannot allocate $v.img on ext4"
 done
-for t in ours qsd loop "${!VTUNING[@]}"; do
+extra_imgs=()
+[ -n "${UBLK:-}" ] && extra_imgs=(ublk)
+for t in ours qsd loop "${extra_imgs[@]}" "${!VTUNING[@]}"; do
+    [[ $t == v* && ,${VTUNING[$t]}, == *,node=null,* ]] && continue
     [ -e "$PWD/$t.img" ] && continue
     fallocate -l "${IMAGE_MB}M" "$PWD/$t.img" || fail "cannot allocate $t.img on tmpfs"
 done
-note "images: $((3 + ${#VTUNING[@]})) x $IMAGE_MB MiB on $(df -h "$PWD" | awk 'NR==2 {print $1, $2}')"
+note "images: $(ls "$PWD"/*.img | wc -l) x $IMAGE_MB MiB on $(df -h "$PWD" | awk 'NR==2 {print $1, $2}')"
 # The qcow2 row: one qcow2 image (every cluster allocated, as a used disk has them, so neither
 # server allocates during the run), copied for each server.
 if [ "${QCOW2:-1}" = 1 ]; then
@@ -178,10 +190,44 @@ start_qsdq() { start_qsd_as qsdq qsdq.qcow2 qcow2 "$1"; QSDQ_PID=$STARTED_PID QS
 start_variant() {
     local tuning=${VTUNING[$1]} q=$2 bin=$VDUSE_EXPORT
     [[ ,$tuning, =~ ,queues=([0-9]+), ]] && q=${BASH_REMATCH[1]}
-    [[ ,$tuning, =~ ,bin=([^,]+), ]] && bin=$PROJECT/${BASH_REMATCH[1]}
+    if [[ ,$tuning, =~ ,bin=([^,]+), ]]; then
+        bin=${BASH_REMATCH[1]}; [[ $bin == /* ]] || bin=$PROJECT/$bin
+    fi
     [ -x "$bin" ] || fail "variant $1: no binary at $bin"
-    VDUSE_EXPORT=$bin VDUSE_EXPORT_TUNING=$tuning start_ours_as "$1" "$1.img" raw "$q"
+    if [[ ,$tuning, == *,node=null,* ]]; then
+        VDUSE_EXPORT=$bin VDUSE_EXPORT_TUNING=$tuning start_ours_with "$1" "$q" "$NULL_NODE"
+    else
+        VDUSE_EXPORT=$bin VDUSE_EXPORT_TUNING=$tuning start_ours_as "$1" "$1.img" raw "$q"
+    fi
     VPID[$1]=$STARTED_PID VDEV[$1]=$STARTED_DEV
+}
+
+# Our null-co node: the transport's ceiling (no storage behind it), as large as the images.
+NULL_NODE="driver=null-co,node-name=disk0,size=$((IMAGE_MB * 1048576))"
+OURSNULL_PID= OURSNULL_DEV=
+start_oursnull() { start_ours_with oursnull "$1" "$NULL_NODE"; OURSNULL_PID=$STARTED_PID OURSNULL_DEV=$STARTED_DEV; }
+
+# ublksrv's `ublk` (UBLK): `add` forks its daemon and returns once /dev/ublkbN is live; its output
+# names the device id and the daemon's pid. start_ublk TARGET QUEUES ADD-ARGS...
+declare -A UBLK_ID=() UBLK_PID=() UBLK_DEV=()
+start_ublk() {
+    local t=$1 q=$2; shift 2
+    local t0; t0=$(now)
+    "$UBLK" add "$@" -q "$q" -d "$QUEUE_SIZE" >"$t.out" 2>>"$t.err" || { cat "$t.out" "$t.err" >&2; fail "ublk add ($t) failed"; }
+    local id pid
+    id=$(sed -n 's/^dev id \([0-9]*\):.*/\1/p' "$t.out" | head -1)
+    pid=$(sed -n 's/.*daemon pid \([0-9]*\).*/\1/p' "$t.out" | head -1)
+    [ -n "$id" ] && [ -b "/dev/ublkb$id" ] && [ -n "$pid" ] || { cat "$t.out" "$t.err" >&2; fail "ublk ($t): no device or daemon pid"; }
+    local ms; ms=$(ms_since "$t0")
+    UBLK_ID[$t]=$id UBLK_PID[$t]=$pid UBLK_DEV[$t]=/dev/ublkb$id
+    echo "startup $t $q $ms" >>"$EVENTS"
+    note "ublk $t ($q queue(s)) ready in $ms ms: /dev/ublkb$id (daemon $pid): $(sed -n 's/^[[:space:]]*flags/flags/p' "$t.out" | head -1)"
+}
+stop_ublk() { # TARGET QUEUES ROUND
+    local t=$1 pid=${UBLK_PID[$1]}
+    echo "rss $t $2 $3 $(hwm_kb "$pid")" >>"$EVENTS"
+    "$UBLK" del -n "${UBLK_ID[$t]}" >/dev/null 2>>"$t.err" || note "ublk del $t failed"
+    for ((i = 0; i < 200; i++)); do kill -0 "$pid" 2>/dev/null || break; nap 0.05; done
 }
 
 start_loop() {
@@ -219,6 +265,14 @@ stop_all() {
         for ((i = 0; i < 200; i++)); do [ ! -e "/dev/vduse/$v" ] && break; nap 0.05; done
     done
     VPID=() VDEV=()
+    if [ -n "$OURSNULL_PID" ]; then
+        echo "rss oursnull $q $round $(hwm_kb "$OURSNULL_PID")" >>"$EVENTS"
+        kill -TERM "$OURSNULL_PID" 2>/dev/null; wait "$OURSNULL_PID" 2>/dev/null
+        for ((i = 0; i < 200; i++)); do [ ! -e /dev/vduse/oursnull ] && break; nap 0.05; done
+        OURSNULL_PID=
+    fi
+    for v in "${!UBLK_PID[@]}"; do stop_ublk "$v" "$q" "$round"; done
+    UBLK_ID=() UBLK_PID=() UBLK_DEV=()
     if [ -n "$OURSQ_PID" ]; then
         echo "rss oursq $q $round $(hwm_kb "$OURSQ_PID")" >>"$EVENTS"
         echo "rss qsdq $q $round $(hwm_kb "$QSDQ_PID")" >>"$EVENTS"
@@ -240,6 +294,8 @@ alive() { # TARGET
         qsd) kill -0 "$QSD_PID" 2>/dev/null ;;
         oursq) kill -0 "$OURSQ_PID" 2>/dev/null ;;
         qsdq) kill -0 "$QSDQ_PID" 2>/dev/null ;;
+        oursnull) kill -0 "$OURSNULL_PID" 2>/dev/null ;;
+        ublk|ublknull) kill -0 "${UBLK_PID[$1]}" 2>/dev/null ;;
         loop) true ;;
         v*) kill -0 "${VPID[$1]}" 2>/dev/null ;;
         *) [ -z "${NET_PID[$1]:-}" ] || kill -0 "${NET_PID[$1]}" 2>/dev/null ;;
@@ -249,8 +305,23 @@ alive() { # TARGET
 # --- workloads ---------------------------------------------------------------------------------
 source "$PROJECT/bench/guest/workloads.sh"
 
+# The server process of a target (empty for the loop device).
+server_pid() {
+    case $1 in
+        ours) echo "$OURS_PID" ;; qsd) echo "$QSD_PID" ;; oursq) echo "$OURSQ_PID" ;; qsdq) echo "$QSDQ_PID" ;;
+        oursnull) echo "$OURSNULL_PID" ;; ublk|ublknull) echo "${UBLK_PID[$1]}" ;; v*) echo "${VPID[$1]:-}" ;;
+        *) echo "${NET_PID[$1]:-}" ;;
+    esac
+}
+# Guest CPU busy ticks (all CPUs: everything but idle and iowait); a process's utime, stime and
+# minor faults (dead threads included).
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+proc_ticks() { [ -n "$1" ] && awk '{print $14, $15, $10}' "/proc/$1/stat" 2>/dev/null || echo "0 0 0"; }
+
 run_fio() { # TARGET DEV WORKLOAD QUEUES ROUND
     local target=$1 dev=$2 w=$3 q=$4 round=$5
+    local spid; spid=$(server_pid "$target")
+    local b0 p0 t0; b0=$(busy_ticks); p0=$(proc_ticks "$spid"); t0=$EPOCHREALTIME
     local out="$R/fio/$w.q$q.r$round.$target.json"
     local jobs=${JOBS:-$q}
     local size=$((IMAGE_MB / jobs))
@@ -265,6 +336,10 @@ run_fio() { # TARGET DEV WORKLOAD QUEUES ROUND
         note "fio failed: $target $w q$q r$round: $(head -c 300 "$R/fio/$w.q$q.r$round.$target.err")"
         rm -f "$out"
     }
+    local b1 p1; b1=$(busy_ticks); p1=$(proc_ticks "$spid")
+    # cpu TARGET WORKLOAD Q ROUND wall_s guest_busy_ticks server_utime server_stime server_minflt
+    read -r pu0 ps0 pf0 <<<"$p0"; read -r pu1 ps1 pf1 <<<"$p1"
+    echo "cpu $target $w $q $round $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }') $((b1 - b0)) $((pu1 - pu0)) $((ps1 - ps0)) $((pf1 - pf0))${spid:+ pid}" >>"$EVENTS"
     if ! alive "$target"; then
         echo "error died $target $w $q $round" >>"$EVENTS"
         fail "$target server died during $w (q$q round $round)"
@@ -274,7 +349,15 @@ run_fio() { # TARGET DEV WORKLOAD QUEUES ROUND
 read -ra workloads <<<"$WORKLOADS"
 for w in "${workloads[@]}"; do fio_args "$w" >/dev/null || fail "unknown workload $w"; done
 read -ra queue_sets <<<"$QUEUE_SETS"
-targets=(ours qsd loop "${!VTUNING[@]}")
+targets=(ours qsd loop)
+[ "${NULLROW:-0}" = 1 ] && targets+=(oursnull)
+[ -n "${UBLK:-}" ] && targets+=(ublk ublknull)
+targets+=("${!VTUNING[@]}")
+if [ -n "${UBLK:-}" ] && [ "${RAW:-1}" = 1 ]; then
+    [ -x "$UBLK" ] || fail "no ublk binary at $UBLK"
+    modprobe ublk_drv 2>/dev/null || modprobe -d "$PROJECT/.testbed/kroot" ublk_drv || fail "cannot load ublk_drv"
+    echo "ublk_version $("$UBLK" -v 2>&1 | head -1)" >>"$META"
+fi
 nt=${#targets[@]}
 t_start=$EPOCHREALTIME
 qi=0
@@ -289,6 +372,11 @@ for q in "${queue_sets[@]}"; do
             start_qsd "$q"; start_ours "$q"; echo "order $q $round qsd-first" >>"$EVENTS"
         fi
         start_loop
+        [ "${NULLROW:-0}" = 1 ] && start_oursnull "$q"
+        if [ -n "${UBLK:-}" ]; then
+            start_ublk ublk "$q" -t loop --buffered_io -f "$PWD/ublk.img"
+            start_ublk ublknull "$q" -t null
+        fi
         for v in "${!VTUNING[@]}"; do start_variant "$v" "$q"; done
         if [ "${QCOW2:-1}" = 1 ]; then
             if (((round + qi) % 2)); then start_oursq "$q"; start_qsdq "$q"; else start_qsdq "$q"; start_oursq "$q"; fi
@@ -298,7 +386,10 @@ for q in "${queue_sets[@]}"; do
             # Rotate the order of the targets from workload to workload and round to round.
             for ((k = 0; k < nt; k++)); do
                 t=${targets[$(((k + wi + round) % nt))]}
-                case $t in ours) dev=$OURS_DEV ;; qsd) dev=$QSD_DEV ;; loop) dev=$LOOP_DEV ;; *) dev=${VDEV[$t]} ;; esac
+                case $t in
+                    ours) dev=$OURS_DEV ;; qsd) dev=$QSD_DEV ;; loop) dev=$LOOP_DEV ;; oursnull) dev=$OURSNULL_DEV ;;
+                    ublk|ublknull) dev=${UBLK_DEV[$t]} ;; *) dev=${VDEV[$t]} ;;
+                esac
                 run_fio "$t" "$dev" "$w" "$q" "$round"
             done
             # The qcow2 pair, in alternating order.
@@ -315,7 +406,7 @@ for q in "${queue_sets[@]}"; do
     done
     qi=$((qi + 1))
 done
-rm -f ours.img qsd.img loop.img oursq.qcow2 qsdq.qcow2 v*.img  # room on the tmpfs for the network rows
+rm -f ours.img qsd.img loop.img ublk.img oursq.qcow2 qsdq.qcow2 v*.img  # room on the tmpfs for the network rows
 if [ -d "$EXT4" ]; then umount "$EXT4" && rm -f ext4.fs; fi
 source "$PROJECT/bench/guest/netbench.sh"
 echo "guest_seconds $(awk -v a="$t_start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }')" >>"$META"

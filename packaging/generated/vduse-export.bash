@@ -173,13 +173,13 @@ _vduse-export() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    add|list|del|resize|stats|restart|serve|check|help)
+    add|list|del|resize|snapshot|commit|mirror|stats|restart|serve|check|help)
         # Offer subcommand argument completions
         "_vduse-export_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'add list del resize stats restart serve check help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'add list del resize snapshot commit mirror stats restart serve check help' -- "${cur}"))
         ;;
     esac
 }
@@ -243,6 +243,38 @@ _vduse-export_resize() {
     repeating_options=()
     non_repeating_options=()
     __vduse-export_offer_flags_options 2
+}
+
+_vduse-export_snapshot() {
+    repeating_flags=()
+    non_repeating_flags=(--json --verbose -v --version -h --help)
+    repeating_options=()
+    non_repeating_options=()
+    __vduse-export_offer_flags_options 2
+}
+
+_vduse-export_commit() {
+    repeating_flags=()
+    non_repeating_flags=(--keep --json --verbose -v --version -h --help)
+    repeating_options=()
+    non_repeating_options=()
+    __vduse-export_offer_flags_options 1
+}
+
+_vduse-export_mirror() {
+    repeating_flags=()
+    non_repeating_flags=(--keep-source --force --json --verbose -v --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--format)
+    __vduse-export_offer_flags_options 2
+
+    # Offer option value completions
+    case "${prev}" in
+    '--format')
+        __vduse-export_add_completions -W 'raw'$'\n''qcow2'
+        return
+        ;;
+    esac
 }
 
 _vduse-export_stats() {

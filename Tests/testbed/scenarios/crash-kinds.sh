@@ -1,15 +1,16 @@
 # Real crashes end fast and are recovered like SIGKILL. Under fio (randwrite, crc32c verify) on a
 # disk made by `add` (so supervised), the server is made to crash inside its data path by the
 # test-only switch VDUSE_EXPORT_TEST_CRASH (SIGUSR1 arms the kind written in the file it names):
-# a failed precondition (trap, SIGILL), a store to page 0 (fault, SIGSEGV), abort() (SIGABRT) and
+# a failed precondition (trap, SIGILL), a store to page 0 (fault, SIGSEGV), abort() (SIGABRT), a
+# system call outside the seccomp allow-list (syscall, SIGSYS, the call named in the log) and
 # an OOM kill (the server moved into a cgroup with memory.max, then allocating); also SIGSEGV sent
 # from outside (kill -SEGV) and SIGKILL as the reference. For each: the old server is gone and a
 # new one serves the disk (a direct read answers) within the SIGKILL bound (5 s, the bound of
 # supervised-restart, or twice this run's SIGKILL on a machine too loaded for that), a crashed
 # server is gone within 3 s, its log names the signal, fio sees no error and verifies clean, the kernel
-# logs no I/O error. Run for the `swift build` binary and for the one in the Debian package
+# logs no I/O error, and each new server is confined. Run for the `swift build` binary and for the one in the Debian package
 # (static Swift runtime, .build/deb from scripts/build-deb).
-# timeout: 420
+# timeout: 560
 source "$PROJECT/Tests/testbed/scenario-lib.sh"
 BOUND_MS=5000
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
@@ -48,8 +49,8 @@ crashes() {
     FIO=$!
     trap 'touch stop-fio; kill $(pgrep -P "$FIO") "$FIO" 2>/dev/null || true' EXIT   # a failed check must not leave fio to report the teardown
     local summary="" kind bound=$BOUND_MS
-    # The supervisor gives up after more than 5 crashes within 30 s: 6 events, 6.5 s apart.
-    for kind in kill trap fault abort oom segv; do
+    # The supervisor gives up after more than 5 crashes within 30 s: 7 events, 6.5 s apart.
+    for kind in kill trap fault abort oom segv syscall; do
         sleep 2
         [ -e fio-failed ] && break
         local old; old=$(pid_of)
@@ -83,6 +84,7 @@ crashes() {
             new=""; sleep 0.1
         done
         [ -n "$new" ] || fail "$label $kind: no new running server in the record ($($X list))"
+        expect_confined "$new" 1006
         echo none >crash-kind
         local ms=$(( (t1 - t0) / 1000000 )) dms=$(( (tgone - t0) / 1000000 ))
         local added; added=$(tail -n +"$((lines + 1))" "$log")
@@ -93,6 +95,7 @@ crashes() {
             abort) want="fatal signal 6 (ABRT)" ;;
             oom) want="ended (signal 9)" ;;
             segv) want="fatal signal 11 (SEGV) sent by pid" ;;
+            syscall) want="system call swapoff (168) in thread" ;;
         esac
         grep -qF "$want" <<<"$added" || { echo "$added"; fail "$label $kind: the log does not say '$want'"; }
         if [ "$kind" = oom ]; then
@@ -117,8 +120,8 @@ crashes() {
     if dmesg | grep -iE "I/O error|blk_update_request|Buffer I/O" | grep -q "$(basename "$dev")"; then
         dmesg | tail -30; fail "$label: the kernel logged I/O errors for $dev"
     fi
-    [ "$(grep -c 'took over' "$log" || true)" -ge 6 ] || { cat "$log"; fail "$label: fewer than 6 takeovers logged"; }
-    note "$label: 6 crashes under fio (2 queues, QD32, crc32c): $(cat fio-passes) fio passes, 0 errors, verify clean;$summary"
+    [ "$(grep -c 'took over' "$log" || true)" -ge 7 ] || { cat "$log"; fail "$label: fewer than 7 takeovers logged"; }
+    note "$label: 7 crashes under fio (2 queues, QD32, crc32c): $(cat fio-passes) fio passes, 0 errors, verify clean;$summary"
     sed -n '/fatal signal 11 (SEGV) at/,+6p' "$log" | head -8
     $X del "$name" || fail "$label: del failed"
 }

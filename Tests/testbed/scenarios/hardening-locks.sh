@@ -29,7 +29,7 @@ $X del r && $X del a || fail "del"
 note "QEMU sees our writer: qemu-io (read-write) refused with its own message; qemu-io -r allowed"
 
 # ...and we see QEMU's: qemu-io holds the image open for writing while it sleeps.
-qemu-io -f raw -c "sleep 30000" img.img &
+qemu-io -f raw -c "sleep 600000" img.img &   # (killed below; 10 min outlasts a loaded run)
 qpid=$!
 held() { python3 -c "import fcntl,os,struct,sys; fd=os.open(sys.argv[1], os.O_RDONLY); r=fcntl.fcntl(fd, 36, struct.pack('hhqqi', fcntl.F_WRLCK, 0, int(sys.argv[2]), 1, 0)); sys.exit(0 if struct.unpack('hhqqi', r)[0] != fcntl.F_UNLCK else 1)" "$1" "$2"; }
 for _ in $(seq 1 100); do held img.img 101 && break; sleep 0.1; done

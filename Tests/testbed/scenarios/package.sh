@@ -169,7 +169,10 @@ echo "$(date +%s.%N) boot" > boot.times
      --bind=/dev --capability=CAP_NET_ADMIN --quiet -- systemd.mask=console-getty.service) > nspawn.log 2>&1 < /dev/null &
 nspawn_pid=$!
 in_ct() { nsenter -t "$ct_pid" -m -p -u -i -r -w "$@"; }
-ct_log() { cat nspawn.log | tail -n 40; in_ct journalctl --no-pager -b -u vduse-export@db.service 2>&1 | tail -n 30 || true; }
+ct_log() { cat nspawn.log | tail -n 40; in_ct journalctl --no-pager -b -u vduse-export@db.service 2>&1 | tail -n 30 || true
+           in_ct systemctl status --no-pager vduse-export@db.service 2>&1 | tail -n 15 || true
+           dmesg | grep -E 'type=1326|seccomp' | tail -n 5 || true
+           in_ct systemctl show vduse-export@db.service -p Result -p ExecMainCode -p ExecMainStatus 2>&1 || true; }
 ct_pid=
 for _ in $(seq 1 300); do
     ct_pid=$(ps -o pid= --ppid "$nspawn_pid" | tr -d " " | head -n 1) || true
@@ -182,6 +185,9 @@ state=
 for _ in $(seq 1 900); do
     state=$(in_ct systemctl is-active vduse-export@db.service 2>/dev/null) || true
     [ "$state" = active ] || [ "$state" = failed ] && break
+    # A server that dies at start is restarted (Restart=on-failure): one restart is enough to tell.
+    n=$(in_ct systemctl show -P NRestarts vduse-export@db.service 2>/dev/null) || n=
+    [[ $n =~ ^[1-9] ]] && { state="restarting ($n restarts)"; break; }
     sleep 0.1
 done
 [ "$state" = active ] || { ct_log; fail "vduse-export@db.service is '$state' after the boot"; }
@@ -197,6 +203,16 @@ for _ in $(seq 1 50); do [ -e /dev/disk/by-vduse/db ] && break; sleep 0.1; done
 [ "$(readlink -f /dev/disk/by-vduse/db)" = "$newdev" ] || fail "/dev/disk/by-vduse/db after the boot"
 in_ct $X resize db 48M >/dev/null || fail "resize through the unit's QMP socket"
 [ "$(cat /sys/block/$(basename "$newdev")/size)" = 98304 ] || fail "resize through the unit: $(cat /sys/block/$(basename "$newdev")/size) sectors"
+# The unit's sandbox as systemd rates it, and the server under it confined (its pid in the
+# guest's namespace: the NSpid line ends with the container's MainPID).
+score=$(in_ct systemd-analyze security --no-pager vduse-export@db.service 2>&1 | sed -n 's/.*Overall exposure level for vduse-export@db.service: \([0-9.]*\).*/\1/p')
+[ -n "$score" ] || { in_ct systemd-analyze security --no-pager vduse-export@db.service 2>&1 | tail -5; fail "no exposure level from systemd-analyze security"; }
+python3 -c "import sys; sys.exit(0 if float('$score') <= 3.0 else 1)" || fail "systemd-analyze security: exposure $score, want <= 3.0"
+gpid=
+for p in $(pgrep -x vduse-export); do grep -qE "^NSpid:.*[[:space:]]$unit_main\$" /proc/$p/status && gpid=$p; done
+[ -n "$gpid" ] || fail "no guest pid for the unit's server $unit_main"
+expect_confined "$gpid" 1006
+note "under the unit: systemd-analyze security exposure $score (<= 3.0); server confined in all $CONFINED_TASKS threads (NoNewPrivs 1, Seccomp 2, caps 0x1006)"
 note "systemd-nspawn --boot: systemd (PID 1) started vduse-export@db.service from the enablement link, active after $(awk 'NR==1{a=$1} NR==2{printf "%.1f", $1-a}' boot.times) s; list: db $newdev running, pid $unit_main = the unit's MainPID; serial DB-0001; /dev/disk/by-vduse/db -> $newdev; resize via its QMP socket"
 
 # del in the booted system: the unit's server stops with exit 0 (no restart), the unit is disabled

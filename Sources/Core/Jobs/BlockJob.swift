@@ -1,0 +1,91 @@
+import QAPI
+import Synchronization
+
+/// QEMU's job states (qapi/job.json JobStatus), as query-jobs and JOB_STATUS_CHANGE name them.
+public enum JobStatus: String, Sendable {
+    case created, running, paused, ready, standby, waiting, pending, aborting, concluded, null
+}
+
+/// The kinds of job we run (QEMU's JobType names).
+public enum JobType: String, Sendable {
+    case commit, mirror
+}
+
+/// A job as query-jobs / query-block-jobs and the progress of the CLI verbs show it.
+public struct JobInfo: Sendable, Equatable {
+    public var id: String
+    public var type: JobType
+    public var status: JobStatus
+    /// Bytes copied, and the estimate of the total (grows while the disk is written).
+    public var offset: UInt64
+    public var length: UInt64
+    public var ready: Bool
+    public var autoFinalize: Bool
+    public var autoDismiss: Bool
+    public var error: String?
+    /// The export the job works on (its id).
+    public var export: String
+}
+
+/// Where a job's events go (the QMP server's connected client): name and `data`.
+public typealias JobEventSink = @Sendable (_ event: String, _ data: OptionValue) -> Void
+
+/// A failure of a job command, in QEMU's words.
+public struct JobError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// The jobs of one server: ids unique, at most one job per export; commands act on them by id.
+public final class JobRegistry: Sendable {
+    private let jobs = Mutex<[CopyJob]>([])
+    private let sink = Mutex<JobEventSink?>(nil)
+
+    init() {}
+
+    /// Sends every job event from now on to `events`.
+    public func setEventSink(_ events: JobEventSink?) { sink.withLock { $0 = events } }
+
+    func emit(_ event: String, _ data: OptionValue) {
+        sink.withLock { $0 }?(event, data)
+    }
+
+    public var all: [JobInfo] { jobs.withLock { $0 }.map(\.info) }
+
+    func add(_ job: CopyJob) throws(JobError) {
+        try jobs.withLock { (list: inout [CopyJob]) throws(JobError) in
+            if list.contains(where: { $0.id == job.id }) { throw JobError("Job ID '\(job.id)' already in use") }
+            if let other = list.first(where: { $0.exportID == job.exportID }) {
+                throw JobError("Node '\(job.exportID)' is busy: block device is in use by block job: \(other.type.rawValue)")
+            }
+            list.append(job)
+        }
+    }
+
+    func remove(_ job: CopyJob) { jobs.withLock { $0.removeAll { $0 === job } } }
+
+    /// The job working on export `id`, if any.
+    func job(onExport id: String) -> CopyJob? { jobs.withLock { $0.first { $0.exportID == id } } }
+
+    private func find(_ id: String) throws(JobError) -> CopyJob {
+        guard let job = jobs.withLock({ $0.first { $0.id == id } }) else { throw JobError("Job not found") }
+        return job
+    }
+
+    public func cancel(id: String) throws(JobError) { try find(id).cancel() }
+    public func complete(id: String) throws(JobError) { try find(id).complete() }
+    public func dismiss(id: String) throws(JobError) {
+        let job = try find(id)
+        try job.dismiss()
+        remove(job)
+    }
+
+    /// Cancels the job on export `id` and waits until it has let go of the disk (before the
+    /// export is deleted).
+    func cancelAndWait(export id: String) {
+        guard let job = job(onExport: id) else { return }
+        try? job.cancel()
+        job.waitUntilFinished()
+        if job.info.status == .concluded { remove(job) }
+    }
+}

@@ -1,0 +1,244 @@
+import BlockBackends
+import Foundation
+import Glibc
+import Kernel
+import QAPI
+import Synchronization
+
+/// A commit or mirror: copies the chunks of `bitmap` from `source` to `target` on a thread of
+/// its own while the disk runs (guest writes mark chunks dirty again, `DirtyTrackingBackend`),
+/// becomes ready when none is left, and on `complete` copies the last dirty chunks with the
+/// queues drained and switches the export to `target` (recorded first, `switchBackend`). On
+/// cancel or an error the export goes back to `source` untouched. States and events as QEMU's.
+///
+/// `@unchecked Sendable`: `state` is behind a mutex; the rest is fixed, or touched only by the
+/// job's thread and by the export's iothread while that thread waits for it.
+final class CopyJob: @unchecked Sendable {
+    let id: String
+    let type: JobType
+    let exportID: String
+    private unowned let manager: ExportManager
+    private let registry: JobRegistry
+    private let source: any BlockBackend
+    private let sourcePlan: ExportPlan
+    private var target: (any BlockBackend)?
+    private let targetPlan: ExportPlan
+    private let bitmap: DirtyBitmap
+    private let record: @Sendable (BackendSwitch) throws -> Void
+    /// After a cancel or failure, once the export is back on the source.
+    private let onAbort: @Sendable () -> Void
+    let autoFinalize: Bool
+    let autoDismiss: Bool
+
+    private struct State {
+        var status = JobStatus.created
+        var offset: UInt64 = 0
+        var ready = false
+        var error: String?
+        var cancelRequested = false
+        var completeRequested = false
+    }
+    private let state = Mutex(State())
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(id: String, type: JobType, exportID: String, manager: ExportManager, registry: JobRegistry,
+         source: any BlockBackend, sourcePlan: ExportPlan, target: any BlockBackend, targetPlan: ExportPlan,
+         bitmap: DirtyBitmap, autoFinalize: Bool, autoDismiss: Bool,
+         record: @escaping @Sendable (BackendSwitch) throws -> Void, onAbort: @escaping @Sendable () -> Void) {
+        self.id = id
+        self.type = type
+        self.exportID = exportID
+        self.manager = manager
+        self.registry = registry
+        self.source = source
+        self.sourcePlan = sourcePlan
+        self.target = target
+        self.targetPlan = targetPlan
+        self.bitmap = bitmap
+        self.autoFinalize = autoFinalize
+        self.autoDismiss = autoDismiss
+        self.record = record
+        self.onAbort = onAbort
+    }
+
+    var info: JobInfo {
+        let s = state.withLock { $0 }
+        let remaining = UInt64(bitmap.dirtyCount) * bitmap.chunkSize
+        return JobInfo(id: id, type: type, status: s.status, offset: s.offset, length: s.offset + remaining, ready: s.ready,
+                       autoFinalize: autoFinalize, autoDismiss: autoDismiss, error: s.error, export: exportID)
+    }
+
+    // MARK: commands (any thread)
+
+    private func refuse(_ verb: String, _ status: JobStatus) -> JobError {
+        JobError("Job '\(id)' in state '\(status.rawValue)' cannot accept command verb '\(verb)'")
+    }
+
+    func cancel() throws(JobError) {
+        try state.withLock { (s: inout State) throws(JobError) in
+            guard [.created, .running, .ready, .paused, .standby].contains(s.status) else { throw refuse("cancel", s.status) }
+            s.cancelRequested = true
+        }
+    }
+
+    func complete() throws(JobError) {
+        try state.withLock { (s: inout State) throws(JobError) in
+            guard s.status == .ready else { throw refuse("complete", s.status) }
+            s.completeRequested = true
+        }
+    }
+
+    func dismiss() throws(JobError) {
+        try state.withLock { (s: inout State) throws(JobError) in
+            guard s.status == .concluded else { throw refuse("dismiss", s.status) }
+            s.status = .null
+        }
+        emit("JOB_STATUS_CHANGE", [("id", .string(id)), ("status", .string("null"))])
+    }
+
+    func waitUntilFinished() {
+        finished.wait()
+        finished.signal()
+    }
+
+    // MARK: the job's thread
+
+    func start() {
+        transition(.created)
+        let t = Thread { [self] in
+            run()
+            finished.signal()
+        }
+        t.name = "job-\(id)"
+        t.start()
+    }
+
+    private enum Outcome { case complete, cancel, failed(String) }
+
+    private func run() {
+        transition(.running)
+        var outcome = copyUntilDone()
+        if case .complete = outcome {
+            transition(.waiting)
+            transition(.pending)
+            do {
+                try switchToTarget()
+                target = nil
+                emit("BLOCK_JOB_COMPLETED", progress)
+                conclude()
+                return
+            } catch {
+                outcome = .failed("\(error)")
+            }
+        }
+        transition(.aborting)
+        restoreSource()
+        target = nil
+        onAbort()
+        switch outcome {
+        case let .failed(message):
+            state.withLock { $0.error = message }
+            emit("BLOCK_JOB_COMPLETED", progress + [("error", .string(message))])
+        default:
+            emit("BLOCK_JOB_CANCELLED", progress)
+        }
+        conclude()
+    }
+
+    private func copyUntilDone() -> Outcome {
+        let copier: ChunkCopier
+        let loop: IOThread
+        do {
+            loop = try IOThread(name: "job-\(id)")
+            loop.adoptCurrentThread()
+            copier = try ChunkCopier(from: source, to: target!, chunkSize: Int(bitmap.chunkSize), loop: loop)
+        } catch {
+            return .failed("\(error)")
+        }
+        var cursor = 0
+        while true {
+            let (cancel, completeNow) = state.withLock { ($0.cancelRequested, $0.completeRequested) }
+            if cancel { return .cancel }
+            if let i = bitmap.take(from: cursor) {
+                let (offset, length) = bitmap.range(of: i)
+                guard copier.copy(offset: offset, length: Int(length)) else {
+                    bitmap.mark(chunk: i)
+                    return .failed("I/O error copying \(length) bytes at offset \(offset)")
+                }
+                state.withLock { $0.offset += length }
+                cursor = i + 1 < bitmap.chunks ? i + 1 : 0
+                continue
+            }
+            if !state.withLock({ $0.ready }) {
+                guard copier.flushTarget() else { return .failed("flushing the target failed") }
+                state.withLock { $0.ready = true }
+                transition(.ready)
+                emit("BLOCK_JOB_READY", progress)
+            }
+            if completeNow { return .complete }
+            usleep(10_000)
+        }
+    }
+
+    /// The last dirty chunks are copied with the export's queues drained, then the switch.
+    private func switchToTarget() throws {
+        let change = BackendSwitch(name: sourcePlan.deviceName, exportID: exportID, from: sourcePlan.backend, to: targetPlan.backend)
+        try manager.withExport(named: exportID) { export, _ in
+            try export.run { [self] export in
+                try export.switchBackend(to: targetPlan, open: { () throws -> any BlockBackend in
+                    let target = self.target!
+                    let copier = try ChunkCopier(from: source, to: target, chunkSize: Int(bitmap.chunkSize), loop: export.iothread)
+                    while let i = bitmap.take(from: 0) {
+                        let (offset, length) = bitmap.range(of: i)
+                        guard copier.copy(offset: offset, length: Int(length)) else {
+                            bitmap.mark(chunk: i)
+                            throw ExportError("I/O error copying \(length) bytes at offset \(offset)")
+                        }
+                        state.withLock { $0.offset += length }
+                    }
+                    guard copier.flushTarget() else { throw ExportError("flushing the target failed") }
+                    return target
+                }, record: { _ in try record(change) })
+            }
+        }
+    }
+
+    /// The export leaves the dirty tracking and serves its source again, as before the job.
+    private func restoreSource() {
+        let plan = sourcePlan
+        do {
+            try manager.withExport(named: exportID) { export, _ in
+                try export.run { [self] in
+                    try $0.switchBackend(to: plan, open: { self.source }, record: { _ in })
+                }
+            }
+        } catch {
+            registry.emit("BLOCK_JOB_ERROR", .object([("device", .string(id)), ("operation", .string("write")),
+                                                      ("action", .string("report"))]))
+        }
+    }
+
+    private var progress: [(key: String, value: OptionValue)] {
+        let i = info
+        return [("type", .string(type.rawValue)), ("device", .string(id)), ("len", .integer(Int(i.length))),
+                ("offset", .integer(Int(i.offset))), ("speed", .integer(0))]
+    }
+
+    private func conclude() {
+        transition(.concluded)
+        if autoDismiss {
+            state.withLock { $0.status = .null }
+            emit("JOB_STATUS_CHANGE", [("id", .string(id)), ("status", .string("null"))])
+            registry.remove(self)
+        }
+    }
+
+    private func transition(_ status: JobStatus) {
+        state.withLock { $0.status = status }
+        emit("JOB_STATUS_CHANGE", [("id", .string(id)), ("status", .string(status.rawValue))])
+    }
+
+    private func emit(_ event: String, _ data: [(key: String, value: OptionValue)]) {
+        registry.emit(event, .object(data))
+    }
+}

@@ -1,0 +1,118 @@
+import BlockBackends
+import Foundation
+import Glibc
+import Kernel
+import QAPI
+import QCOW2
+
+/// A switch of a running export from one image to another, as the state record keeps it.
+public struct BackendSwitch: Sendable, Equatable {
+    /// The VDUSE name (the record's name).
+    public var name: String
+    public var exportID: String
+    public var from: BackendSpec
+    public var to: BackendSpec
+}
+
+/// What a live snapshot did: `frozen` is the image served until now (unchanged from here on,
+/// open read-only as the backing of `active`), `active` the new overlay the disk writes to.
+public struct SnapshotResult: Sendable, Equatable, Codable {
+    public var name: String
+    public var frozen: String
+    public var active: String
+
+    public init(name: String, frozen: String, active: String) {
+        self.name = name
+        self.frozen = frozen
+        self.active = active
+    }
+}
+
+extension ExportManager {
+    /// QEMU's `blockdev-snapshot-sync` (mode `absolute-paths`, format qcow2): creates `file`, an
+    /// empty qcow2 overlay whose backing is the image the export `name` (export id or node name)
+    /// serves, and switches the export to it while the disk stays in use. `record` runs before
+    /// the switch takes effect (see `VDUSEBlockExport.switchBackend`). The file is removed if the
+    /// switch does not happen.
+    public func snapshot(of name: String, file: String, record: @escaping @Sendable (BackendSwitch) throws -> Void)
+        throws -> SnapshotResult {
+        try withExport(named: name) { export, status in
+            let plan = try export.run { $0.plan }
+            // A job tracks the writes of the image it copies from: a switch under it would lose them.
+            if let job = jobs.job(onExport: status.id) {
+                throw ExportError("Node '\(name)' is busy: block device is in use by block job: \(job.type.rawValue)", code: .conflict)
+            }
+            guard plan.writable else {
+                throw ExportError("export '\(status.id)' is read-only: a snapshot freezes the image a writable disk writes to",
+                                  code: .invalidOptions)
+            }
+            let (base, format, old) = try Self.snapshotBase(plan.backend)
+            let path = file.hasPrefix("/") ? file : FileManager.default.currentDirectoryPath + "/" + file
+            guard access(path, F_OK) != 0 else {
+                throw ExportError("'\(path)' exists: a snapshot creates its overlay (choose another file)", code: .invalidOptions)
+            }
+            let size = status.sizeBytes
+            do {
+                try Qcow2Image.create(path: path, size: size, backing: (path: base, format: format))
+                try Self.syncCreated(path)
+            } catch {
+                unlink(path)
+                throw ExportError("cannot create the overlay \(path): \(error)", code: .invalidOptions)
+            }
+            let newPlan = plan.servingFrom(.qcow2(Qcow2Spec(path: path, backing: .fromImage, l2CacheSize: old?.l2CacheSize,
+                                                            discardUnmap: old?.discardUnmap ?? false)))
+            let change = BackendSwitch(name: plan.deviceName, exportID: plan.id, from: plan.backend, to: newPlan.backend)
+            do {
+                try export.run {
+                    try $0.switchBackend(to: newPlan, open: { try ExportFactory.openBackend(newPlan, ownWriter: base) },
+                                         record: { _ in try record(change) })
+                }
+            } catch {
+                unlink(path)
+                throw error
+            }
+            return SnapshotResult(name: plan.deviceName, frozen: base, active: path)
+        }
+    }
+
+    /// The image a snapshot freezes: a regular raw file, or a qcow2 image reading through the
+    /// backing chain its header names (an overlay's header can name only that).
+    static func snapshotBase(_ spec: BackendSpec) throws(ExportError) -> (path: String, format: ImageFormat, qcow2: Qcow2Spec?) {
+        switch spec.kind {
+        case let .file(path):
+            var st = stat()
+            guard stat(path, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
+                throw ExportError("'\(path)' is not a regular file: a snapshot's overlay needs an image file as its backing",
+                                  code: .invalidOptions)
+            }
+            return (path, .raw, nil)
+        case let .qcow2(q):
+            guard q.backing == .fromImage else {
+                throw ExportError("'\(q.path)' is served with another backing than its header names: an overlay over it could not name that",
+                                  code: .invalidOptions)
+            }
+            return (q.path, .qcow2, q)
+        default:
+            throw ExportError("\(spec.pathDescription) is not an image file: snapshots need a raw or qcow2 file", code: .invalidOptions)
+        }
+    }
+
+    /// A new file is on stable storage, with its directory entry, before a record names it.
+    static func syncCreated(_ path: String) throws(SystemError) {
+        for target in [path, (path as NSString).deletingLastPathComponent] {
+            let fd = open(target.isEmpty ? "." : target, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw SystemError("open(\(target))", errno: errno) }
+            defer { close(fd) }
+            guard fsync(fd) == 0 else { throw SystemError("fsync(\(target))", errno: errno) }
+        }
+    }
+}
+
+extension ExportPlan {
+    /// The same export over another image (a switch keeps everything else).
+    func servingFrom(_ kind: BackendSpec.Kind) -> ExportPlan {
+        var p = self
+        p.backend.kind = kind
+        return p
+    }
+}

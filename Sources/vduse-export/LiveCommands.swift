@@ -1,0 +1,155 @@
+import ArgumentParser
+import Core
+import Provisioning
+
+struct SnapshotCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "snapshot",
+        abstract: "Freeze a running disk's image as a point-in-time copy and go on writing to a new qcow2 overlay over it.",
+        discussion: """
+            Everything the disk acknowledged is flushed to the image first; then, with no error \
+            seen by the disk's users, writes go to a new empty qcow2 overlay whose backing file is \
+            that image. The frozen image stays open read-only (locked as a reader, so nobody may \
+            write it) and can be copied or backed up while the disk runs. Repeat to grow a chain. \
+            The record, `list` and a restarted server follow the switch. Without PATH the overlay \
+            is NAME-N.qcow2 beside `add --overlay`'s overlays. Prints the frozen image and the new \
+            active one. Works through the export's QMP socket (blockdev-snapshot-sync). Exit \
+            statuses: 0 done; 1 read-only or persistent export, or an image that cannot be snapshotted; 3 PATH \
+            exists; 4 the server failed (the disk stays on its image); 6 no such export.
+            """)
+
+    @Argument(help: "The export's name (as `list` shows it).")
+    var name: String
+
+    @Argument(help: ArgumentHelp("The new overlay (created; must not exist).", valueName: "path"))
+    var path: String?
+
+    @Flag(help: "Print {name, frozen, active} as JSON.")
+    var json = false
+
+    @Flag(name: .shortAndLong, help: "Log what happens on stderr.")
+    var verbose = false
+
+    func validate() throws {
+        try requireNonEmpty(name, "NAME")
+        try requireNonEmpty(path, "PATH")
+    }
+
+    func run() throws {
+        do {
+            let result = try Provisioner(logger: Console.logger(verbose: verbose)).snapshot(name: name, path: path)
+            Console.out(json ? Console.json(result) : "frozen \(result.frozen)\nactive \(result.active)")
+        } catch {
+            throw fail(error)
+        }
+    }
+}
+
+struct CommitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "commit",
+        abstract: "Merge a running disk's qcow2 overlays into the base of their chain, switch the disk to the base, and delete the overlays.",
+        discussion: """
+            While the disk stays in use, everything its overlays hold is copied into the base \
+            image at the bottom of the chain (writes made meanwhile are tracked and copied \
+            again); once the base holds everything the disk switches to it, with no error seen \
+            by its users, and the merged overlays are deleted (kept with --keep). The record, \
+            `list` and a restarted server follow the switch; a server killed before the switch \
+            comes back on the overlay. Shows a progress bar on a terminal; --json prints one \
+            JSON object per step. SIGINT or SIGTERM cancels: the disk stays on its overlay. \
+            Works through the export's QMP socket (block-commit, job-complete). Exit statuses: \
+            0 done; 1 read-only or persistent export, or no overlay to commit; 4 the job failed (the disk stays \
+            on its overlay); 6 no such export; 130 cancelled.
+            """)
+
+    @Argument(help: "The export's name (as `list` shows it).")
+    var name: String
+
+    @Flag(help: "Keep the merged overlays (they are no longer used).")
+    var keep = false
+
+    @Flag(help: "Print one JSON object per progress step, then the result {name, image, merged, deleted}.")
+    var json = false
+
+    @Flag(name: .shortAndLong, help: "Log what happens on stderr.")
+    var verbose = false
+
+    func validate() throws { try requireNonEmpty(name, "NAME") }
+
+    func run() throws {
+        JobInterrupt.install()
+        let view = JobProgressView(label: "commit \(name)", json: json)
+        do {
+            let result = try Provisioner(logger: Console.logger(verbose: verbose))
+                .commit(name: name, keep: keep, interrupted: { JobInterrupt.requested }, progress: view.show)
+            view.finish()
+            Console.out(json ? Console.jsonLine(result) : result.image)
+        } catch {
+            view.finish()
+            throw fail(error)
+        }
+    }
+}
+
+struct MirrorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mirror",
+        abstract: "Move a running disk to another file or block device: copy it while it is in use, then switch to the copy.",
+        discussion: """
+            The whole disk is copied to TARGET while it stays in use (writes made meanwhile are \
+            tracked and copied again); once TARGET holds everything the disk switches to it with \
+            no error seen by its users, and the source image file is deleted (kept with \
+            --keep-source). TARGET is created (raw, or qcow2 with --format qcow2 or a .qcow2 \
+            name) or must exist with the disk's size; an existing one that holds data is \
+            overwritten only with --force. TARGET is locked as a writer while the copy runs. The \
+            record, `list` and a restarted server follow the switch; a server killed before the \
+            switch comes back on the source. Shows a progress bar on a terminal; --json prints \
+            one JSON object per step. SIGINT or SIGTERM cancels: the disk stays on its source and \
+            a TARGET created here is removed. Works through the export's QMP socket \
+            (blockdev-add, blockdev-mirror, job-complete). Exit statuses: 0 done; 1 bad target \
+            (wrong size or format, the disk's own image, a network URI), read-only or persistent export; \
+            3 TARGET holds data (without --force) or is locked by another writer; 4 the job \
+            failed (the disk stays on its source); 6 no such export; 130 cancelled.
+            """)
+
+    @Argument(help: "The export's name (as `list` shows it).")
+    var name: String
+
+    @Argument(help: ArgumentHelp("The file or block device to move the disk to.", valueName: "target"))
+    var target: String
+
+    @Option(help: "The target's format when it is created: raw or qcow2 (default: qcow2 for a .qcow2 name, else raw).")
+    var format: AddRequest.Format?
+
+    @Flag(help: "Keep the source image file (it is no longer used).")
+    var keepSource = false
+
+    @Flag(help: "Overwrite a TARGET that holds data.")
+    var force = false
+
+    @Flag(help: "Print one JSON object per progress step, then the result {name, image, source, sourceDeleted}.")
+    var json = false
+
+    @Flag(name: .shortAndLong, help: "Log what happens on stderr.")
+    var verbose = false
+
+    func validate() throws {
+        try requireNonEmpty(name, "NAME")
+        try requireNonEmpty(target, "TARGET")
+    }
+
+    func run() throws {
+        JobInterrupt.install()
+        let view = JobProgressView(label: "mirror \(name)", json: json)
+        do {
+            let result = try Provisioner(logger: Console.logger(verbose: verbose))
+                .mirror(name: name, target: target, format: format, keepSource: keepSource, force: force,
+                        interrupted: { JobInterrupt.requested }, progress: view.show)
+            view.finish()
+            Console.out(json ? Console.jsonLine(result) : result.image)
+        } catch {
+            view.finish()
+            throw fail(error)
+        }
+    }
+}
