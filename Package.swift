@@ -3,8 +3,11 @@ import PackageDescription
 
 // Layers, lowest first; each target may import only those listed as its dependencies, so the
 // compiler keeps the direction (see docs/architecture.md):
-//   CVDUSE → Kernel → Virtio → BlockBackends (uses QCOW2, the pure qcow2 engine) → Core (block server) → QMP → Provisioning → vduse-export
+//   CVDUSE → Kernel → Virtio → BlockBackends (uses QCOW2, the pure qcow2 engine) → Core (block server) → Server → vduse-export
+//   Kernel → Wire (what client and server processes share) → QMP (client) → Provisioning (client verbs) → vduse-export
 //   QAPI (options, checks, plans) is pure and used from BlockBackends upwards (backends open its specs).
+// The client side (Wire, QMP, Provisioning) cannot import Core: it talks to servers through
+// their QMP sockets, state records and readiness pipes only.
 let package = Package(
     name: "vduse-export",
     products: [
@@ -53,23 +56,33 @@ let package = Package(
         .target(name: "QCOW2", dependencies: ["CQcow2"]),
         // The storage behind an export, behind one interface (file/block device, null, qcow2, nbd, ...).
         .target(name: "BlockBackends", dependencies: ["Kernel", "Virtio", "QCOW2", "QAPI", "CNBD", "CRBD"]),
+        // What client and server processes share: export status and statistics, the state
+        // records and their directory, readiness messages, the supervisor's marks, the version.
+        .target(name: "Wire", dependencies: ["Kernel"]),
         // The block server: iothreads, queue servers, VDUSE exports, the export manager.
         .target(
             name: "Core",
-            dependencies: ["Kernel", "Virtio", "BlockBackends", "QAPI", "QCOW2", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Kernel", "Virtio", "BlockBackends", "QAPI", "QCOW2", "Wire", .product(name: "Logging", package: "swift-log")]
         ),
-        // The QMP control socket and client.
-        .target(name: "QMP", dependencies: ["Core", "QAPI", "Kernel", .product(name: "Logging", package: "swift-log")]),
-        // add/list/del, state records, readiness, host integration, the serve loop; QCOW2 to create
-        // add --overlay's overlays.
+        // The QMP client (one-shot commands, sessions with events) and the statistics' QMP shape.
+        .target(name: "QMP", dependencies: ["Wire", "QAPI", "Kernel"]),
+        // The server process: the serve loop, QMP server and commands, state-record keeping,
+        // readiness writer, supervisor, daemonizing, pid file, confinement, orphan cleanup.
+        .target(
+            name: "Server",
+            dependencies: ["Core", "QMP", "Wire", "QAPI", "Kernel", "CVDUSE", .product(name: "Logging", package: "swift-log")]
+        ),
+        // The client verbs: add/list/del/resize/stats/restart/snapshot/commit/mirror over QMP and
+        // the state records, host integration; QCOW2 to create add --overlay's overlays.
         .target(
             name: "Provisioning",
-            dependencies: ["Core", "QMP", "QAPI", "Kernel", "QCOW2", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Wire", "QMP", "QAPI", "Kernel", "QCOW2", .product(name: "Logging", package: "swift-log")]
         ),
+        // Argument parsing; wires the client verbs to the server side's orphan cleanup.
         .executableTarget(
             name: "vduse-export",
             dependencies: [
-                "Provisioning", "Core", "QAPI", "Kernel",
+                "Provisioning", "Server", "Wire", "QAPI", "Kernel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -101,7 +114,7 @@ let package = Package(
         .executableTarget(name: "fuzz-inflight", dependencies: ["Core", "FuzzSupport"], path: "Fuzz/Inflight", exclude: ["corpus"]),
         .executableTarget(name: "fuzz-options", dependencies: ["QAPI", "FuzzSupport"], path: "Fuzz/Options", exclude: ["corpus"]),
         .testTarget(name: "CoreTests", dependencies: ["Core", "Virtio", "BlockBackends", "Kernel", "QAPI", "QMP", "Provisioning",
-                                                      "VirtioDriverSim"]),
+                                                      "Server", "Wire", "VirtioDriverSim"]),
         .testTarget(name: "QCOW2Tests", dependencies: ["QCOW2"]),
     ]
 )

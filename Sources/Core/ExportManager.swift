@@ -8,21 +8,7 @@ import Foundation
 import Glibc
 import Logging
 import Synchronization
-
-/// What a running export looks like from outside (query-block-exports, list, readiness).
-public struct ExportStatus: Sendable, Codable, Equatable {
-    public var id: String
-    public var name: String
-    public var nodeName: String
-    /// The block device node, e.g. /dev/vda.
-    public var device: String
-    public var sizeBytes: UInt64
-    public var numQueues: UInt16
-    public var serial: String
-    public var shuttingDown: Bool
-    /// Times a server took this export's device over after its predecessor was gone.
-    public var restarts: UInt32 = 0
-}
+import Wire
 
 /// The exports of one server process: their iothreads, and the order in which the kernel
 /// needs things done. Adding creates the VDUSE device, serves it on its iothread, binds it to

@@ -4,6 +4,7 @@ import Glibc
 import Kernel
 import QAPI
 import QCOW2
+import Wire
 
 /// A switch of a running export from one image to another, as the state record keeps it.
 public struct BackendSwitch: Sendable, Equatable {
@@ -12,20 +13,6 @@ public struct BackendSwitch: Sendable, Equatable {
     public var exportID: String
     public var from: BackendSpec
     public var to: BackendSpec
-}
-
-/// What a live snapshot did: `frozen` is the image served until now (unchanged from here on,
-/// open read-only as the backing of `active`), `active` the new overlay the disk writes to.
-public struct SnapshotResult: Sendable, Equatable, Codable {
-    public var name: String
-    public var frozen: String
-    public var active: String
-
-    public init(name: String, frozen: String, active: String) {
-        self.name = name
-        self.frozen = frozen
-        self.active = active
-    }
 }
 
 extension ExportManager {

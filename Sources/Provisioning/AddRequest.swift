@@ -1,7 +1,5 @@
 import Kernel
 import QAPI
-import QMP
-import Core
 import Foundation
 import Glibc
 

@@ -1,8 +1,3 @@
-import Kernel
-import QAPI
-import QMP
-import Core
-import CVDUSE
 import Foundation
 import Glibc
 

@@ -1,6 +1,6 @@
-import Core
 import Foundation
 import Glibc
+import Kernel
 import QAPI
 import QMP
 

@@ -1,10 +1,10 @@
-import Core
 import Kernel
 import Foundation
 import Glibc
 import QAPI
 import QMP
 import QCOW2
+import Wire
 
 /// `snapshot` (and later `commit`, `mirror`): operations on a running disk, done by its server
 /// through its QMP socket with QEMU's commands, so QMP clients and these verbs share one path.

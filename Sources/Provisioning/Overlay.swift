@@ -1,6 +1,8 @@
 import Foundation
 import Glibc
+import Kernel
 import QCOW2
+import Wire
 
 /// `add BASE --overlay [PATH]`: a qcow2 overlay over a base that stays unchanged (opened
 /// read-only, with a reader's lock, so many overlays can share it). `add` creates it, the record

@@ -1,8 +1,7 @@
 import Kernel
 import QAPI
 import QMP
-import Core
-import CVDUSE
+import Wire
 import Foundation
 import Glibc
 import Logging
@@ -28,10 +27,16 @@ public typealias ProvisioningError = ExportError
 public struct Provisioner: Sendable {
     public let state: StateDirectory
     public let logger: Logger
+    /// Removes the device of a server that is gone, trying each plan in turn (the image, then a
+    /// null backend): serving it takes the block server, which this target does not link, so the
+    /// command line hands in Server's `OrphanCleanup`. Without it such a `del` fails.
+    public let removeOrphan: (@Sendable (_ plans: [ExportPlan]) throws -> Void)?
 
-    public init(state: StateDirectory = .standard, logger: Logger) {
+    public init(state: StateDirectory = .standard, logger: Logger,
+                removeOrphan: (@Sendable (_ plans: [ExportPlan]) throws -> Void)? = nil) {
         self.state = state
         self.logger = logger
+        self.removeOrphan = removeOrphan
     }
 
     /// What `add` does when the name exists: the same image → the existing export (idempotent).

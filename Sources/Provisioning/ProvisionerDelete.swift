@@ -1,7 +1,7 @@
 import Kernel
 import QAPI
 import QMP
-import Core
+import Wire
 import Foundation
 import Glibc
 
@@ -105,32 +105,35 @@ extension Provisioner {
                          queues: UInt16(clamping: max(queues, 1)), serial: "")
     }
 
-    /// Reconnects to the device of a dead server and tears it down. In-flight requests go to the
-    /// image if it can still be opened; if it is gone (deleted, moved, unmounted) or taken, to a
-    /// null backend: the device must go either way, or the hung disk stays forever.
+    /// Reconnects to the device of a dead server and tears it down (through `removeOrphan`, the
+    /// server side's). In-flight requests go to the image if it can still be opened; if it is
+    /// gone (deleted, moved, unmounted) or taken, to a null backend: the device must go either
+    /// way, or the hung disk stays forever.
     private func removeOrphan(name: String, id: String, image: String?, readOnly: Bool, size: UInt64, queues: UInt16,
                               serial: String) throws {
         func plan(_ kind: BackendSpec.Kind) -> ExportPlan {
             ExportPlan(id: id, deviceName: name, backend: BackendSpec(kind: kind, readOnly: readOnly), writable: !readOnly,
                        numQueues: max(queues, 1), serial: serial)
         }
-        do {
-            let manager = try ExportManager(iothreads: [], logger: logger)
-            defer { manager.shutdown() }
-            if let image {
-                do {
-                    // The idle disk is served until it is gone: a qcow2 image must not be written as raw.
-                    let request = AddRequest(image: image)
-                    let kind: BackendSpec.Kind = if let n = try request.networkKind { n }
-                        else if request.resolvedFormat == .qcow2 { .qcow2(Qcow2Spec(path: image)) }
-                        else { .file(path: image) }
-                    try manager.removeOrphan(plan(kind))
-                    return
-                } catch {
-                    logger.warning("cannot reopen the image of '\(name)' (\(error)): removing the device without it")
-                }
+        guard let removeOrphan else {
+            throw ProvisioningError(.kernel, "cannot clean up '\(name)': this program cannot serve its device")
+        }
+        var plans: [ExportPlan] = []
+        if let image {
+            // The idle disk is served until it is gone: a qcow2 image must not be written as raw.
+            let request = AddRequest(image: image)
+            do {
+                let kind: BackendSpec.Kind = if let n = try request.networkKind { n }
+                    else if request.resolvedFormat == .qcow2 { .qcow2(Qcow2Spec(path: image)) }
+                    else { .file(path: image) }
+                plans.append(plan(kind))
+            } catch {
+                logger.warning("cannot reopen the image of '\(name)' (\(error)): removing the device without it")
             }
-            try manager.removeOrphan(plan(.null(size: size)))
+        }
+        plans.append(plan(.null(size: size)))
+        do {
+            try removeOrphan(plans)
         } catch {
             throw ProvisioningError(.kernel, "cannot clean up '\(name)': \(error)")
         }

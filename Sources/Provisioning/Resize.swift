@@ -3,6 +3,7 @@ import QAPI
 import Foundation
 import Kernel
 import Glibc
+import Wire
 
 /// `resize NAME SIZE`: the size argument, the shrink guard and the QMP round trip.
 public enum SizeArgument {

@@ -1,7 +1,7 @@
-import Core
 import Foundation
 import Kernel
 import QMP
+import Wire
 
 /// `stats`: one export's counters as its server reports them, with what its record adds.
 public struct ExportStatsReport: Sendable {

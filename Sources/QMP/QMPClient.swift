@@ -1,6 +1,5 @@
 import Kernel
 import QAPI
-import Core
 import Foundation
 import Glibc
 

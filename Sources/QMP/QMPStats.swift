@@ -1,6 +1,6 @@
-import Core
 import Foundation
 import QAPI
+import Wire
 
 /// Export counters over QMP: `query-blockstats` in QEMU's shape (what the queues count; times
 /// and merges, which we do not measure, are 0), and `x-query-export-stats` with everything,

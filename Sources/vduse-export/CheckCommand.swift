@@ -1,7 +1,5 @@
 import ArgumentParser
-import Core
 import QAPI
-import Provisioning
 
 struct CheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,7 +1,5 @@
 import ArgumentParser
-import Core
 import QAPI
-import Provisioning
 
 /// qemu-storage-daemon's arguments, shared by `serve` and `check`.
 struct ExportArguments: ParsableArguments {

@@ -1,6 +1,6 @@
 import ArgumentParser
-import Core
 import Provisioning
+import Wire
 
 struct SnapshotCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

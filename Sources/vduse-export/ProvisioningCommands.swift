@@ -1,8 +1,8 @@
 import ArgumentParser
-import Core
 import Kernel
-import QAPI
 import Provisioning
+import Server
+import Wire
 import Foundation
 
 struct AddCommand: ParsableCommand {
@@ -100,89 +100,22 @@ struct AddCommand: ParsableCommand {
         request.forceShare = forceShare
         request.format = format
         request.iothreads = iothread.map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) } ?? []
-        if overlay {
-            let base = AddRequest(image: image)
-            request.overlayBase = base.absoluteImage
-            request.overlayBaseFormat = format
-            if overlayPath == nil { request.name = name ?? base.resolvedName }
-            request.image = overlayPath ?? Overlays.defaultPath(name: request.resolvedName)
-            request.format = .qcow2
-        }
+        if overlay { request.makeOverlay(at: overlayPath) }
         let logger = Console.logger(verbose: verbose)
-        let provisioner = Provisioner(logger: logger)
-        guard timeout > 0, timeout.isFinite else {
-            throw fail(ProvisioningError(.invalidOptions, "--timeout must be a positive number of seconds"))
-        }
+        let provisioner = Provisioner.forCommands(logger: logger)
         do {
-            if request.isURI {
-                // A malformed URI is refused before anything starts; a snapshot is read-only.
-                if case let .rbd(r)? = try request.networkKind, r.snapshot != nil { request.readOnly = true }
-                if format == .qcow2 || direct || forceShare {
-                    throw ProvisioningError(.invalidOptions, "--format qcow2, --direct and --force-share apply to image files, not to network URIs")
-                }
-            }
-            // Refuse what cannot be persisted before anything is created.
-            if persist { _ = try PersistentExports.configText(name: request.resolvedName, serveArguments: request.serveArguments) }
             if !foreground {
-                // One add at a time: a concurrent add of the same image then finds this one's
-                // record and prints the same disk instead of failing.
-                let deadline = Deadline.after(seconds: timeout)
-                var started = false
-                let record = try provisioner.whileLocked(until: deadline) { () throws -> ExportRecord in
-                    if let record = try provisioner.existing(request) { return record }
-                    // The overlay first (the checks open the image); whatever fails after it
-                    // removes it again.
-                    let created = try provisioner.createOverlay(request)
-                    do {
-                        _ = try ServeConfiguration.build(objects: request.objects, blockdevs: request.blockdevs,
-                                                         exports: [request.exportSpec])
-                        var record = try provisioner.start(request, serveArguments: request.serveArguments, deadline: deadline)
-                        started = true
-                        if overlay {
-                            do {
-                                record = try provisioner.recordOverlay(record, request)
-                            } catch {
-                                try? provisioner.delete(name: record.name, force: true)
-                                throw error
-                            }
-                        }
-                        return record
-                    } catch {
-                        if created { unlink(request.absoluteImage) }
-                        throw error
-                    }
+                print(try provisioner.add(request, persist: persist, timeout: timeout))
+                return
+            }
+            let existing = try provisioner.addInForeground(request, timeout: timeout) { configuration, socket in
+                try ExportServer.run(configuration, settings: ServeSettings(qmpSocket: socket, record: true), logger: logger) { _ in
+                    if let r = provisioner.state.read(request.resolvedName) { print(r) }
                 }
-                try persistIfAsked(request, started: started, provisioner)
-                print(record)
-                return
             }
-            if let record = try provisioner.existing(request) {
-                try persistIfAsked(request, started: false, provisioner)
-                print(record)
-                return
-            }
-            let configuration = try ServeConfiguration.build(objects: request.objects, blockdevs: request.blockdevs,
-                                                             exports: [request.exportSpec])
-            let state = StateDirectory.standard
-            try state.prepare()
-            try ExportServer.run(configuration, settings: ServeSettings(qmpSocket: state.socketPath(request.resolvedName), record: true),
-                                 logger: logger) { _ in
-                if let r = state.read(request.resolvedName) { print(r) }
-            }
+            if let existing { print(existing) }
         } catch {
             throw fail(error)
-        }
-    }
-
-    /// Persists the export; if that fails, an export this command started is deleted again.
-    private func persistIfAsked(_ request: AddRequest, started: Bool, _ provisioner: Provisioner) throws {
-        guard persist else { return }
-        do {
-            try PersistentExports.standard.persist(name: request.resolvedName, serveArguments: request.serveArguments,
-                                                   image: request.absoluteImage)
-        } catch {
-            if started { try? provisioner.delete(name: request.resolvedName, force: true) }
-            throw error
         }
     }
 
@@ -253,7 +186,7 @@ struct DelCommand: ParsableCommand {
         let persistent = PersistentExports.standard
         do {
             do {
-                try Provisioner(logger: Console.logger(verbose: verbose)).delete(name: name, force: force, keep: keep)
+                try Provisioner.forCommands(logger: Console.logger(verbose: verbose)).delete(name: name, force: force, keep: keep)
             } catch let e as ProvisioningError where e.code == .notFound && persistent.isPersistent(name) {
                 // Not running (say its unit failed at boot): only the configuration is left.
             }

@@ -1,7 +1,7 @@
 import ArgumentParser
-import Core
-import Provisioning
 import Foundation
+import Server
+import Wire
 
 /// Which command line this process takes: its own, or qemu-storage-daemon's when it is run
 /// under that name (a link named qemu-storage-daemon; the Debian package ships one in

@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import Glibc
 import Provisioning
+import Server
+import Wire
 
 struct RestartCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

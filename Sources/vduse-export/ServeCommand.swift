@@ -1,8 +1,8 @@
 import ArgumentParser
-import Core
 import QAPI
 import Kernel
 import Provisioning
+import Server
 import Foundation
 
 struct ServeCommand: ParsableCommand {
@@ -69,7 +69,7 @@ struct ServeOptions: ParsableArguments {
     }
 
     /// Runs the server (or, with --daemonize, starts it as a daemon and waits until it runs).
-    func serve(binding: ExportManager.Binding) throws {
+    func serve(binding: ServeSettings.Binding) throws {
         if daemonize && readyFd == nil { try startDaemon() }
         let readiness = ReadinessChannel(fd: readyFd)
         let configuration: ServeConfiguration

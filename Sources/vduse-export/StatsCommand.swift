@@ -1,7 +1,7 @@
 import ArgumentParser
-import Core
 import Foundation
 import Provisioning
+import Wire
 
 struct StatsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,8 +1,8 @@
 import ArgumentParser
-import Core
 import QAPI
 import Kernel
 import Provisioning
+import Wire
 import Foundation
 import Logging
 

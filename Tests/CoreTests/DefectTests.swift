@@ -10,6 +10,8 @@ import VirtioDriverSim
 @testable import QAPI
 @testable import QMP
 @testable import Virtio
+@testable import Server
+@testable import Wire
 
 /// Records the completions a backend queue says are ready, reaping them as the engine would.
 final class RecordingSink: CompletionSink {

@@ -3,6 +3,8 @@ import Testing
 @testable import Kernel
 @testable import Provisioning
 import QAPI
+@testable import Server
+@testable import Wire
 
 /// One error type: its code is the exit status, and the errno stays reachable under any wrapping.
 @Suite struct ErrorModelTests {

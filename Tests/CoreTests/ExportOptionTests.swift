@@ -6,6 +6,8 @@ import Testing
 @testable import QAPI
 @testable import QMP
 @testable import Provisioning
+@testable import Server
+@testable import Wire
 
 /// QEMU's create-time checks, one table per rule, comparing exact messages; the order of the
 /// checks; both syntaxes; the multi-threading interface (QEMU commit 277fc1ce18).

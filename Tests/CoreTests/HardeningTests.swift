@@ -8,6 +8,8 @@ import Testing
 @testable import QAPI
 @testable import QMP
 @testable import Provisioning
+@testable import Server
+@testable import Wire
 
 /// Issue 15: each test reproduces one way the tool lost data or wedged.
 @Suite(.serialized) struct HardeningTests {

@@ -4,6 +4,8 @@ import Testing
 @testable import Core
 @testable import Kernel
 @testable import Provisioning
+@testable import Server
+@testable import Wire
 
 /// The newline framing shared by the QMP client and the readiness pipe, over a real pipe.
 @Suite struct LineChannelTests {

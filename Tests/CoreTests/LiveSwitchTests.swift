@@ -9,6 +9,8 @@ import VirtioDriverSim
 @testable import Kernel
 @testable import QAPI
 @testable import Provisioning
+@testable import Server
+@testable import Wire
 
 /// The backend switch under a queue (snapshot, commit, mirror) and the pieces of a copy job,
 /// without a kernel: an in-memory driver, held and file backends.

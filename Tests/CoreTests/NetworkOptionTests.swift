@@ -1,6 +1,8 @@
 import QAPI
 import Testing
 @testable import Provisioning
+@testable import Server
+@testable import Wire
 
 /// `--blockdev driver=nbd|rbd,…` and add's URIs: what they resolve to and what they refuse.
 @Suite struct NetworkOptionTests {

@@ -8,6 +8,8 @@ import Testing
 @testable import Kernel
 @testable import Provisioning
 @testable import QAPI
+@testable import Server
+@testable import Wire
 
 /// add --overlay without a kernel: the overlay file, its reuse and refusal, the record's memory
 /// of it across a restart, and qcow2 locks (many overlays read one base; nobody writes it).

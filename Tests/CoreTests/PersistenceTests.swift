@@ -3,6 +3,8 @@ import Synchronization
 import Testing
 @testable import Provisioning
 import Kernel
+@testable import Server
+@testable import Wire
 
 @Suite struct PersistenceTests {
     final class Calls: Sendable {

@@ -5,6 +5,8 @@ import Testing
 @testable import Kernel
 @testable import QAPI
 @testable import QMP
+@testable import Server
+@testable import Wire
 
 /// Issue 15, QMP socket: hostile or careless clients and paths.
 @Suite(.serialized) struct QMPHardeningTests {

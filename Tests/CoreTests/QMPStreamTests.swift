@@ -4,6 +4,8 @@ import Testing
 @testable import QAPI
 @testable import QMP
 @testable import Core
+@testable import Server
+@testable import Wire
 
 /// QMP is a JSON stream (issue 20): QEMU's Python library sends commands with no newline, and
 /// tools may send several per write or dribble one over many.

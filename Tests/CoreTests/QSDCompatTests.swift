@@ -2,6 +2,8 @@ import Foundation
 import Testing
 import QAPI
 import Provisioning
+@testable import Server
+@testable import Wire
 
 /// qemu-storage-daemon compatibility: its QMP monitor options, its command line under its name,
 /// and the conventions around them (version, help, timestamps, empty arguments).

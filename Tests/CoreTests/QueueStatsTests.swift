@@ -2,6 +2,8 @@ import Core
 import Foundation
 @testable import QMP
 import Testing
+@testable import Server
+@testable import Wire
 
 /// The queue server's counters, through the in-memory driver, and their QMP round trip.
 @Suite struct QueueStatsTests {

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 @testable import Provisioning
+@testable import Server
+@testable import Wire
 
 @Suite struct ResizeTests {
     @Test(arguments: [

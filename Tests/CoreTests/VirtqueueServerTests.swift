@@ -10,6 +10,8 @@ import VirtioDriverSim
 @testable import QAPI
 @testable import QMP
 @testable import Provisioning
+@testable import Server
+@testable import Wire
 
 /// The virtqueue server driven by an in-memory driver against a real image file and a real
 /// io_uring: well-formed requests, and malformed chains that must be answered or returned

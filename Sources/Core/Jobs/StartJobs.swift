@@ -4,6 +4,7 @@ import Glibc
 import Kernel
 import QAPI
 import QCOW2
+import Wire
 
 /// How a job is started (QEMU's common job arguments).
 public struct JobOptions: Sendable {

@@ -1,10 +1,10 @@
 import Kernel
 import QAPI
-import Core
 import Foundation
 import Glibc
 import Logging
 import Synchronization
+import Wire
 
 /// A QMP-compatible control socket (the JSON subset that qemu-storage-daemon tooling uses):
 /// greeting, `qmp_capabilities` negotiation, `{"execute": …, "arguments": …, "id": …}` commands

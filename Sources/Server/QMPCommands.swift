@@ -5,6 +5,8 @@ import Foundation
 import Glibc
 import Logging
 import Synchronization
+import QMP
+import Wire
 
 /// The QMP commands a qemu-storage-daemon client uses, mapped onto the manager and the server's
 /// configuration: exports (block-export-add/-del, query-block-exports, block_resize), nodes and

@@ -1,7 +1,7 @@
-import Core
 import Kernel
 import Foundation
 import Glibc
+import Wire
 
 /// `serve --daemonize` (qemu-storage-daemon's option): this process starts the server again as
 /// a daemon (own session, stdio on /dev/null, same working directory until it runs) with a

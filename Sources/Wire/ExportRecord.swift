@@ -1,7 +1,4 @@
 import Kernel
-import QAPI
-import QMP
-import Core
 import Foundation
 import Glibc
 
@@ -220,7 +217,7 @@ extension ExportRecord {
     /// This record with what the server does not know itself, from the previous record when
     /// this server took the same disk over (restarts > 0): the disk's creation time (else now),
     /// and the overlay `add` made (a restarted server reopens it, and `del` must still delete it).
-    func keepingCreation(from previous: ExportRecord?) -> ExportRecord {
+    package func keepingCreation(from previous: ExportRecord?) -> ExportRecord {
         var r = self
         r.created = .now
         if (restarts ?? 0) > 0, let previous, previous.id == id, previous.image == image {

@@ -2,12 +2,14 @@ import CVDUSE
 import Foundation
 import Glibc
 import Kernel
+import Wire
 
 /// Keeps a server running: `add` starts the supervisor, the supervisor starts the server and
 /// starts it again (it takes its devices over from their reconnect logs) whenever it ends in
 /// anything but a deliberate stop: killed by any signal, crashed, or exited to hand over
 /// (`restart`). The server is a separate process, so the supervisor dying takes no disk down.
-public enum Supervisor {
+/// (How other processes recognise a supervisor is in Wire.)
+extension Supervisor {
     /// A server that exits with a status (not a signal) this soon failed to start: starting it
     /// again would only fail again, so the status is final. Later, any exit but 0 is a crash.
     /// Long enough for a network image that cannot be reached to fail its open (NBD connect
@@ -62,33 +64,6 @@ public enum Supervisor {
             note("server \(pid) ended (\(describe(status))): starting it again")
             usleep(100_000)
         }
-    }
-
-    /// Set for the server: the supervisor's pid.
-    static let environmentKey = "VDUSE_EXPORT_SUPERVISOR"
-
-    /// The supervisor of this process, if one of ours started it.
-    static var ofThisProcess: Int32? {
-        guard let value = getenv(environmentKey), let pid = Int32(String(cString: value)), pid == getppid() else { return nil }
-        return pid
-    }
-
-    /// Whether `pid` is a running supervisor of ours.
-    public static func isSupervisor(_ pid: Int32) -> Bool {
-        guard pid > 1, let cmdline = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8) else { return false }
-        let argv = cmdline.split(separator: "\0")
-        return argv.count > 1 && argv[1] == "supervise"
-    }
-
-    /// The supervisor of server `pid`, if one of ours started it.
-    public static func of(server pid: Int32) -> Int32? {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return nil }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        guard fields.count > 2, let ppid = Int32(fields[1]), ppid > 1,
-              let cmdline = try? String(contentsOfFile: "/proc/\(ppid)/cmdline", encoding: .utf8) else { return nil }
-        let argv = cmdline.split(separator: "\0")
-        return argv.count > 1 && argv[1] == "supervise" ? ppid : nil
     }
 
     static func describe(_ status: Int32) -> String {

@@ -47,7 +47,7 @@ public final class PidFile {
     public func write() throws {
         let text = "\(getpid())\n"
         guard ftruncate(fd, 0) == 0, text.withCString({ Glibc.write(fd, $0, strlen($0)) }) == text.utf8.count else {
-            throw ProvisioningError(.kernel, "cannot create PID file: Failed to write pid file")
+            throw ExportError(.kernel, "cannot create PID file: Failed to write pid file")
         }
         written = true
     }
