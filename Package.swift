@@ -3,7 +3,8 @@ import PackageDescription
 
 // Layers, lowest first; each target may import only those listed as its dependencies, so the
 // compiler keeps the direction (see docs/architecture.md):
-//   CVDUSE → Kernel → Virtio → BlockBackends (uses QCOW2, the pure qcow2 engine) → Core (block server) → Server → vduse-export
+//   CVDUSE, CIOUring, CVDPANetlink → Kernel; CBarriers → Virtio;
+//   Kernel → Virtio → BlockBackends (uses QCOW2, the pure qcow2 engine) → Core (block server) → Server → vduse-export
 //   Kernel → Wire (what client and server processes share) → QMP (client) → Provisioning (client verbs) → vduse-export
 //   QAPI (options, checks, plans) is pure and used from BlockBackends upwards (backends open its specs).
 // The client side (Wire, QMP, Provisioning) cannot import Core: it talks to servers through
@@ -19,26 +20,30 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
     ],
     targets: [
-        // Kernel interface definitions (VDUSE, virtio), ioctl wrappers, liburing and libnl glue:
-        // only what Swift cannot express. libnl's headers stay inside the .c file.
+        // Kernel interface definitions (VDUSE, virtio), ioctl wrappers, process spawning and the
+        // crash handlers: only what Swift cannot express.
+        .target(name: "CVDUSE"),
+        // Fences and atomic 16-bit loads/stores on memory shared with the kernel (rings, the reconnect log).
+        .target(name: "CBarriers"),
+        // liburing, whose API is static inline.
+        .target(name: "CIOUring", linkerSettings: [.linkedLibrary("uring")]),
+        // The vdpa generic netlink family through libnl; libnl's headers stay inside the .c file.
         .target(
-            name: "CVDUSE",
+            name: "CVDPANetlink",
             cSettings: [.unsafeFlags(["-I/usr/include/libnl3"])],
-            linkerSettings: [
-                .linkedLibrary("nl-genl-3"), .linkedLibrary("nl-3"), .linkedLibrary("uring"),
-            ]
+            linkerSettings: [.linkedLibrary("nl-genl-3"), .linkedLibrary("nl-3")]
         ),
         // Linux interfaces: owned fds, errno-keeping errors, eventfd, io_uring, VDUSE, vdpa netlink.
         // Returns raw mappings and numbers, never virtio types.
         // The serving phase's confinement: capabilities, no_new_privs, a seccomp allow-list
         // (Debian libseccomp-dev).
         .target(name: "CConfine", linkerSettings: [.linkedLibrary("seccomp")]),
-        .target(name: "Kernel", dependencies: ["CVDUSE", "CConfine", .product(name: "SystemPackage", package: "swift-system")]),
+        .target(name: "Kernel", dependencies: ["CVDUSE", "CIOUring", "CVDPANetlink", "CConfine", .product(name: "SystemPackage", package: "swift-system")]),
         // QEMU's QAPI model, keyval/JSON parsers and create-time checks. Pure.
         .target(name: "QAPI"),
         // Split virtqueues, descriptor chains over checked driver memory, virtio-blk request
-        // parsing. Pure given numbers and memory (CVDUSE only for memory barriers).
-        .target(name: "Virtio", dependencies: ["CVDUSE"]),
+        // parsing. Pure given numbers and memory (CBarriers for the ring's memory ordering).
+        .target(name: "Virtio", dependencies: ["CBarriers"]),
         // What the qcow2 engine needs from C: zlib (raw deflate) and zstd decompression of
         // compressed clusters, and fallocate to punch holes for freed clusters.
         .target(
@@ -62,7 +67,7 @@ let package = Package(
         // The block server: iothreads, queue servers, VDUSE exports, the export manager.
         .target(
             name: "Core",
-            dependencies: ["Kernel", "Virtio", "BlockBackends", "QAPI", "QCOW2", "Wire", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Kernel", "Virtio", "BlockBackends", "QAPI", "QCOW2", "Wire", "CBarriers", .product(name: "Logging", package: "swift-log")]
         ),
         // The QMP client (one-shot commands, sessions with events) and the statistics' QMP shape.
         .target(name: "QMP", dependencies: ["Wire", "QAPI", "Kernel"]),

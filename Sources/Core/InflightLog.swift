@@ -1,4 +1,4 @@
-import CVDUSE
+import CBarriers
 import Glibc
 import Kernel
 import QAPI

@@ -1,4 +1,4 @@
-import CVDUSE
+import CIOUring
 import Glibc
 
 /// An io_uring owned by one virtqueue server. Completions signal `completions`, which the

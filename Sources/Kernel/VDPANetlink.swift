@@ -1,4 +1,4 @@
-import CVDUSE
+import CVDPANetlink
 
 /// The vdpa generic netlink family: binds a VDUSE device to the vdpa bus (DEV_NEW), where
 /// virtio_vdpa + virtio_blk turn it into /dev/vdX, and unbinds it (DEV_DEL).

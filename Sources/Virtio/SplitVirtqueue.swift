@@ -1,4 +1,4 @@
-import CVDUSE
+import CBarriers
 
 /// The device side of one split virtqueue (virtio 1.x §2.7) whose rings live in driver memory.
 ///

@@ -2,8 +2,8 @@
  * Kernel interface for vduse-export: only what Swift cannot express.
  *  - ioctl numbers (function-like macros in the UAPI headers) as constants;
  *  - a non-variadic ioctl and a few wrappers for structs with flexible array members;
- *  - memory barriers and atomic loads/stores on rings shared with the kernel;
- *  - liburing (its API is static inline) and libnl (the vdpa generic netlink family).
+ *  - process spawning and the crash handlers (need _GNU_SOURCE or async-signal-safe C).
+ * Memory barriers are in CBarriers, liburing in CIOUring, libnl (vdpa) in CVDPANetlink.
  * The UAPI structs themselves (vduse_dev_request, vduse_vq_info, ...) come from <linux/vduse.h>.
  */
 #pragma once
@@ -91,38 +91,3 @@ long cvduse_create_dev(int control_fd, const char *name, uint32_t device_id, uin
                        uint32_t vq_num, uint32_t vq_align, const void *config, uint32_t config_size);
 /* VDUSE_DEV_SET_CONFIG: header + buffer in one allocation. */
 long cvduse_set_config(int dev_fd, uint32_t offset, const void *buffer, uint32_t length);
-
-/* ---- ordering on memory shared with the kernel (virtqueue rings) ---- */
-static inline void cvduse_fence_acquire(void) { __atomic_thread_fence(__ATOMIC_ACQUIRE); }
-static inline void cvduse_fence_release(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
-static inline void cvduse_fence_full(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
-static inline uint16_t cvduse_load_u16(const void *p) { return __atomic_load_n((const uint16_t *)p, __ATOMIC_RELAXED); }
-static inline uint16_t cvduse_load_acquire_u16(const void *p) { return __atomic_load_n((const uint16_t *)p, __ATOMIC_ACQUIRE); }
-static inline void cvduse_store_u16(void *p, uint16_t v) { __atomic_store_n((uint16_t *)p, v, __ATOMIC_RELAXED); }
-static inline void cvduse_store_release_u16(void *p, uint16_t v) { __atomic_store_n((uint16_t *)p, v, __ATOMIC_RELEASE); }
-
-/* ---- io_uring (liburing's API is static inline, so it is wrapped here) ---- */
-typedef struct cvduse_ring cvduse_ring;
-/* Returns NULL and sets *error (-errno) on failure. The ring signals `eventfd` on completions. */
-cvduse_ring *cvduse_ring_create(unsigned entries, int eventfd, int *error);
-void cvduse_ring_destroy(cvduse_ring *ring);
-/* Each prep returns 0, or -EBUSY when the submission queue is full (submit, then retry). */
-int cvduse_ring_prep_readv(cvduse_ring *ring, int fd, const struct iovec *iov, unsigned count, uint64_t offset, uint64_t tag);
-int cvduse_ring_prep_writev(cvduse_ring *ring, int fd, const struct iovec *iov, unsigned count, uint64_t offset, uint64_t tag);
-int cvduse_ring_prep_fdatasync(cvduse_ring *ring, int fd, uint64_t tag);
-int cvduse_ring_prep_fallocate(cvduse_ring *ring, int fd, int mode, uint64_t offset, uint64_t length, uint64_t tag);
-/* Submits what was prepared; returns the count or -errno. */
-int cvduse_ring_submit(cvduse_ring *ring);
-/* Takes up to `max` completions without blocking; returns how many. */
-unsigned cvduse_ring_reap(cvduse_ring *ring, uint64_t *tags, int32_t *results, unsigned max);
-/* Completions waiting in the ring (no system call). */
-unsigned cvduse_ring_ready(cvduse_ring *ring);
-/* Blocks for one completion (used only while draining on reset/teardown). 0 or -errno. */
-int cvduse_ring_wait(cvduse_ring *ring, uint64_t *tag, int32_t *result);
-
-/* ---- vdpa generic netlink (libnl-genl-3) ---- */
-/* Each returns 0 or the kernel's -errno (-ENOENT when the vdpa family does not exist). */
-int cvduse_vdpa_dev_new(const char *mgmtdev, const char *name);
-int cvduse_vdpa_dev_del(const char *name);
-/* 0 when the management device exists, -errno otherwise (-ENOENT: no vdpa family or no such mgmtdev). */
-int cvduse_vdpa_mgmtdev_get(const char *mgmtdev);
