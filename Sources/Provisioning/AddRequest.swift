@@ -114,9 +114,8 @@ public struct AddRequest: Sendable, Equatable {
         if let format { return format }
         // Never blocks: a FIFO (or anything but a file or block device) is left to the open,
         // which refuses it.
-        let fd = open(image, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-        guard fd >= 0 else { return .raw }
-        defer { close(fd) }
+        guard let file = try? UniqueFD(open: image, O_RDONLY | O_NONBLOCK) else { return .raw }
+        let fd = file.rawValue
         var st = stat()
         guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG || st.st_mode & S_IFMT == S_IFBLK else { return .raw }
         var magic: (UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0)

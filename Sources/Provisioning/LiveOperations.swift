@@ -113,7 +113,7 @@ extension Provisioner {
         let merged = Array(chain.dropLast())
         if !keep {
             for file in merged where unlink(file) != 0 && errno != ENOENT {
-                throw ProvisioningError(.kernel, "committed '\(name)' into \(base), but cannot delete \(file): \(String(cString: strerror(errno)))")
+                throw ProvisioningError(.kernel, "committed '\(name)' into \(base), but cannot delete \(file)", because: SystemError("unlink", errno: errno))
             }
         }
         logger.info("export \(name): \(merged.joined(separator: ", ")) merged into \(base)")
@@ -237,10 +237,10 @@ extension Provisioner {
         case .qcow2:
             try Qcow2Image.create(path: path, size: size)
         case .raw:
-            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { throw SystemError("open", errno: errno) }
-            defer { close(fd) }
-            guard ftruncate(fd, off_t(size)) == 0 else {
+            let raw = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            guard raw >= 0 else { throw SystemError("open", errno: errno) }
+            let fd = UniqueFD(taking: raw)
+            guard ftruncate(fd.rawValue, off_t(size)) == 0 else {
                 let e = errno
                 unlink(path)
                 throw SystemError("ftruncate", errno: e)

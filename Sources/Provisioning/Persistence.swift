@@ -62,16 +62,13 @@ extension PersistentExports {
         }
         // Temporary file and rename: a crash never leaves a half-written configuration for boot.
         let tmp = path + ".tmp"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw ExportError(.kernel, "cannot write \(tmp)", because: SystemError("open", errno: errno)) }
-        let data = Array(text.utf8)
-        let ok = Glibc.write(fd, data, data.count) == data.count && fsync(fd) == 0
-        let e = errno
-        close(fd)
-        guard ok, rename(tmp, path) == 0 else {
-            let failure = SystemError(ok ? "rename" : "write", errno: ok ? errno : e)
-            unlink(tmp)
-            throw ExportError(.kernel, "cannot write \(path)", because: failure)
+        do {
+            try FileReplacement.replace(path, temporary: tmp, mode: 0o644, with: Data(text.utf8))
+        } catch {
+            switch error {
+            case let .create(e): throw ExportError(.kernel, "cannot write \(tmp)", because: e)
+            case let .write(e): throw ExportError(.kernel, "cannot write \(path)", because: e)
+            }
         }
         return true
     }

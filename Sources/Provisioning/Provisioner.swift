@@ -60,10 +60,12 @@ public struct Provisioner: Sendable {
     /// turns: the second sees the first's record and returns the same disk. Gives up at `deadline`.
     public func whileLocked<T>(until deadline: Deadline?, _ body: () throws -> T) throws -> T {
         try state.prepare()
-        let fd = open(state.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw ExportError(.kernel, "cannot open \(state.path)", because: SystemError("open", errno: errno)) }
-        defer { close(fd) }  // releases the lock
-        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+        let directory: UniqueFD
+        do { directory = try UniqueFD(open: state.path, O_RDONLY | O_DIRECTORY) } catch {
+            throw ExportError(.kernel, "cannot open \(state.path)", because: error)
+        }
+        defer { directory.close() }  // releases the lock
+        while flock(directory.rawValue, LOCK_EX | LOCK_NB) != 0 {
             guard errno == EWOULDBLOCK || errno == EINTR else {
                 throw ExportError(.kernel, "cannot lock \(state.path)", because: SystemError("flock", errno: errno))
             }

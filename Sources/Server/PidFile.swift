@@ -7,37 +7,39 @@ import Glibc
 /// The lock is taken before anything is created, so a refused start leaves nothing behind.
 public final class PidFile {
     public let path: String
-    private var fd: Int32
-    private var written = false
+    /// Open and locked from `init` until this object goes.
+    private let file: UniqueFD
+    private var removed = false
 
     /// Opens (creating it) and locks `path`; QEMU's messages when that fails. A relative path
     /// is made absolute first: a daemon changes to `/` once it runs.
     public init(path: String) throws {
         let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
         self.path = absolute
+        file = try Self.openLocked(absolute, as: path)
+    }
+
+    private static func openLocked(_ absolute: String, as path: String) throws -> UniqueFD {
         while true {
-            let fd = open(absolute, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
-            guard fd >= 0 else {
+            let raw = open(absolute, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+            guard raw >= 0 else {
                 throw ExportError(.invalidOptions, "cannot create PID file: Could not create '\(path)'", because: SystemError("open", errno: errno))
             }
+            let fd = UniqueFD(taking: raw)
             var l = flock()
             l.l_type = Int16(F_WRLCK)
             l.l_whence = Int16(SEEK_SET)
             // An OFD lock: it conflicts with QEMU's POSIX lock, and closing some other
             // descriptor of the file does not drop it.
-            if fcntl(fd, Self.setOFDLock, &l) != 0 {
-                let e = errno
-                close(fd)
-                throw ExportError(.conflict, "cannot create PID file: Cannot lock pid file", because: SystemError("fcntl(F_OFD_SETLK)", errno: e))
+            if fcntl(fd.rawValue, Self.setOFDLock, &l) != 0 {
+                throw ExportError(.conflict, "cannot create PID file: Cannot lock pid file", because: SystemError("fcntl(F_OFD_SETLK)", errno: errno))
             }
             // The file locked must still be the one at the path (another daemon may have
             // removed it at exit between our open and our lock): else start over.
             var opened = stat(), named = stat()
-            if fstat(fd, &opened) == 0, stat(absolute, &named) == 0, opened.st_ino == named.st_ino, opened.st_dev == named.st_dev {
-                self.fd = fd
-                return
+            if fstat(fd.rawValue, &opened) == 0, stat(absolute, &named) == 0, opened.st_ino == named.st_ino, opened.st_dev == named.st_dev {
+                return fd
             }
-            close(fd)
         }
     }
 
@@ -46,18 +48,17 @@ public final class PidFile {
     /// Writes this process's pid (called once the daemon runs).
     public func write() throws {
         let text = "\(getpid())\n"
+        let fd = file.rawValue
         guard ftruncate(fd, 0) == 0, text.withCString({ Glibc.write(fd, $0, strlen($0)) }) == text.utf8.count else {
             throw ExportError(.kernel, "cannot create PID file: Failed to write pid file")
         }
-        written = true
     }
 
-    /// Removes the file (still locked, so it is ours) and lets go of it.
+    /// Removes the file (still locked, so it is ours); the lock goes with this object.
     public func remove() {
-        guard fd >= 0 else { return }
+        guard !removed else { return }
+        removed = true
         unlink(path)
-        close(fd)
-        fd = -1
     }
 
     deinit { remove() }

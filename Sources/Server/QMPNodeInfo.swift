@@ -1,4 +1,5 @@
 import Glibc
+import Kernel
 import QAPI
 
 /// `query-named-block-nodes`: one node as QEMU's BlockDeviceInfo describes it (the members its
@@ -45,20 +46,16 @@ enum QMPNodeInfo {
     }
 
     private static func fileLength(_ path: String) -> UInt64? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        let end = lseek(fd, 0, SEEK_END)
+        guard let fd = try? UniqueFD(open: path, O_RDONLY | O_NONBLOCK) else { return nil }
+        let end = lseek(fd.rawValue, 0, SEEK_END)
         return end < 0 ? nil : UInt64(end)
     }
 
     /// Bytes 24..<32 of a qcow2 header: the virtual size, big-endian.
     private static func qcow2Size(_ path: String) -> UInt64? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
+        guard let fd = try? UniqueFD(open: path, O_RDONLY) else { return nil }
         var bytes = [UInt8](repeating: 0, count: 8)
-        guard pread(fd, &bytes, 8, 24) == 8 else { return nil }
+        guard pread(fd.rawValue, &bytes, 8, 24) == 8 else { return nil }
         return bytes.reduce(0) { $0 << 8 | UInt64($1) }
     }
 }

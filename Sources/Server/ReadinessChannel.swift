@@ -48,12 +48,12 @@ public enum SystemdNotify {
     public static func send(_ message: String) {
         guard var path = ProcessInfo.processInfo.environment["NOTIFY_SOCKET"], !path.isEmpty else { return }
         if path.hasPrefix("@") { path = "\0" + path.dropFirst() }  // abstract socket
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return }
-        defer { close(fd) }
+        let raw = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard raw >= 0 else { return }
+        let fd = UniqueFD(taking: raw)
         guard let address = UnixSocketAddress(path) else { return }
         _ = address.withSockaddr { sa, length in
-            message.withCString { sendto(fd, $0, strlen($0), 0, sa, length) }
+            message.withCString { sendto(fd.rawValue, $0, strlen($0), 0, sa, length) }
         }
     }
 }

@@ -132,15 +132,13 @@ public struct StateDirectory: Sendable {
         let data = try encoder.encode(record)
         let final = recordPath(record.name)
         let tmp = "\(path)/.\(stem(record.name)).\(getpid()).tmp"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw ExportError("cannot write \(tmp)", because: SystemError("open", errno: errno)) }
-        let ok = writeAll(fd, data) && fsync(fd) == 0
-        let e = errno
-        close(fd)
-        guard ok, rename(tmp, final) == 0 else {
-            let failure = SystemError(ok ? "rename" : "write", errno: ok ? errno : e)
-            unlink(tmp)
-            throw ExportError("cannot write the state record \(final)", because: failure)
+        do {
+            try FileReplacement.replace(final, temporary: tmp, mode: 0o600, with: data)
+        } catch {
+            switch error {
+            case let .create(e): throw ExportError("cannot write \(tmp)", because: e)
+            case let .write(e): throw ExportError("cannot write the state record \(final)", because: e)
+            }
         }
     }
 
