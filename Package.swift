@@ -3,7 +3,7 @@ import PackageDescription
 
 // Layers, lowest first; each target may import only those listed as its dependencies, so the
 // compiler keeps the direction (see docs/architecture.md):
-//   CVDUSE, CIOUring, CVDPANetlink → Kernel; CBarriers → Virtio;
+//   Errors (the error model) under everything; CVDUSE, CIOUring, CVDPANetlink → Kernel; CBarriers → Virtio;
 //   Kernel → Virtio → BlockBackends (uses QCOW2, the pure qcow2 engine) → Core (block server) → Server → vduse-export
 //   Kernel → Wire (what client and server processes share) → QMP (client) → Provisioning (client verbs) → vduse-export
 //   QAPI (options, checks, plans) is pure and used from BlockBackends upwards (backends open its specs).
@@ -20,6 +20,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
     ],
     targets: [
+        // The one error model: ExportError (exit status, message, cause), ExitStatus, and
+        // SystemError, whose errno text is rendered in one place. Pure; Kernel re-exports it.
+        .target(name: "Errors", dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
         // Kernel interface definitions (VDUSE, virtio), ioctl wrappers, process spawning and the
         // crash handlers: only what Swift cannot express.
         .target(name: "CVDUSE"),
@@ -38,9 +41,9 @@ let package = Package(
         // The serving phase's confinement: capabilities, no_new_privs, a seccomp allow-list
         // (Debian libseccomp-dev).
         .target(name: "CConfine", linkerSettings: [.linkedLibrary("seccomp")]),
-        .target(name: "Kernel", dependencies: ["CVDUSE", "CIOUring", "CVDPANetlink", "CConfine", .product(name: "SystemPackage", package: "swift-system")]),
+        .target(name: "Kernel", dependencies: ["Errors", "CVDUSE", "CIOUring", "CVDPANetlink", "CConfine", .product(name: "SystemPackage", package: "swift-system")]),
         // QEMU's QAPI model, keyval/JSON parsers and create-time checks. Pure.
-        .target(name: "QAPI"),
+        .target(name: "QAPI", dependencies: ["Errors"]),
         // Split virtqueues, descriptor chains over checked driver memory, virtio-blk request
         // parsing. Pure given numbers and memory (CBarriers for the ring's memory ordering).
         .target(name: "Virtio", dependencies: ["CBarriers"]),
@@ -58,7 +61,7 @@ let package = Package(
         .target(name: "CRBD"),
         // The qcow2 image format, independent of VDUSE: open, map, read, write, allocate. Pure
         // file I/O (Glibc), so it is tested on the host against qemu-img.
-        .target(name: "QCOW2", dependencies: ["CQcow2"]),
+        .target(name: "QCOW2", dependencies: ["CQcow2", "Errors"]),
         // The storage behind an export, behind one interface (file/block device, null, qcow2, nbd, ...).
         .target(name: "BlockBackends", dependencies: ["Kernel", "Virtio", "QCOW2", "QAPI", "CNBD", "CRBD"]),
         // What client and server processes share: export status and statistics, the state

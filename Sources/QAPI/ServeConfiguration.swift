@@ -1,3 +1,4 @@
+import Errors
 import Glibc
 
 /// The server's objects, block nodes and exports, built from command-line specs (keyval or
@@ -15,7 +16,7 @@ public struct ServeConfiguration: Sendable {
         /// A block or character device.
         case device
         case other
-        /// QEMU's reason text (strerror).
+        /// QEMU's reason text (the errno's).
         case failed(String)
     }
 
@@ -220,10 +221,10 @@ public struct ServeConfiguration: Sendable {
     public static let probeOpen: @Sendable (String, Bool) -> OpenResult = { path, writable in
         // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below anyway).
         let fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK)
-        guard fd >= 0 else { return .failed(String(cString: strerror(errno))) }
+        guard fd >= 0 else { return .failed(SystemError("open", errno: errno).reason) }
         defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0 else { return .failed(String(cString: strerror(errno))) }
+        guard fstat(fd, &st) == 0 else { return .failed(SystemError("fstat", errno: errno).reason) }
         switch st.st_mode & S_IFMT {
         case S_IFREG: return .regularFile
         case S_IFBLK, S_IFCHR: return .device

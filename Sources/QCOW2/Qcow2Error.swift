@@ -1,3 +1,4 @@
+import Errors
 import Glibc
 
 /// Why an image cannot be opened or an operation failed. Every message names the file involved,
@@ -27,7 +28,7 @@ public enum Qcow2Error: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case let .io(path, operation, err):
-            return "\(path): \(operation) failed: \(String(cString: strerror(err)))"
+            return "\(path): \(operation) failed: \(SystemError(operation, errno: err).reason)"
         case let .notQcow2(path):
             return "\(path): not a qcow2 image (bad magic)"
         case let .truncated(path):
