@@ -12,8 +12,7 @@ package enum FileReplacement {
     }
 
     package static func replace(_ path: String, temporary: String, mode: mode_t, with data: Data) throws(Failure) {
-        let fd: UniqueFD
-        do { fd = try UniqueFD(open: temporary, O_WRONLY | O_CREAT | O_TRUNC, mode: mode) } catch { throw .create(error) }
+        let fd = try create(temporary, mode: mode)
         let ok = writeAll(fd.rawValue, data) && fsync(fd.rawValue) == 0
         let e = errno
         fd.close()
@@ -22,5 +21,9 @@ package enum FileReplacement {
             unlink(temporary)
             throw .write(failure)
         }
+    }
+
+    private static func create(_ path: String, mode: mode_t) throws(Failure) -> UniqueFD {
+        do { return try UniqueFD(open: path, O_WRONLY | O_CREAT | O_TRUNC, mode: mode) } catch { throw .create(error) }
     }
 }

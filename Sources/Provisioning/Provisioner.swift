@@ -60,11 +60,7 @@ public struct Provisioner: Sendable {
     /// turns: the second sees the first's record and returns the same disk. Gives up at `deadline`.
     public func whileLocked<T>(until deadline: Deadline?, _ body: () throws -> T) throws -> T {
         try state.prepare()
-        let directory: UniqueFD
-        do { directory = try UniqueFD(open: state.path, O_RDONLY | O_DIRECTORY) } catch {
-            throw ExportError(.kernel, "cannot open \(state.path)", because: error)
-        }
-        defer { directory.close() }  // releases the lock
+        let directory = try openDirectory()  // closing it releases the lock
         while flock(directory.rawValue, LOCK_EX | LOCK_NB) != 0 {
             guard errno == EWOULDBLOCK || errno == EINTR else {
                 throw ExportError(.kernel, "cannot lock \(state.path)", because: SystemError("flock", errno: errno))
@@ -74,7 +70,13 @@ public struct Provisioner: Sendable {
             }
             usleep(20_000)
         }
-        return try body()
+        return try withExtendedLifetime(directory) { try body() }
+    }
+
+    private func openDirectory() throws(ExportError) -> UniqueFD {
+        do { return try UniqueFD(open: state.path, O_RDONLY | O_DIRECTORY) } catch {
+            throw ExportError(.kernel, "cannot open \(state.path)", because: error)
+        }
     }
 
     /// Starts a daemonized server for `request` (already checked) and waits until its disk is

@@ -10,6 +10,11 @@ public enum ReadinessMessage: Codable, Equatable, Sendable {
     public struct Failure: Codable, Equatable, Sendable {
         public var status: Int32
         public var message: String
+
+        public init(status: Int32, message: String) {
+            self.status = status
+            self.message = message
+        }
     }
 
     private enum CodingKeys: String, CodingKey { case ready, failed }
@@ -33,7 +38,7 @@ public enum ReadinessMessage: Codable, Equatable, Sendable {
 
     /// Reads the next message from the pipe; nil at EOF, or for a line that is none (a server
     /// of another version). Past `deadline`: `ETIMEDOUT`.
-    public static func read(_ lines: inout LineReader, until deadline: Deadline? = nil) throws(SystemError) -> ReadinessMessage? {
+    package static func read(_ lines: inout LineReader, until deadline: Deadline? = nil) throws(SystemError) -> ReadinessMessage? {
         guard let line = try lines.next(until: deadline) else { return nil }
         return try? JSONDecoder().decode(ReadinessMessage.self, from: Data(line))
     }
