@@ -8,105 +8,86 @@ import Glibc
 /// one export of a server that serves several.
 package enum QMPClient {
     package static func execute(socket path: String, command: String, arguments: OptionValue = .object([]), timeout: Int = 150) throws -> OptionValue {
-        let raw = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard raw >= 0 else { throw ExportError("QMP: socket", because: SystemError("socket", errno: errno)) }
-        let socket = UniqueFD(taking: raw)
-        let fd = socket.rawValue
-        var tv = timeval(tv_sec: timeout, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        guard let address = UnixSocketAddress(path) else { throw ExportError("QMP: socket path too long") }
-        let connected = address.withSockaddr { connect(fd, $0, $1) }
-        guard connected == 0 else { throw ExportError("QMP: cannot connect to \(path)", because: SystemError("connect", errno: errno)) }
-
-        var lines = LineReader(fd: fd)
-        func readMessage() throws -> [(key: String, value: OptionValue)] {
-            while true {
-                let line: [UInt8]?
-                do { line = try lines.next() } catch { throw ExportError("QMP: no reply from \(path)", because: error) }
-                guard let line else { throw ExportError("QMP: the server closed the connection") }
-                guard case let .object(object) = try JSONParser.parse(String(decoding: line, as: UTF8.self)) else { continue }
-                if object.contains(where: { $0.key == "event" }) { continue }
-                return object
-            }
-        }
-        func run(_ command: String, _ arguments: OptionValue) throws -> OptionValue {
-            let request = OptionValue.object([("execute", .string(command)), ("arguments", arguments)]).jsonText
-            guard writeLine(fd, request.utf8) else { throw ExportError("QMP: write failed") }
-            let reply = try readMessage()
-            if case let .object(error)? = reply.first(where: { $0.key == "error" })?.value {
-                if case let .string(desc)? = error.first(where: { $0.key == "desc" })?.value { throw ExportError(desc) }
-                throw ExportError("QMP error")
-            }
-            return reply.first { $0.key == "return" }?.value ?? .object([])
-        }
-        _ = try readMessage()  // greeting
-        _ = try run("qmp_capabilities", .object([]))
-        return try run(command, arguments)
+        let session = try QMPSession(socket: path, timeout: Double(timeout))
+        return try session.execute(command, arguments, timeout: Double(timeout))
     }
 }
 
 /// A QMP connection kept open: commands one after another, and the events the server sends
-/// meanwhile (a job's progress and end), for the verbs that drive a block job.
+/// meanwhile (a job's progress and end), for the verbs that drive a block job. Replies are
+/// read as lines (`LineReader`, as the readiness pipe is); every wait is bounded.
 package final class QMPSession {
     private let socket: UniqueFD
-    private var buffer: [UInt8] = []
+    private let path: String
+    private var lines: LineReader
     private var events: [(name: String, data: OptionValue)] = []
 
-    package init(socket path: String) throws {
+    /// Connects, reads the greeting and negotiates, each within `timeout` seconds.
+    package init(socket path: String, timeout: Double = 30) throws {
         let raw = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard raw >= 0 else { throw ExportError("QMP: socket", because: SystemError("socket", errno: errno)) }
         socket = UniqueFD(taking: raw)
+        self.path = path
+        lines = LineReader(fd: raw)
         guard let address = UnixSocketAddress(path) else { throw ExportError("QMP: socket path too long") }
         guard address.withSockaddr({ connect(raw, $0, $1) }) == 0 else {
             throw ExportError("QMP: cannot connect to \(path)", because: SystemError("connect", errno: errno))
         }
-        _ = try message(timeoutMs: 30_000)  // greeting
-        _ = try execute("qmp_capabilities")
+        _ = try reply(until: .after(seconds: timeout))  // greeting
+        _ = try execute("qmp_capabilities", timeout: timeout)
     }
 
-    /// Runs one command and returns its `return` value, or throws its `error.desc`.
-    package func execute(_ command: String, _ arguments: OptionValue = .object([]), timeoutMs: Int32 = 150_000) throws -> OptionValue {
-        let request = OptionValue.object([("execute", .string(command)), ("arguments", arguments)]).jsonText + "\n"
-        guard writeAll(socket.rawValue, Data(request.utf8)) else { throw ExportError("QMP: write failed") }
-        while true {
-            guard let reply = try message(timeoutMs: timeoutMs) else { throw ExportError("QMP: no reply to \(command)") }
-            if case let .string(name)? = reply.first(where: { $0.key == "event" })?.value {
-                events.append((name, reply.first { $0.key == "data" }?.value ?? .object([])))
-                continue
-            }
-            if case let .object(error)? = reply.first(where: { $0.key == "error" })?.value {
-                let reply = QMPErrorReply(error)
-                throw ExportError(reply.desc, cause: reply)
-            }
-            return reply.first { $0.key == "return" }?.value ?? .object([])
+    /// Runs one command and returns its `return` value, or throws its `error.desc` (with the
+    /// reply as the cause). Events that come first are kept for `nextEvent`.
+    package func execute(_ command: String, _ arguments: OptionValue = .object([]), timeout: Double = 150) throws -> OptionValue {
+        let request = OptionValue.object([("execute", .string(command)), ("arguments", arguments)]).jsonText
+        guard writeLine(socket.rawValue, request.utf8) else { throw ExportError("QMP: write failed") }
+        let reply = try reply(until: .after(seconds: timeout))
+        if case let .object(error)? = reply.first(where: { $0.key == "error" })?.value {
+            let reply = QMPErrorReply(error)
+            throw ExportError(reply.desc, cause: reply)
         }
+        return reply.first { $0.key == "return" }?.value ?? .object([])
     }
 
     /// The next event, waiting up to `timeoutMs`; nil if none came.
     package func nextEvent(timeoutMs: Int32) throws -> (name: String, data: OptionValue)? {
         if !events.isEmpty { return events.removeFirst() }
-        guard let m = try message(timeoutMs: timeoutMs) else { return nil }
+        guard let m = try message(until: .after(seconds: Double(timeoutMs) / 1000)) else { return nil }
+        guard let event = Self.event(m) else { return nil }
+        return event
+    }
+
+    /// The next message that is not an event (events are kept), or why none came by `deadline`.
+    private func reply(until deadline: Deadline) throws -> [(key: String, value: OptionValue)] {
+        while true {
+            guard let m = try message(until: deadline) else {
+                throw ExportError("QMP: no reply from \(path)", because: SystemError("read line", errno: ETIMEDOUT))
+            }
+            if let event = Self.event(m) {
+                events.append(event)
+                continue
+            }
+            return m
+        }
+    }
+
+    private static func event(_ m: [(key: String, value: OptionValue)]) -> (name: String, data: OptionValue)? {
         guard case let .string(name)? = m.first(where: { $0.key == "event" })?.value else { return nil }
         return (name, m.first { $0.key == "data" }?.value ?? .object([]))
     }
 
-    /// One JSON object from the server, or nil after `timeoutMs` (a signal also ends the wait).
-    private func message(timeoutMs: Int32) throws -> [(key: String, value: OptionValue)]? {
-        var chunk = [UInt8](repeating: 0, count: 4096)
+    /// One JSON object from the server, or nil once `deadline` has passed.
+    private func message(until deadline: Deadline) throws -> [(key: String, value: OptionValue)]? {
         while true {
-            if let nl = buffer.firstIndex(of: 0x0a) {
-                let line = String(decoding: buffer[..<nl], as: UTF8.self)
-                buffer.removeSubrange(...nl)
-                guard case let .object(object) = try JSONParser.parse(line) else { continue }
-                return object
+            let line: [UInt8]?
+            do { line = try lines.next(until: deadline) } catch {
+                if error.errno == .timedOut { return nil }
+                throw ExportError("QMP: no reply from \(path)", because: error)
             }
-            var p = pollfd(fd: socket.rawValue, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&p, 1, timeoutMs)
-            if ready <= 0 { return nil }
-            let n = read(socket.rawValue, &chunk, chunk.count)
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw ExportError("QMP: the server closed the connection") }
-            buffer.append(contentsOf: chunk[0..<n])
+            guard let line else { throw ExportError("QMP: the server closed the connection") }
+            guard case let .object(object) = try JSONParser.parse(String(decoding: line, as: UTF8.self)) else { continue }
+            return object
         }
     }
 }
