@@ -87,10 +87,8 @@ extension ExportManager {
     /// A new file is on stable storage, with its directory entry, before a record names it.
     static func syncCreated(_ path: String) throws(SystemError) {
         for target in [path, (path as NSString).deletingLastPathComponent] {
-            let fd = open(target.isEmpty ? "." : target, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { throw SystemError("open(\(target))", errno: errno) }
-            defer { close(fd) }
-            guard fsync(fd) == 0 else { throw SystemError("fsync(\(target))", errno: errno) }
+            let fd = try UniqueFD(open: target.isEmpty ? "." : target, O_RDONLY)
+            guard fsync(fd.rawValue) == 0 else { throw SystemError("fsync(\(target))", errno: errno) }
         }
     }
 }

@@ -41,11 +41,9 @@ package enum TestCrash {
     /// and returns it; nil (and nothing armed) when the switch is off or the file names no kind.
     package static func arm() -> Kind? {
         guard let kindFile else { return nil }
-        let fd = open(kindFile, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
+        guard let file = try? UniqueFD(open: kindFile, O_RDONLY) else { return nil }
         var buffer = [UInt8](repeating: 0, count: 32)
-        let n = read(fd, &buffer, buffer.count)
+        let n = read(file.rawValue, &buffer, buffer.count)
         guard n > 0 else { return nil }
         let name = String(decoding: buffer[..<n], as: UTF8.self).trimmingASCIIWhitespace
         guard let kind = Kind(name: name) else { return nil }

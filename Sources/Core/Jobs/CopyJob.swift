@@ -11,17 +11,21 @@ import Synchronization
 /// queues drained and switches the export to `target` (recorded first, `switchBackend`). On
 /// cancel or an error the export goes back to `source` untouched. States and events as QEMU's.
 ///
-/// `@unchecked Sendable`: `state` is behind a mutex; the rest is fixed, or touched only by the
-/// job's thread and by the export's iothread while that thread waits for it.
-final class CopyJob: @unchecked Sendable {
+/// `state` is behind a mutex. The job's references to the backends are used by its thread, and
+/// by the export's iothread while that thread waits for it (`HandedOff` checks that these uses
+/// never overlap); the backends themselves do their I/O through queues bound to one loop each.
+final class CopyJob: Sendable {
     let id: String
     let type: JobType
     let exportID: String
     private unowned let manager: ExportManager
     private let registry: JobRegistry
-    private let source: any BlockBackend
+    private struct Backends {
+        let source: any BlockBackend
+        var target: (any BlockBackend)?
+    }
+    private let backends: HandedOff<Backends>
     private let sourcePlan: ExportPlan
-    private var target: (any BlockBackend)?
     private let targetPlan: ExportPlan
     private let bitmap: DirtyBitmap
     private let record: @Sendable (BackendSwitch) throws -> Void
@@ -50,9 +54,8 @@ final class CopyJob: @unchecked Sendable {
         self.exportID = exportID
         self.manager = manager
         self.registry = registry
-        self.source = source
+        backends = HandedOff(Backends(source: source, target: target))
         self.sourcePlan = sourcePlan
-        self.target = target
         self.targetPlan = targetPlan
         self.bitmap = bitmap
         self.autoFinalize = autoFinalize
@@ -123,7 +126,7 @@ final class CopyJob: @unchecked Sendable {
             transition(.pending)
             do {
                 try switchToTarget()
-                target = nil
+                backends.withValue { $0.target = nil }
                 emit("BLOCK_JOB_COMPLETED", progress)
                 conclude()
                 return
@@ -133,7 +136,7 @@ final class CopyJob: @unchecked Sendable {
         }
         transition(.aborting)
         restoreSource()
-        target = nil
+        backends.withValue { $0.target = nil }
         onAbort()
         switch outcome {
         case let .failed(message):
@@ -146,12 +149,16 @@ final class CopyJob: @unchecked Sendable {
     }
 
     private func copyUntilDone() -> Outcome {
+        backends.withValue { copyUntilDone(from: $0.source, to: $0.target!) }
+    }
+
+    private func copyUntilDone(from source: any BlockBackend, to target: any BlockBackend) -> Outcome {
         let copier: ChunkCopier
         let loop: IOThread
         do {
             loop = try IOThread(name: "job-\(id)")
             loop.adoptCurrentThread()
-            copier = try ChunkCopier(from: source, to: target!, chunkSize: Int(bitmap.chunkSize), loop: loop)
+            copier = try ChunkCopier(from: source, to: target, chunkSize: Int(bitmap.chunkSize), loop: loop)
         } catch {
             return .failed("\(error)")
         }
@@ -186,18 +193,20 @@ final class CopyJob: @unchecked Sendable {
         try manager.withExport(named: exportID) { export, _ in
             try export.run { [self] export in
                 try export.switchBackend(to: targetPlan, open: { () throws -> any BlockBackend in
-                    let target = self.target!
-                    let copier = try ChunkCopier(from: source, to: target, chunkSize: Int(bitmap.chunkSize), loop: export.iothread)
-                    while let i = bitmap.take(from: 0) {
-                        let (offset, length) = bitmap.range(of: i)
-                        guard copier.copy(offset: offset, length: Int(length)) else {
-                            bitmap.mark(chunk: i)
-                            throw ExportError("I/O error copying \(length) bytes at offset \(offset)")
+                    try backends.withValue { b throws -> any BlockBackend in
+                        let target = b.target!
+                        let copier = try ChunkCopier(from: b.source, to: target, chunkSize: Int(bitmap.chunkSize), loop: export.iothread)
+                        while let i = bitmap.take(from: 0) {
+                            let (offset, length) = bitmap.range(of: i)
+                            guard copier.copy(offset: offset, length: Int(length)) else {
+                                bitmap.mark(chunk: i)
+                                throw ExportError("I/O error copying \(length) bytes at offset \(offset)")
+                            }
+                            state.withLock { $0.offset += length }
                         }
-                        state.withLock { $0.offset += length }
+                        guard copier.flushTarget() else { throw ExportError("flushing the target failed") }
+                        return target
                     }
-                    guard copier.flushTarget() else { throw ExportError("flushing the target failed") }
-                    return target
                 }, record: { _ in try record(change) })
             }
         }
@@ -209,7 +218,7 @@ final class CopyJob: @unchecked Sendable {
         do {
             try manager.withExport(named: exportID) { export, _ in
                 try export.run { [self] in
-                    try $0.switchBackend(to: plan, open: { self.source }, record: { _ in })
+                    try $0.switchBackend(to: plan, open: { self.backends.withValue { $0.source } }, record: { _ in })
                 }
             }
         } catch {
