@@ -4,7 +4,7 @@ import PackageDescription
 // Layers, lowest first; each target may import only those listed as its dependencies, so the
 // compiler keeps the direction (see docs/architecture.md):
 //   CVDUSE → Kernel → Virtio → BlockBackends (uses QCOW2, the pure qcow2 engine) → Core (block server) → QMP → Provisioning → vduse-export
-//   QAPI (options, checks, plans) is pure and used from Core upwards.
+//   QAPI (options, checks, plans) is pure and used from BlockBackends upwards (backends open its specs).
 let package = Package(
     name: "vduse-export",
     products: [
@@ -42,8 +42,8 @@ let package = Package(
             name: "CQcow2",
             linkerSettings: [.linkedLibrary("z"), .linkedLibrary("zstd")]
         ),
-        // libnbd (Debian libnbd-dev): the NBD client library, with its async calls made callable.
-        .target(name: "CNBD", linkerSettings: [.linkedLibrary("nbd")]),
+        // libnbd (Debian libnbd-dev for the header; libnbd0 loaded on first use): the NBD client library.
+        .target(name: "CNBD"),
         // librbd/librados (Debian librbd-dev; no pkg-config file there): opening an image and
         // async requests whose completions wake the iothread through an eventfd. Loaded with
         // dlopen on first use (shim.c), so only their headers are needed to build.
@@ -52,7 +52,7 @@ let package = Package(
         // file I/O (Glibc), so it is tested on the host against qemu-img.
         .target(name: "QCOW2", dependencies: ["CQcow2"]),
         // The storage behind an export, behind one interface (file/block device, null, qcow2, nbd, ...).
-        .target(name: "BlockBackends", dependencies: ["Kernel", "Virtio", "QCOW2", "CNBD", "CRBD"]),
+        .target(name: "BlockBackends", dependencies: ["Kernel", "Virtio", "QCOW2", "QAPI", "CNBD", "CRBD"]),
         // The block server: iothreads, queue servers, VDUSE exports, the export manager.
         .target(
             name: "Core",
@@ -69,7 +69,7 @@ let package = Package(
         .executableTarget(
             name: "vduse-export",
             dependencies: [
-                "Provisioning", "Core", "QAPI",
+                "Provisioning", "Core", "QAPI", "Kernel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -87,7 +87,7 @@ let package = Package(
         // (scripts/gen-docs, scripts/build-deb); not installed.
         .executableTarget(
             name: "vduse-export-docs",
-            dependencies: ["Provisioning", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Provisioning", "Kernel", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // libFuzzer targets (Fuzz/README.md, scripts/fuzz): with -DFUZZING libFuzzer supplies main;
         // without, each replays the files it is given.

@@ -77,13 +77,21 @@ package protocol EventLoop: AnyObject {
     /// Also calls a watched fd's handler when the fd is writable (a socket whose send buffer was
     /// full), or no longer.
     func setWritable(_ fd: Int32, _ writable: Bool)
-    /// Traps unless called on the loop's own thread.
-    func assertCurrent(file: StaticString, line: UInt)
+    /// For messages about confinement.
+    var name: String { get }
+    /// True on the loop's own thread (a thread-local compare, no lock).
+    var isCurrent: Bool { get }
 }
 
 extension EventLoop {
+    /// Per request: traps off the loop's thread in debug builds (release builds skip the check).
     package func assertCurrent(file: StaticString = #fileID, line: UInt = #line) {
-        assertCurrent(file: file, line: line)
+        assert(isCurrent, "not on iothread '\(name)'", file: file, line: line)
+    }
+
+    /// At control-plane entries (setup, teardown, reset): traps off the loop's thread, always.
+    package func preconditionCurrent(file: StaticString = #fileID, line: UInt = #line) {
+        precondition(isCurrent, "not on iothread '\(name)'", file: file, line: line)
     }
 }
 

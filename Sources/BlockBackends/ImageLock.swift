@@ -69,7 +69,7 @@ package enum ImageLock {
     }
 
     private static func conflict(_ message: String, path: String) -> ExportError {
-        ExportError("\(message)\nIs another process using the image [\(path)]?", code: .busy,
+        ExportError("\(message)\nIs another process using the image [\(path)]?", code: .conflict,
                     cause: SystemError("fcntl(F_OFD_GETLK)", errno: EAGAIN))
     }
 
@@ -84,7 +84,7 @@ package enum ImageLock {
             // File systems without lock support (some FUSE ones): QEMU warns and goes on too.
             if e == ENOLCK || e == EOPNOTSUPP || e == ENOSYS { return }
             throw ExportError("Failed to lock byte \(offset) of '\(path)'", because: SystemError("fcntl(F_OFD_SETLK)", errno: e),
-                              code: .busy)
+                              code: .conflict)
         }
     }
 

@@ -1,6 +1,7 @@
 import CNBD
 import Glibc
 import Kernel
+import QAPI
 import Virtio
 
 /// An export of an NBD server (QEMU's `driver=nbd`), through libnbd's asynchronous API. The
@@ -9,7 +10,8 @@ import Virtio
 /// multi-conn (the server says concurrent connections see each other's writes and flushes)
 /// each queue gets its own connection; otherwise all queues share one.
 package final class NBDBackend: BlockBackend {
-    package let target: NBDTarget
+    package let spec: NBDSpec
+    package let timing: NBDTiming
     package let size: UInt64
     package let readOnly: Bool
     /// The server's smallest block (bytes); requests must be multiples of it.
@@ -23,10 +25,13 @@ package final class NBDBackend: BlockBackend {
 
     /// Connects (up to `queues` connections with multi-conn) and checks the export against
     /// what the device needs: `writable` on a read-only export, a logical block size below the
-    /// server's minimum.
-    package init(target: NBDTarget, writable: Bool, queues: Int, logicalBlockSize: UInt32) throws(SystemError) {
-        self.target = target
-        let first = try NBDHandle.connect(target)
+    /// server's minimum. `timing` nil: the spec's.
+    package init(spec: NBDSpec, timing: NBDTiming? = nil, writable: Bool, queues: Int, logicalBlockSize: UInt32)
+        throws(SystemError) {
+        self.spec = spec
+        let timing = timing ?? NBDTiming(spec)
+        self.timing = timing
+        let first = try NBDHandle.connect(spec, timeoutMs: timing.connectTimeoutMs)
         let server = first.facts
         limits = try NBDLimits(server: server, writable: writable, logicalBlockSize: logicalBlockSize)
         size = server.size
@@ -36,10 +41,10 @@ package final class NBDBackend: BlockBackend {
         canFastZero = server.canFastZero
         let count = server.canMultiConn ? max(queues, 1) : 1
         let notice = try NBDShutdownNotice(connections: count)
-        connections.append(try NBDConnection(handle: first, target: target, limits: limits, notice: notice, index: 0))
+        connections.append(try NBDConnection(handle: first, spec: spec, timing: timing, limits: limits, notice: notice, index: 0))
         for i in 1..<max(count, 1) {
-            connections.append(try NBDConnection(handle: try NBDHandle.connect(target), target: target, limits: limits,
-                                                 notice: notice, index: i))
+            connections.append(try NBDConnection(handle: try NBDHandle.connect(spec, timeoutMs: timing.connectTimeoutMs), spec: spec,
+                                                 timing: timing, limits: limits, notice: notice, index: i))
         }
     }
 

@@ -53,7 +53,7 @@ final class NBDBackendQueue: BackendQueue {
 
     /// Waits for the server's answers, or for the reconnect deadline to fail them.
     func quiesce() {
-        loop.assertCurrent()
+        loop.preconditionCurrent()
         while inFlight > 0 { connection.pollOnce(timeoutMs: 100) }
     }
 

@@ -1,6 +1,7 @@
 import CNBD
 import Glibc
 import Kernel
+import QAPI
 import Virtio
 
 /// One connection to an NBD server, serving the queues that share it (all queues with one
@@ -14,7 +15,8 @@ import Virtio
 /// but stops answering (stopped, wedged) is found by a watchdog: with requests outstanding and
 /// nothing moving on the socket for `requestTimeoutMs`, the connection counts as lost.
 final class NBDConnection {
-    let target: NBDTarget
+    let spec: NBDSpec
+    let timing: NBDTiming
     let limits: NBDLimits
     private var handle: NBDHandle?
     private var ready: Bool
@@ -56,9 +58,11 @@ final class NBDConnection {
     private var announcementsSeen: UInt64 = 0
 
     /// Takes over a connected handle (made before the device existed).
-    init(handle: NBDHandle, target: NBDTarget, limits: NBDLimits, notice: NBDShutdownNotice, index: Int) throws(SystemError) {
+    init(handle: NBDHandle, spec: NBDSpec, timing: NBDTiming, limits: NBDLimits, notice: NBDShutdownNotice, index: Int)
+        throws(SystemError) {
         self.handle = handle
-        self.target = target
+        self.spec = spec
+        self.timing = timing
         self.limits = limits
         self.notice = notice
         self.index = index
@@ -164,7 +168,7 @@ final class NBDConnection {
         } else if let handle, handle.isDead {
             requeue(command)
         } else {
-            command.failure = max(nbd_get_errno(), EIO)
+            command.failure = max(cnbd_get_errno(), EIO)
         }
     }
 
@@ -291,10 +295,10 @@ final class NBDConnection {
         watchdog = false
         let since = lossStarted ?? monotonicMs()
         lossStarted = since
-        deadline = since + target.reconnectDelayMs
+        deadline = since + timing.reconnectDelayMs
         expired = false
-        log("connection to \(target.address) lost\(why); reconnecting (requests wait up to \(target.reconnectDelayMs / 1000) s)")
-        if target.reconnectDelayMs == 0 || monotonicMs() >= deadline! { expire() }
+        log("connection to \(spec.address) lost\(why); reconnecting (requests wait up to \(timing.reconnectDelayMs / 1000) s)")
+        if timing.reconnectDelayMs == 0 || monotonicMs() >= deadline! { expire() }
         timer.arm(firstMs: firstAttemptMs, intervalMs: Self.retryMs)
     }
 
@@ -311,7 +315,7 @@ final class NBDConnection {
         let failed = waiting
         waiting.removeAll()
         if !failed.isEmpty {
-            log("\(target.address) not back within \(target.reconnectDelayMs / 1000) s: failing \(failed.count) request(s)")
+            log("\(spec.address) not back within \(timing.reconnectDelayMs / 1000) s: failing \(failed.count) request(s)")
         }
         for c in failed { finish(c, status: .ioError) }
     }
@@ -324,10 +328,10 @@ final class NBDConnection {
         }
         let now = monotonicMs()
         if let deadline, now >= deadline { expire() }
-        if handle != nil, now - attemptStarted > UInt64(target.connectTimeoutMs) { dropAttempt() }
+        if handle != nil, now - attemptStarted > UInt64(timing.connectTimeoutMs) { dropAttempt() }
         if handle == nil {
             attemptStarted = now
-            if let h = try? NBDHandle(target: target) {
+            if let h = try? NBDHandle(spec: spec) {
                 handle = h
                 do {
                     try loop?.watch(h.fd) { [unowned self] in self.onSocket() }
@@ -344,7 +348,7 @@ final class NBDConnection {
     private func reconnected() {
         guard let handle else { return }
         guard handle.size == limits.size else {
-            log("\(target.address) came back with another size (\(handle.size), was \(limits.size)): not used")
+            log("\(spec.address) came back with another size (\(handle.size), was \(limits.size)): not used")
             return dropAttempt()
         }
         ready = true
@@ -355,7 +359,7 @@ final class NBDConnection {
         let again = waiting
         waiting.removeAll()
         if again.isEmpty { lossStarted = nil }
-        log("reconnected to \(target.address); resending \(again.count) request(s)")
+        log("reconnected to \(spec.address); resending \(again.count) request(s)")
         for c in again {
             c.waiting = false
             start(c)
@@ -368,9 +372,9 @@ final class NBDConnection {
     /// Ticks a quarter of the timeout (0.1 to 1 s) apart while requests are outstanding; a tick
     /// that finds none stops it, the next request sent starts it again.
     private func armWatchdog() {
-        guard !watchdog, target.requestTimeoutMs > 0, loop != nil else { return }
+        guard !watchdog, timing.requestTimeoutMs > 0, loop != nil else { return }
         watchdog = true
-        let tick = Int(min(max(target.requestTimeoutMs / 4, 100), 1000))
+        let tick = Int(min(max(timing.requestTimeoutMs / 4, 100), 1000))
         timer.arm(firstMs: tick, intervalMs: tick)
     }
 
@@ -382,8 +386,8 @@ final class NBDConnection {
             return timer.disarm()
         }
         let silent = monotonicMs() &- lastHeard
-        guard target.requestTimeoutMs > 0, silent >= target.requestTimeoutMs else { return }
-        log("no answer from \(target.address) for \(silent / 1000).\(silent % 1000 / 100) s with \(cookies.count) request(s) outstanding: dropping the connection")
+        guard timing.requestTimeoutMs > 0, silent >= timing.requestTimeoutMs else { return }
+        log("no answer from \(spec.address) for \(silent / 1000).\(silent % 1000 / 100) s with \(cookies.count) request(s) outstanding: dropping the connection")
         lost()
     }
 

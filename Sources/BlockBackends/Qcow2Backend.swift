@@ -1,5 +1,6 @@
 import Glibc
 import Kernel
+import QAPI
 import QCOW2
 import Synchronization
 import Virtio
@@ -21,14 +22,20 @@ package final class Qcow2Backend: BlockBackend, Sendable {
     /// broken area must not flood the log).
     private let corruptionLogged = Atomic<Bool>(false)
 
-    package init(path: String, writable: Bool, writethrough: Bool, backing: BackingChoice, l2CacheBytes: Int?,
-                 discardUnmap: Bool, lock: FileLocker? = nil) throws {
-        self.path = path
+    /// Opens the image `spec` names; its backing as the spec says (the engine's own choice type
+    /// is for its callers that know no QAPI: tests, overlays, the fuzzer).
+    package init(spec: Qcow2Spec, writable: Bool, writethrough: Bool, lock: FileLocker? = nil) throws {
+        path = spec.path
         self.writable = writable
         self.writethrough = writethrough
-        self.discardUnmap = discardUnmap
-        image = Mutex(try Qcow2Image(path: path, readOnly: !writable, backing: backing, l2CacheBytes: l2CacheBytes,
-                                     lock: lock))
+        discardUnmap = spec.discardUnmap
+        let backing: BackingChoice = switch spec.backing {
+        case .fromImage: .fromHeader
+        case .none: .none
+        case let .image(path, qcow2): .file(path: path, format: qcow2 ? .qcow2 : .raw)
+        }
+        image = Mutex(try Qcow2Image(path: spec.path, readOnly: !writable, backing: backing,
+                                     l2CacheBytes: spec.l2CacheSize.map { Int($0) }, lock: lock))
     }
 
     deinit { image.withLock { try? $0.close() } }

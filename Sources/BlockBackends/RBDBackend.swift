@@ -1,34 +1,14 @@
 import CRBD
 import Glibc
 import Kernel
+import QAPI
 import Virtio
-
-/// Where a Ceph RBD image is (QEMU's `driver=rbd` options). Secrets are never here: the user's
-/// key comes from the keyring that ceph.conf (or ceph's default path) names.
-package struct RBDTarget: Sendable, Equatable {
-    package var pool: String
-    package var namespace: String
-    package var image: String
-    package var snapshot: String?
-    package var conf: String?
-    package var user: String?
-
-    package init(pool: String, namespace: String = "", image: String, snapshot: String? = nil, conf: String? = nil,
-                 user: String? = nil) {
-        self.pool = pool
-        self.namespace = namespace
-        self.image = image
-        self.snapshot = snapshot
-        self.conf = conf
-        self.user = user
-    }
-}
 
 /// A Ceph RBD image through librbd's asynchronous API (QEMU's `driver=rbd`). Opened before the
 /// device exists, so a cluster that cannot be reached, a missing pool or image, or a refused key
 /// fails the export with the step and errno. A snapshot is read-only.
 package final class RBDBackend: BlockBackend {
-    package let target: RBDTarget
+    package let spec: RBDSpec
     package private(set) var size: UInt64
     let image: OpaquePointer
 
@@ -41,11 +21,11 @@ package final class RBDBackend: BlockBackend {
     /// Why librbd could not be loaded (it is loaded on first use), or nil once it is.
     package static var libraryError: String? { crbd_load().map { String(cString: $0) } }
 
-    package init(target: RBDTarget, writable: Bool) throws(OpenError) {
-        self.target = target
+    package init(spec: RBDSpec, writable: Bool) throws(OpenError) {
+        self.spec = spec
         var out: OpaquePointer?
         var step: UnsafePointer<CChar>?
-        let r = crbd_open(target.conf, target.user, target.pool, target.namespace, target.image, target.snapshot,
+        let r = crbd_open(spec.conf, spec.user, spec.pool, spec.namespace, spec.image, spec.snapshot,
                           writable ? 0 : 1, &out, &step)
         guard r == 0, let out else { throw OpenError(step: step.map { String(cString: $0) } ?? "open", errno: -r) }
         image = out
@@ -61,7 +41,7 @@ package final class RBDBackend: BlockBackend {
     deinit { crbd_close(image) }
 
     package var capabilities: BackendCapabilities {
-        BackendCapabilities(discard: target.snapshot == nil, writeZeroes: true, resizable: target.snapshot == nil)
+        BackendCapabilities(discard: spec.snapshot == nil, writeZeroes: true, resizable: spec.snapshot == nil)
     }
 
     package func makeQueue(index: Int, depth: Int, loop: any EventLoop, sink: any CompletionSink) throws(SystemError)
@@ -71,7 +51,7 @@ package final class RBDBackend: BlockBackend {
 
     /// QMP block_resize: librbd changes the image (synchronous, like QEMU's).
     package func resize(to bytes: UInt64) throws(SystemError) {
-        guard target.snapshot == nil else { throw SystemError("resize: a snapshot cannot be resized", errno: EROFS) }
+        guard spec.snapshot == nil else { throw SystemError("resize: a snapshot cannot be resized", errno: EROFS) }
         let r = crbd_resize(image, bytes)
         guard r == 0 else { throw SystemError("rbd_resize", errno: -r) }
         size = bytes
@@ -157,7 +137,7 @@ final class RBDBackendQueue: BackendQueue {
     }
 
     func quiesce() {
-        loop.assertCurrent()
+        loop.preconditionCurrent()
         while inFlight > 0 {
             var p = pollfd(fd: wakeup.fd, events: Int16(POLLIN), revents: 0)
             _ = poll(&p, 1, 100)

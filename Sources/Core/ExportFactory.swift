@@ -16,11 +16,6 @@ enum ExportFactory {
         case let .null(size):
             return NullBackend(size: size)
         case let .qcow2(q):
-            let backing: BackingChoice = switch q.backing {
-            case .fromImage: .fromHeader
-            case .none: .none
-            case let .image(path, qcow2): .file(path: path, format: qcow2 ? .qcow2 : .raw)
-            }
             // The image is locked as a writer (or reader) the moment it is open, before the engine
             // reads or repairs anything; backing files as readers, so many overlays share a base
             // but nobody writes it underneath them.
@@ -30,15 +25,14 @@ enum ExportFactory {
                                       checkOthers: writable || path != ownWriter)
             }
             do {
-                return try Qcow2Backend(path: q.path, writable: plan.writable, writethrough: plan.writethrough, backing: backing,
-                                        l2CacheBytes: q.l2CacheSize.map { Int($0) }, discardUnmap: q.discardUnmap, lock: lock)
+                return try Qcow2Backend(spec: q, writable: plan.writable, writethrough: plan.writethrough, lock: lock)
             } catch let e as ExportError {
                 throw e
             } catch {
                 // The engine names the file it failed on; say the top image's name once.
                 var reason = "\(error)"
                 if reason.hasPrefix(q.path + ": ") { reason.removeFirst(q.path.count + 2) }
-                throw ExportError("Could not open '\(q.path)': \(reason)", code: .invalidArgument)
+                throw ExportError("Could not open '\(q.path)': \(reason)", code: .invalidOptions, cause: error)
             }
         case let .nbd(n):
             return try openNBD(n, plan: plan)
@@ -50,7 +44,7 @@ enum ExportFactory {
                 backend = try FileBackend(path: path, writable: plan.writable, direct: plan.backend.direct,
                                           writethrough: plan.writethrough)
             } catch {
-                throw ExportError("Could not open '\(path)': \(error.reason)", code: .invalidArgument, cause: error)
+                throw ExportError("Could not open '\(path)': \(error.reason)", code: .invalidOptions, cause: error)
             }
             // Two writers on one image corrupt it: QEMU-compatible locks keep them apart.
             try ImageLock.acquire(fd: backend.fd, path: path, writable: plan.writable, forceShare: plan.backend.forceShare)
@@ -60,39 +54,31 @@ enum ExportFactory {
 
     /// Connects to the NBD server; failures keep libnbd's reason (refused, no such export, ...).
     static func openNBD(_ n: NBDSpec, plan: ExportPlan) throws(ExportError) -> NBDBackend {
-        let server: NBDTarget.Server = switch n.server {
-        case let .inet(host, port): .tcp(host: host, port: port)
-        case let .unix(path): .unix(path: path)
-        }
-        let target = NBDTarget(server: server, export: n.export, reconnectDelayMs: UInt64(n.reconnectDelay) * 1000,
-                               requestTimeoutMs: UInt64(n.requestTimeout) * 1000)
         do {
-            return try NBDBackend(target: target, writable: plan.writable, queues: Int(plan.numQueues),
+            return try NBDBackend(spec: n, writable: plan.writable, queues: Int(plan.numQueues),
                                   logicalBlockSize: plan.logicalBlockSize)
         } catch {
             // libnbd's text names the step ("connect: Connection refused"); QEMU's words for a
             // failed connect, ours with libnbd's reason otherwise.
             let text = error.call
             if text.hasPrefix("connect: ") {
-                throw ExportError("Failed to connect to '\(target.address)': \(error.reason)", code: .system, cause: error)
+                throw ExportError("Failed to connect to '\(n.address)': \(error.reason)", code: .kernel, cause: error)
             }
             // A server that insists on TLS refuses the handshake; say why that cannot be met here.
             let hint = text.contains("requires TLS") ? " (vduse-export does not support NBD over TLS)" : ""
-            throw ExportError("Could not open '\(n.uri)': \(text)\(hint)", code: .system, cause: error)
+            throw ExportError("Could not open '\(n.uri)': \(text)\(hint)", code: .kernel, cause: error)
         }
     }
 
     /// Opens the RBD image; a failure names the step in QEMU's words, with the errno.
     static func openRBD(_ r: RBDSpec, plan: ExportPlan) throws(ExportError) -> RBDBackend {
-        let target = RBDTarget(pool: r.pool, namespace: r.namespace, image: r.image, snapshot: r.snapshot,
-                               conf: r.conf, user: r.user)
         do {
-            return try RBDBackend(target: target, writable: plan.writable)
+            return try RBDBackend(spec: r, writable: plan.writable)
         } catch {
             if error.step == "library" {
                 let why = RBDBackend.libraryError ?? "unknown error"
                 throw ExportError("Could not open '\(r.uri)': cannot load librbd (install librbd1): \(why)",
-                                  code: .system, cause: SystemError("dlopen librbd", errno: error.errno))
+                                  code: .kernel, cause: SystemError("dlopen librbd", errno: error.errno))
             }
             var what = switch error.step {
             case "pool": "error opening pool \(r.pool)"
@@ -109,7 +95,7 @@ enum ExportFactory {
                     : ": permission denied for \(user) (its caps do not allow image \(image))"
             }
             let cause = SystemError(error.step, errno: error.errno)
-            throw ExportError("Could not open '\(r.uri)': \(what): \(cause.reason)", code: .system, cause: cause)
+            throw ExportError("Could not open '\(r.uri)': \(what): \(cause.reason)", code: .kernel, cause: cause)
         }
     }
 
@@ -118,11 +104,11 @@ enum ExportFactory {
     static func writeAttribute(_ attribute: String, _ value: String, device name: String, logger: Logger) {
         let path = "/sys/class/vduse/\(name)/\(attribute)"
         guard let file = fopen(path, "w") else {
-            logger.warning("cannot set \(path): \(String(cString: strerror(errno)))")
+            logger.warning("cannot set \(path): \(SystemError("fopen", errno: errno).reason)")
             return
         }
         fputs(value + "\n", file)
-        if fclose(file) != 0 { logger.warning("cannot set \(path): \(String(cString: strerror(errno)))") }
+        if fclose(file) != 0 { logger.warning("cannot set \(path): \(SystemError("fclose", errno: errno).reason)") }
     }
 
     /// The first line of a VDUSE device's sysfs attribute, or nil.
@@ -201,7 +187,7 @@ enum ExportFactory {
         if log.identity.features & ~expected.features == 0 { expected.features = log.identity.features }
         guard log.identity == expected else {
             throw ExportError("vduse device '\(plan.deviceName)' exists with another configuration (\(log.identity)); "
-                              + "this export would have \(expected): refusing to take it over", code: .busy)
+                              + "this export would have \(expected): refusing to take it over", code: .conflict)
         }
         var device: VDUSEDevice?
         for attempt in 0..<500 {
@@ -211,17 +197,17 @@ enum ExportFactory {
             } catch where error.errno == .resourceBusy && attempt < 499 {
                 usleep(20_000)
             } catch {
-                throw ExportError("cannot take over vduse device '\(plan.deviceName)'", because: error, code: .busy)
+                throw ExportError("cannot take over vduse device '\(plan.deviceName)'", because: error, code: .conflict)
             }
         }
-        guard let device else { throw ExportError("cannot take over vduse device '\(plan.deviceName)'", code: .busy) }
+        guard let device else { throw ExportError("cannot take over vduse device '\(plan.deviceName)'", code: .conflict) }
         let queues = Int(plan.numQueues)
         let lastExists = (try? device.queueInfo(index: queues - 1)) != nil
         let oneMoreExists = (try? device.queueInfo(index: queues)) != nil
         let negotiated = (try? device.negotiatedFeatures()) ?? 0
         guard lastExists && !oneMoreExists, negotiated & ~config.features == 0 else {
             throw ExportError("vduse device '\(plan.deviceName)' does not match its log (queues or features differ): refusing to take it over",
-                              code: .busy)
+                              code: .conflict)
         }
         log.restarts += 1
         return VDUSEBlockExport(plan: plan, device: device, backend: backend, iothread: iothread, logger: logger,

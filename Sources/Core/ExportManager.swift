@@ -50,7 +50,7 @@ public final class ExportManager: Sendable {
     private let commandLock = NSLock()
 
     private struct Entry: Sendable {
-        package var export: VDUSEBlockExport
+        package var export: ExportHandle
         package var status: ExportStatus
         /// Insertion order (query output is newest first, as QEMU's).
         package var sequence: Int
@@ -129,7 +129,7 @@ public final class ExportManager: Sendable {
                     try control.destroyDevice(name: plan.deviceName)
                 } catch {
                     throw ExportError("vduse device '\(plan.deviceName)' is being set up by another server", because: error,
-                                      code: .busy)
+                                      code: .conflict)
                 }
                 unlink(logPath)
                 return try create(plan, logPath: logPath, iothread: iothread)
@@ -143,7 +143,7 @@ public final class ExportManager: Sendable {
         let control = self.control
         let logger = self.logger
         mkdir(logDirectory, 0o700)
-        let export = try iothread.run { () throws -> VDUSEBlockExport in
+        let export = try iothread.run { () throws -> ExportHandle in
             let export = try ExportFactory.create(plan: plan, control: control, iothread: iothread, logPath: logPath,
                                                   logger: logger)
             do {
@@ -154,7 +154,7 @@ public final class ExportManager: Sendable {
                 unlink(logPath)
                 throw error
             }
-            return export
+            return ExportHandle(export)
         }
         guard binding == .server else { return register(export, disk: "") }
         do {
@@ -174,10 +174,10 @@ public final class ExportManager: Sendable {
         return register(export, disk: disk)
     }
 
-    private func register(_ export: VDUSEBlockExport, disk: String) -> ExportStatus {
+    private func register(_ export: ExportHandle, disk: String) -> ExportStatus {
         let plan = export.plan
         let status = ExportStatus(id: plan.id, name: plan.deviceName, nodeName: plan.nodeName, device: disk,
-                                  sizeBytes: export.config.capacitySectors * 512, numQueues: plan.numQueues,
+                                  sizeBytes: export.sizeBytes, numQueues: plan.numQueues,
                                   serial: plan.serial, shuttingDown: false, restarts: export.restarts)
         let n = sequence.withLock { $0 += 1; return $0 }
         state.withLock { $0[plan.id] = Entry(export: export, status: status, sequence: n) }
@@ -190,9 +190,9 @@ public final class ExportManager: Sendable {
     /// Nothing is created, so a failure leaves the device as it was for the next try.
     private func reattach(_ plan: ExportPlan, logPath: String, iothread: IOThread) throws -> ExportStatus {
         let logger = self.logger
-        let export = try iothread.run { () throws -> VDUSEBlockExport in
+        let export = try iothread.run { () throws -> ExportHandle in
             guard let log = InflightLog.open(path: logPath) else {
-                throw ExportError("the reconnect log \(logPath) is gone", code: .notFound)
+                throw ExportError("the reconnect log \(logPath) is gone")
             }
             let export = try ExportFactory.reattach(plan: plan, log: log, iothread: iothread, logger: logger)
             do {
@@ -201,7 +201,7 @@ public final class ExportManager: Sendable {
                 export.detach()
                 throw error
             }
-            return export
+            return ExportHandle(export)
         }
         let bound = Self.isBound(plan.deviceName)
         if !bound && binding == .caller { return register(export, disk: "") }
@@ -209,7 +209,7 @@ public final class ExportManager: Sendable {
             do {
                 try VDPANetlink.addDevice(name: plan.deviceName)
             } catch {
-                try? iothread.run { export.detach() }
+                try? export.run { $0.detach() }
                 throw ExportError("failed to create vduse device: vdpa: \(error.reason)")
             }
         }
@@ -226,7 +226,7 @@ public final class ExportManager: Sendable {
         defer { commandLock.unlock() }
         let entries = state.withLock { s in defer { s.removeAll() }; return Array(s.values) }
         for entry in entries {
-            try? entry.export.iothread.run { entry.export.detach() }
+            try? entry.export.run { $0.detach() }
         }
     }
 
@@ -252,13 +252,13 @@ public final class ExportManager: Sendable {
             throw ExportError("Cannot find device='' nor node-name='\(nodeName)'")
         }
         let export = entry.export
-        try export.iothread.run { try export.resize(to: bytes) }
+        try export.run { try $0.resize(to: bytes) }
         state.withLock { $0[entry.status.id]?.status.sizeBytes = bytes / 512 * 512 }
     }
 
     /// Runs `body` with the export whose id or node name is `name`, under the command lock (a
     /// backend switch must not interleave with add, delete or resize). QEMU's message if none.
-    func withExport<T>(named name: String, _ body: (VDUSEBlockExport, ExportStatus) throws -> T) throws -> T {
+    func withExport<T>(named name: String, _ body: (ExportHandle, ExportStatus) throws -> T) throws -> T {
         commandLock.lock()
         defer { commandLock.unlock() }
         guard let entry = state.withLock({ s in s[name] ?? s.values.first { $0.status.nodeName == name } }) else {
@@ -289,7 +289,7 @@ public final class ExportManager: Sendable {
         let export = try mainLoop.run {
             let e = try ExportFactory.adopt(plan: plan, iothread: mainLoop, logger: logger)
             try e.attach()
-            return e
+            return ExportHandle(e)
         }
         teardown(export)
     }
@@ -303,7 +303,7 @@ public final class ExportManager: Sendable {
 
     /// Unbinds the device if it is bound (the caller may have bound it, or unbound it already),
     /// then destroys it.
-    private func teardown(_ export: VDUSEBlockExport) {
+    private func teardown(_ export: ExportHandle) {
         if Self.isBound(export.plan.deviceName) {
             do {
                 try VDPANetlink.removeDevice(name: export.plan.deviceName)
@@ -319,8 +319,8 @@ public final class ExportManager: Sendable {
         FileManager.default.fileExists(atPath: "/sys/bus/vdpa/devices/\(name)")
     }
 
-    private func destroy(_ export: VDUSEBlockExport) {
-        try? export.iothread.run { export.detach() }
+    private func destroy(_ export: ExportHandle) {
+        try? export.run { $0.detach() }
         // The kernel may hold the device for a moment after the last close.
         for attempt in 0..<50 {
             do {

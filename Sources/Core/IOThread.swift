@@ -12,27 +12,35 @@ import Synchronization
 /// run on it; other threads hand it work through `execute`, which queues a closure and wakes
 /// the loop with an eventfd.
 ///
-/// Thread confinement: `handlers` and `running` are touched only by the loop thread (asserted),
-/// and `pending` is guarded by its mutex; that is why this class may be `@unchecked Sendable`.
-public final class IOThread: EventLoop, @unchecked Sendable {
+/// Thread confinement: the handlers, pollers and the running flag are `LoopBound` to this loop
+/// (every access checks the thread-local loop id); the queued work is behind its `Mutex`;
+/// everything else is immutable. So the class is `Sendable` as the compiler sees it.
+public final class IOThread: EventLoop, Sendable {
     public let name: String
+    /// The identity `isCurrent` compares with the calling thread's.
+    package let id = LoopID.next()
     private let epoll: UniqueFD
     private var epollFD: Int32 { epoll.rawValue }
     private let wakeup: EventFD
     /// Work for the loop; nil once the loop has stopped taking work.
     private let pending = Mutex<[@Sendable () -> Void]?>([])
-    private var handlers: [Int32: () -> Void] = [:]
-    /// Ring checks to spin on before sleeping, keyed by the fd they belong to (removed with it).
-    private var pollers: [Int32: () -> Bool] = [:]
+    /// What only the loop thread touches.
+    private final class LoopState {
+        var handlers: [Int32: () -> Void] = [:]
+        /// Ring checks to spin on before sleeping, keyed by the fd they belong to (removed with it).
+        var pollers: [Int32: () -> Bool] = [:]
+        var running = true
+    }
+    private let state: LoopBound<LoopState>
     /// How long to spin on `pollers` before sleeping in epoll (0: never; DataPathTuning).
     private let pollBudgetNs = UInt64(DataPathTuning.current.pollMicroseconds) * 1000
-    private var running = true
     private let finished = DispatchSemaphore(value: 0)
-    private var thread: Thread?
-    private let threadID = Mutex<pthread_t?>(nil)
+    /// Whether an OS thread runs the loop, between `start` and `stop` (not when a caller drives it).
+    private let threadRunning = Mutex(false)
 
     public init(name: String) throws(SystemError) {
         self.name = name
+        state = LoopBound(LoopState(), handingTo: id)
         epoll = UniqueFD(taking: try sys("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) })
         wakeup = try EventFD()
         var event = epoll_event()
@@ -51,41 +59,36 @@ public final class IOThread: EventLoop, @unchecked Sendable {
     public func start() {
         let t = Thread { [self] in self.loop() }
         t.name = name
-        thread = t
+        threadRunning.withLock { $0 = true }
         t.start()
     }
 
-    /// True on this iothread's own OS thread.
-    package var isCurrent: Bool {
-        threadID.withLock { id in id.map { pthread_equal($0, pthread_self()) != 0 } ?? false }
-    }
-
-    /// Traps unless called on this iothread (handlers, queue servers and exports are confined to it).
-    package func assertCurrent(file: StaticString, line: UInt) {
-        precondition(isCurrent, "not on iothread '\(name)'", file: file, line: line)
-    }
+    /// True on this iothread's own OS thread: a thread-local load and a compare.
+    package var isCurrent: Bool { LoopID.current == id }
 
     private func loop() {
-        threadID.withLock { $0 = pthread_self() }
-        while running {
+        LoopID.makeCurrent(id)
+        let state = self.state.value
+        while state.running {
             // Found work while spinning: handle it, and whatever else is ready, without sleeping.
-            if pollBudgetNs > 0 && !pollers.isEmpty && spin() {
+            if pollBudgetNs > 0 && !state.pollers.isEmpty && spin(state) {
                 poll(timeoutMs: 0)
             } else {
                 poll(timeoutMs: -1)
             }
         }
+        LoopID.makeCurrent(nil)
         finished.signal()
     }
 
     /// Calls the pollers until one finds work or the budget is spent; true if one found work.
     /// Saves the sleep and wake-up of the thread (and of the driver's kick) when requests follow
     /// each other closely, at the price of a CPU spinning for up to the budget.
-    private func spin() -> Bool {
+    private func spin(_ state: LoopState) -> Bool {
         let deadline = monotonicNs() &+ pollBudgetNs
         repeat {
             var progress = false
-            for poller in pollers.values where poller() { progress = true }
+            for poller in state.pollers.values where poller() { progress = true }
             if progress { return true }
         } while monotonicNs() < deadline
         return false
@@ -94,14 +97,14 @@ public final class IOThread: EventLoop, @unchecked Sendable {
     /// Makes the calling thread this loop's own without starting one; the caller then drives
     /// it with `poll` (tests, single-threaded).
     package func adoptCurrentThread() {
-        threadID.withLock { $0 = pthread_self() }
+        LoopID.makeCurrent(id)
     }
 
     /// Waits up to `timeoutMs` (-1: forever) for ready fds and runs their handlers; returns the
     /// number of events. Loop thread only.
     @discardableResult
     package func poll(timeoutMs: Int32) -> Int {
-        assertCurrent()
+        let state = self.state.value  // checks that this is the loop thread
         let n = withUnsafeTemporaryAllocation(of: epoll_event.self, capacity: 64) { events in
             let n = Int(epoll_wait(epollFD, events.baseAddress, Int32(events.count), timeoutMs))
             for i in 0..<max(n, 0) {
@@ -110,7 +113,7 @@ public final class IOThread: EventLoop, @unchecked Sendable {
                     wakeup.drain()
                     runPending()
                 } else {
-                    handlers[fd]?()
+                    state.handlers[fd]?()
                 }
             }
             return n
@@ -119,7 +122,7 @@ public final class IOThread: EventLoop, @unchecked Sendable {
     }
 
     /// Number of fds with a handler, the wake-up fd not counted (tests: nothing left behind).
-    package var watchedCount: Int { handlers.count }
+    package var watchedCount: Int { state.value.handlers.count }
 
     private func runPending() {
         let tasks = pending.withLock { tasks in
@@ -166,32 +169,31 @@ public final class IOThread: EventLoop, @unchecked Sendable {
 
     /// Calls `handler` on the loop thread whenever `fd` is readable. Loop thread only.
     package func watch(_ fd: Int32, handler: @escaping () -> Void) throws(SystemError) {
-        assertCurrent()
+        let state = self.state.value
         try addToEpoll(fd)
-        handlers[fd] = handler
+        state.handlers[fd] = handler
     }
 
     /// Also calls `poller` (which says whether it found work) while the loop spins before
     /// sleeping, when polling is on; `fd` must be watched, and unwatching it removes the poller.
     package func addPoller(for fd: Int32, _ poller: @escaping () -> Bool) {
-        assertCurrent()
-        guard pollBudgetNs > 0, handlers[fd] != nil else { return }
-        pollers[fd] = poller
+        let state = self.state.value
+        guard pollBudgetNs > 0, state.handlers[fd] != nil else { return }
+        state.pollers[fd] = poller
     }
 
     /// Stops watching `fd`. Loop thread only.
     package func unwatch(_ fd: Int32) {
-        assertCurrent()
-        pollers[fd] = nil
-        if handlers.removeValue(forKey: fd) != nil {
+        let state = self.state.value
+        state.pollers[fd] = nil
+        if state.handlers.removeValue(forKey: fd) != nil {
             _ = epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, nil)
         }
     }
 
     /// Adds or removes writability to what wakes `fd`'s handler. Loop thread only.
     package func setWritable(_ fd: Int32, _ writable: Bool) {
-        assertCurrent()
-        guard handlers[fd] != nil else { return }
+        guard state.value.handlers[fd] != nil else { return }
         var event = epoll_event()
         event.events = EPOLLIN.rawValue | (writable ? EPOLLOUT.rawValue : 0)
         event.data.fd = fd
@@ -201,11 +203,11 @@ public final class IOThread: EventLoop, @unchecked Sendable {
     /// Ends the loop after the work queued so far, and waits for the thread to exit. Work
     /// posted after this fails (`execute` returns false, `run` throws).
     public func stop() {
-        guard thread != nil else {
+        guard threadRunning.withLock({ $0 }) else {
             pending.withLock { $0 = nil }
             return
         }
-        execute { [self] in self.running = false }
+        execute { [state] in state.value.running = false }
         finished.wait()
         // Whatever slipped in after the stop request still runs (its callers are waiting).
         let late = pending.withLock { tasks in
@@ -213,6 +215,6 @@ public final class IOThread: EventLoop, @unchecked Sendable {
             return tasks ?? []
         }
         for task in late { task() }
-        thread = nil
+        threadRunning.withLock { $0 = false }
     }
 }

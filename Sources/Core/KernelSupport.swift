@@ -9,9 +9,9 @@ package enum DiskLocator {
     /// Waits (bounded) for /sys/bus/vdpa/devices/NAME/virtio*/block/vdX and its /dev node.
     package static func waitForDisk(vdpaName: String, timeout: TimeInterval = 10) throws -> String {
         let base = "/sys/bus/vdpa/devices/\(vdpaName)"
-        let deadline = Date().addingTimeInterval(timeout)
+        let deadline = Deadline.after(seconds: timeout)
         let fm = FileManager.default
-        while Date() < deadline {
+        while !deadline.hasPassed {
             if let virtio = (try? fm.contentsOfDirectory(atPath: base))?.first(where: { $0.hasPrefix("virtio") }),
                let disk = (try? fm.contentsOfDirectory(atPath: "\(base)/\(virtio)/block"))?.first {
                 let node = "/dev/\(disk)"
@@ -50,7 +50,7 @@ package enum KernelSupport {
             return
         }
         logger.info("loading kernel modules: \(modules.joined(separator: " "))")
-        _ = runQuietly("/sbin/modprobe", ["-a"] + modules)
+        _ = try? Subprocess.runQuietly("/sbin/modprobe", ["-a"] + modules)
         guard FileManager.default.fileExists(atPath: VDUSEControl.path) else {
             throw ExportError("this kernel has no VDUSE: \(VDUSEControl.path) is missing and 'modprobe vduse' failed (the kernel needs CONFIG_VDPA_USER and CONFIG_VIRTIO_VDPA; on such a host, try the test bed demo: see README)")
         }
@@ -58,13 +58,4 @@ package enum KernelSupport {
             throw ExportError("the vdpa management device 'vduse' is not registered (vdpa netlink family missing?)")
         }
     }
-}
-
-/// Runs a helper program (modprobe) and waits for it; its exit status, or nil if it could not run.
-@discardableResult
-package func runQuietly(_ path: String, _ arguments: [String]) -> Int32? {
-    var argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
-    defer { for p in argv { free(p) } }
-    let r = cvduse_run_quietly(path, &argv)
-    return r < 0 ? nil : r
 }

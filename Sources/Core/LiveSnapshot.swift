@@ -37,19 +37,19 @@ extension ExportManager {
     public func snapshot(of name: String, file: String, record: @escaping @Sendable (BackendSwitch) throws -> Void)
         throws -> SnapshotResult {
         try withExport(named: name) { export, status in
-            let plan = export.plan
+            let plan = try export.run { $0.plan }
             // A job tracks the writes of the image it copies from: a switch under it would lose them.
             if let job = jobs.job(onExport: status.id) {
-                throw ExportError("Node '\(name)' is busy: block device is in use by block job: \(job.type.rawValue)", code: .busy)
+                throw ExportError("Node '\(name)' is busy: block device is in use by block job: \(job.type.rawValue)", code: .conflict)
             }
             guard plan.writable else {
                 throw ExportError("export '\(status.id)' is read-only: a snapshot freezes the image a writable disk writes to",
-                                  code: .invalidArgument)
+                                  code: .invalidOptions)
             }
             let (base, format, old) = try Self.snapshotBase(plan.backend)
             let path = file.hasPrefix("/") ? file : FileManager.default.currentDirectoryPath + "/" + file
             guard access(path, F_OK) != 0 else {
-                throw ExportError("'\(path)' exists: a snapshot creates its overlay (choose another file)", code: .invalidArgument)
+                throw ExportError("'\(path)' exists: a snapshot creates its overlay (choose another file)", code: .invalidOptions)
             }
             let size = status.sizeBytes
             do {
@@ -57,15 +57,15 @@ extension ExportManager {
                 try Self.syncCreated(path)
             } catch {
                 unlink(path)
-                throw ExportError("cannot create the overlay \(path): \(error)", code: .invalidArgument)
+                throw ExportError("cannot create the overlay \(path): \(error)", code: .invalidOptions)
             }
             let newPlan = plan.servingFrom(.qcow2(Qcow2Spec(path: path, backing: .fromImage, l2CacheSize: old?.l2CacheSize,
                                                             discardUnmap: old?.discardUnmap ?? false)))
             let change = BackendSwitch(name: plan.deviceName, exportID: plan.id, from: plan.backend, to: newPlan.backend)
             do {
-                try export.iothread.run {
-                    try export.switchBackend(to: newPlan, open: { try ExportFactory.openBackend(newPlan, ownWriter: base) },
-                                             record: { _ in try record(change) })
+                try export.run {
+                    try $0.switchBackend(to: newPlan, open: { try ExportFactory.openBackend(newPlan, ownWriter: base) },
+                                         record: { _ in try record(change) })
                 }
             } catch {
                 unlink(path)
@@ -83,17 +83,17 @@ extension ExportManager {
             var st = stat()
             guard stat(path, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
                 throw ExportError("'\(path)' is not a regular file: a snapshot's overlay needs an image file as its backing",
-                                  code: .invalidArgument)
+                                  code: .invalidOptions)
             }
             return (path, .raw, nil)
         case let .qcow2(q):
             guard q.backing == .fromImage else {
                 throw ExportError("'\(q.path)' is served with another backing than its header names: an overlay over it could not name that",
-                                  code: .invalidArgument)
+                                  code: .invalidOptions)
             }
             return (q.path, .qcow2, q)
         default:
-            throw ExportError("\(spec.pathDescription) is not an image file: snapshots need a raw or qcow2 file", code: .invalidArgument)
+            throw ExportError("\(spec.pathDescription) is not an image file: snapshots need a raw or qcow2 file", code: .invalidOptions)
         }
     }
 

@@ -7,12 +7,10 @@ import QAPI
 import Virtio
 
 /// One vduse-blk export: a VDUSE virtio-blk device, its backend, and the servers of its
-/// virtqueues. Built on any thread, then confined to its iothread (asserted): device messages,
-/// kicks and completions are all handled there, as QEMU does with a single AioContext.
-///
-/// `@unchecked Sendable`: the manager holds it from other threads but only calls into it
-/// through `iothread.run`, so its mutable state is only touched on the iothread.
-final class VDUSEBlockExport: @unchecked Sendable {
+/// virtqueues. Built on any thread, then confined to its iothread: device messages, kicks and
+/// completions are all handled there, as QEMU does with a single AioContext. Not `Sendable`:
+/// other threads hold an `ExportHandle`, which reaches the export only on its iothread.
+final class VDUSEBlockExport {
     /// Changes only in a backend switch (snapshot, commit, mirror), on the iothread.
     private(set) var plan: ExportPlan
     let iothread: IOThread
@@ -67,7 +65,7 @@ final class VDUSEBlockExport: @unchecked Sendable {
     /// the used index in each ring: requests the dead server had taken but not completed are
     /// lost (the kernel keeps no record of them), so this is for idle devices (cleanup).
     func attach() throws(SystemError) {
-        iothread.assertCurrent()
+        iothread.preconditionCurrent()
         try iothread.watch(device.fd) { [unowned self] in self.handleMessages() }
         attached = true
         if adopting, (try? device.queueInfo(index: 0))?.ready ?? 0 != 0 {
@@ -86,7 +84,7 @@ final class VDUSEBlockExport: @unchecked Sendable {
 
     /// Stops serving and closes the device fd (so VDUSE_DESTROY_DEV can succeed). Iothread only.
     func detach() {
-        iothread.assertCurrent()
+        iothread.preconditionCurrent()
         guard attached else { return }
         stopQueues(publish: true)
         iothread.unwatch(device.fd)
@@ -95,7 +93,7 @@ final class VDUSEBlockExport: @unchecked Sendable {
     }
 
     func handleMessages() {
-        iothread.assertCurrent()
+        iothread.preconditionCurrent()
         while true {
             let request: vduse_dev_request
             do {
@@ -232,7 +230,7 @@ final class VDUSEBlockExport: @unchecked Sendable {
     /// Grows or shrinks the backend, then tells the driver the new capacity (config space +
     /// config interrupt, as QEMU's resize callback does). Iothread only.
     func resize(to bytes: UInt64) throws(SystemError) {
-        iothread.assertCurrent()
+        iothread.preconditionCurrent()
         try backend.resize(to: bytes)
         config.capacitySectors = bytes / 512
         for server in queues { server.geometry = geometry }
@@ -258,11 +256,11 @@ extension VDUSEBlockExport {
         try flushForSwitch()
         let new = try open()
         guard new.size == config.capacitySectors * 512 else {
-            throw ExportError("the new image has \(new.size) bytes, the disk \(config.capacitySectors * 512)", code: .invalidArgument)
+            throw ExportError("the new image has \(new.size) bytes, the disk \(config.capacitySectors * 512)", code: .invalidOptions)
         }
         // The driver negotiated the features once; the new storage must honour them.
         if config.discard && !new.capabilities.discard || config.writeZeroes && !new.capabilities.writeZeroes {
-            throw ExportError("the new image cannot discard or write zeroes, which the disk offers", code: .invalidArgument)
+            throw ExportError("the new image cannot discard or write zeroes, which the disk offers", code: .invalidOptions)
         }
         var made: [any BackendQueue] = []
         do {
@@ -304,7 +302,7 @@ extension VDUSEBlockExport {
             }
         }
         guard statuses.allSatisfy({ $0 == .ok }) else {
-            throw ExportError("flushing \(plan.backend.pathDescription) failed: the disk stays on it", code: .system)
+            throw ExportError("flushing \(plan.backend.pathDescription) failed: the disk stays on it", code: .kernel)
         }
     }
 }

@@ -22,7 +22,7 @@ package final class VirtqueueServer: CompletionSink {
     package init(queue: SplitVirtqueue, backend: any BlockBackend, geometry: BlockExportGeometry, memory: IOVASpace,
          loop: IOThread, logger: Logger, log: QueueLog? = nil, stats: QueueStats? = nil,
          interrupt: @escaping () -> Void) throws(SystemError) {
-        loop.assertCurrent()
+        loop.preconditionCurrent()
         let stats = stats ?? QueueStats(index: queue.index)
         self.stats = stats
         self.memory = memory
@@ -98,7 +98,7 @@ package final class VirtqueueServer: CompletionSink {
     /// (completions the old server published may not have been signalled).
     @discardableResult
     package func resumeFromLog() -> Int {
-        loop.assertCurrent()
+        loop.preconditionCurrent()
         guard let log = engine.pointee.log else { return 0 }
         let resubmitted = engine.pointee.resumeFromLog(log)
         processAvailable()
@@ -111,7 +111,7 @@ package final class VirtqueueServer: CompletionSink {
     /// gets its answer even when a reset or re-mapping follows). Publishes unless `publish` is
     /// false (after a reset the rings may be gone).
     package func drain(publish: Bool) {
-        loop.assertCurrent()
+        loop.preconditionCurrent()
         engine.pointee.drain()
         if publish { finishRound() }
     }
@@ -141,13 +141,13 @@ package final class VirtqueueServer: CompletionSink {
 
     /// Stops serving: no completion arrives after this.
     package func close() {
-        loop.assertCurrent()
+        loop.preconditionCurrent()
         engine.pointee.backend.close()
     }
 
     /// Finds the rings again after their mappings changed, keeping the queue's position.
     package func remapRings() throws(SplitVirtqueue.SetupError) {
-        loop.assertCurrent()
+        loop.preconditionCurrent()
         try engine.pointee.remapRings()
     }
 }

@@ -1,38 +1,67 @@
 import SystemPackage
 
-/// The one error users see from the tool: what failed, in the words QEMU uses where it has
-/// words for it, with a kind that decides the exit status and the system call underneath.
-public struct ExportError: Error, CustomStringConvertible, Sendable {
-    public enum Code: Sendable, Equatable {
-        /// Bad input: options, names, images that are not what they claim.
-        case invalidArgument
-        /// Something named does not exist (export id, node, device).
-        case notFound
-        /// Held by someone else (a lock, a device, a name).
-        case busy
-        /// The kernel or a system call refused.
-        case system
-        /// The kernel lacks what we need (no VDUSE, no vdpa).
-        case unsupported
-    }
+/// How the command ends: each kind of failure has its status (docs/options.md and the man page's
+/// EXIT STATUS list them; the man page's switch over this enum is exhaustive).
+public enum ExitStatus: Int32, Sendable, CaseIterable {
+    case success = 0
+    /// Invalid options or input (QEMU's messages): bad values, names, images that cannot be
+    /// opened or are not what they claim.
+    case invalidOptions = 1
+    /// The name is exported already with another image, or something is held by someone else
+    /// (the image by another writer, QEMU's image locks; a device or socket another server has).
+    case conflict = 3
+    /// The kernel side or a system call failed: no VDUSE, device creation refused, no disk
+    /// appeared, a network image that cannot be reached.
+    case kernel = 4
+    /// `del` or a shrinking `resize` refused: the disk is mounted, held or open.
+    case inUse = 5
+    /// `del`: no export of that name.
+    case notFound = 6
+    /// A job (commit, mirror) was cancelled by SIGINT or SIGTERM: the disk stays where it was.
+    case cancelled = 130
+}
 
-    public var code: Code
+/// The one error the layers above the system calls throw: what failed, in the words QEMU uses
+/// where it has words for it; the exit status it ends the command with; and what caused it
+/// (a `SystemError` with the errno, an option or qcow2 error, or another `ExportError`).
+public struct ExportError: Error, CustomStringConvertible, Sendable {
+    public var code: ExitStatus
     /// The complete message.
     public var message: String
-    /// The failed call and its errno, when one is the reason.
-    public var cause: SystemError?
+    /// What went wrong underneath, if something did.
+    public var cause: (any Error)?
 
-    public init(_ message: String, code: Code = .system, cause: SystemError? = nil) {
-        self.message = message
+    public init(_ code: ExitStatus, _ message: String, cause: (any Error)? = nil) {
         self.code = code
+        self.message = message
         self.cause = cause
     }
 
-    /// `message: reason`, with the errno text of `cause`.
-    public init(_ message: String, because cause: SystemError, code: Code = .system) {
-        self.init("\(message): \(cause.reason)", code: code, cause: cause)
+    public init(_ message: String, code: ExitStatus = .kernel, cause: (any Error)? = nil) {
+        self.init(code, message, cause: cause)
     }
 
-    public var errno: Errno? { cause?.errno }
+    /// `message: reason`, where the reason is the errno text of `cause` (rendered here, once).
+    public init(_ message: String, because cause: SystemError, code: ExitStatus = .kernel) {
+        self.init(code, "\(message): \(cause.reason)", cause: cause)
+    }
+
+    public init(_ code: ExitStatus, _ message: String, because cause: SystemError) {
+        self.init(message, because: cause, code: code)
+    }
+
+    /// The errno at the bottom of the cause chain, if a system call is the reason.
+    public var errno: Errno? {
+        var next: (any Error)? = cause
+        while let error = next {
+            switch error {
+            case let e as SystemError: return e.errno
+            case let e as ExportError: next = e.cause
+            default: return nil
+            }
+        }
+        return nil
+    }
+
     public var description: String { message }
 }

@@ -85,7 +85,7 @@ public struct AddRequest: Sendable, Equatable {
     /// The export id: the name when it is a well-formed QEMU id, else the name prefixed with `e`.
     public var exportID: String {
         let n = resolvedName
-        if let first = n.first, first.isASCII, first.isLetter { return n }
+        if Identifier.isWellFormed(n) { return n }
         return "e" + n
     }
 

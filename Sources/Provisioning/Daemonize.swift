@@ -1,12 +1,12 @@
 import Core
-import CVDUSE
+import Kernel
 import Foundation
 import Glibc
 
 /// `serve --daemonize` (qemu-storage-daemon's option): this process starts the server again as
 /// a daemon (own session, stdio on /dev/null, same working directory until it runs) with a
 /// readiness pipe as `--ready-fd 3`, and waits for the pipe to close. The daemon closes it once
-/// every export exists and the pid file is written, or writes `error: STATUS MESSAGE` and exits.
+/// every export exists and the pid file is written, or sends a `ReadinessMessage.failed` and exits.
 public enum Daemonize {
     public enum Outcome: Sendable {
         /// Running: the daemon's pid and its exports.
@@ -16,47 +16,39 @@ public enum Daemonize {
 
     /// `arguments` are the server's (argv[0] included, kept: it decides the personality).
     public static func start(arguments: [String]) -> Outcome {
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else {
-            return .failed(status: ExitStatus.kernel.rawValue, message: "pipe: \(String(cString: strerror(errno)))")
+        // The daemon gets the write end only as its fd 3.
+        let pipe: Subprocess.Pipe
+        do { pipe = try Subprocess.Pipe() } catch {
+            return .failed(status: ExitStatus.kernel.rawValue, message: "pipe: \(error.reason)")
         }
-        // The daemon gets the write end only as its fd 3 (dup2 clears the flag there).
-        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? arguments[0]
         let argv = arguments + ["--ready-fd", "3"]
-        var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-        defer { for p in cargs { free(p) } }
-        var pid: pid_t = 0
-        let r = cvduse_spawn_daemon(exe, &cargs, fds[1], "/dev/null", nil, &pid)
-        close(fds[1])
-        defer { close(fds[0]) }
-        guard r == 0 else {
-            return .failed(status: ExitStatus.kernel.rawValue, message: "cannot start the daemon: \(String(cString: strerror(-r)))")
+        let pid: pid_t
+        do {
+            pid = try Subprocess.spawnDaemon(exe, argv: argv, fd3: pipe.write.rawValue, log: "/dev/null", directory: nil)
+        } catch {
+            return .failed(status: ExitStatus.kernel.rawValue, message: "cannot start the daemon: \(error.reason)")
         }
-        var data = Data()
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = read(fds[0], &chunk, chunk.count)
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            data.append(contentsOf: chunk[0..<n])
-        }
-        let text = String(decoding: data, as: UTF8.self)
-        if let range = text.hasPrefix("error: ") ? text.range(of: "error: ") : text.range(of: "\nerror: ") {
-            // "STATUS MESSAGE"; the message may span lines (QEMU's lock hint).
-            let rest = text[range.upperBound...].trimmingCharacters(in: .whitespacesAndNewlines)
-            let parts = rest.split(separator: " ", maxSplits: 1)
-            var status: Int32 = 0
-            waitpid(pid, &status, 0)
-            if parts.count == 2, let code = Int32(parts[0]) { return .failed(status: code, message: String(parts[1])) }
-            return .failed(status: ExitStatus.kernel.rawValue, message: rest)
+        let reader = pipe.readEnd()
+        var lines = LineReader(fd: reader.rawValue)
+        var exports: [ExportStatus] = []
+        while let line = try? lines.next() {
+            switch try? JSONDecoder().decode(ReadinessMessage.self, from: Data(line)) {
+            case let .ready(status)?:
+                exports.append(status)
+            case let .failed(failure)?:
+                var status: Int32 = 0
+                waitpid(pid, &status, 0)
+                return .failed(status: failure.status, message: failure.message)
+            case nil:
+                continue
+            }
         }
         // EOF without an error: ready, unless the daemon died on the way (a crash writes nothing).
         var status: Int32 = 0
         if waitpid(pid, &status, WNOHANG) == pid {
             return .failed(status: ExitStatus.kernel.rawValue, message: "the daemon exited before it was ready")
         }
-        let exports = text.split(separator: "\n").compactMap { try? JSONDecoder().decode(ExportStatus.self, from: Data($0.utf8)) }
         return .running(pid: pid, exports: exports)
     }
 }

@@ -120,7 +120,7 @@ public struct StateDirectory: Sendable {
     /// Creates the directory (0700) if needed.
     public func prepare() throws {
         if mkdir(path, 0o700) != 0 && errno != EEXIST {
-            throw ExportError("cannot create state directory \(path): \(String(cString: strerror(errno)))")
+            throw ExportError("cannot create state directory \(path)", because: SystemError("mkdir", errno: errno))
         }
         chmod(path, 0o700)
     }
@@ -136,14 +136,14 @@ public struct StateDirectory: Sendable {
         let final = recordPath(record.name)
         let tmp = "\(path)/.\(stem(record.name)).\(getpid()).tmp"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw ExportError("cannot write \(tmp): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw ExportError("cannot write \(tmp)", because: SystemError("open", errno: errno)) }
         let ok = writeAll(fd, data) && fsync(fd) == 0
         let e = errno
         close(fd)
         guard ok, rename(tmp, final) == 0 else {
-            let reason = String(cString: strerror(ok ? errno : e))
+            let failure = SystemError(ok ? "rename" : "write", errno: ok ? errno : e)
             unlink(tmp)
-            throw ExportError("cannot write the state record \(final): \(reason)")
+            throw ExportError("cannot write the state record \(final)", because: failure)
         }
     }
 

@@ -182,14 +182,14 @@ package final class RecordKeeper: ExportObserver {
         // configuration follows the switch.
         if PersistentExports.standard.isPersistent(change.name) {
             throw ExportError("export '\(change.name)' is persistent (add --persist): its boot configuration cannot follow a snapshot, commit or mirror yet",
-                              code: .invalidArgument)
+                              code: .invalidOptions)
         }
         guard settings.record, var r = settings.state.read(change.name) else { return }
         let driver: SwitchedImage.Driver
         switch change.to.kind {
         case .file: driver = .file
         case .qcow2: driver = .qcow2
-        default: throw ExportError("the record cannot name \(change.to.pathDescription)", code: .invalidArgument)
+        default: throw ExportError("the record cannot name \(change.to.pathDescription)", code: .invalidOptions)
         }
         let origin = r.switched?.origin ?? r.image
         r.image = change.to.pathDescription

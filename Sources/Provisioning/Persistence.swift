@@ -1,4 +1,5 @@
 import Foundation
+import Kernel
 import Glibc
 
 /// Exports that come back at boot: `add --persist` writes `/etc/vduse-export/NAME.conf` (the
@@ -81,18 +82,20 @@ public struct PersistentExports: Sendable {
     static func writeIfChanged(_ path: String, _ text: String, directory: String, directoryMode: mode_t) throws(ProvisioningError) -> Bool {
         if (try? String(contentsOfFile: path, encoding: .utf8)) == text { return false }
         if mkdir(directory, directoryMode) != 0 && errno != EEXIST {
-            throw ProvisioningError(.kernel, "cannot create \(directory): \(String(cString: strerror(errno)))")
+            throw ExportError(.kernel, "cannot create \(directory)", because: SystemError("mkdir", errno: errno))
         }
         // Temporary file and rename: a crash never leaves a half-written configuration for boot.
         let tmp = path + ".tmp"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw ProvisioningError(.kernel, "cannot write \(tmp): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw ExportError(.kernel, "cannot write \(tmp)", because: SystemError("open", errno: errno)) }
         let data = Array(text.utf8)
         let ok = Glibc.write(fd, data, data.count) == data.count && fsync(fd) == 0
+        let e = errno
         close(fd)
         guard ok, rename(tmp, path) == 0 else {
+            let failure = SystemError(ok ? "rename" : "write", errno: ok ? errno : e)
             unlink(tmp)
-            throw ProvisioningError(.kernel, "cannot write \(path): \(String(cString: strerror(errno)))")
+            throw ExportError(.kernel, "cannot write \(path)", because: failure)
         }
         return true
     }
@@ -100,48 +103,14 @@ public struct PersistentExports: Sendable {
     /// Runs systemctl; without a running systemd (a chroot, an image build) it edits the links only.
     public static func systemctl(_ arguments: [String]) throws(ProvisioningError) {
         let command = "systemctl " + arguments.joined(separator: " ")
-        guard let (status, message) = spawn("/bin/systemctl", arguments) else {
-            throw ProvisioningError(.kernel, "cannot run \(command): \(String(cString: strerror(errno)))")
+        let status: Int32, message: String
+        do {
+            (status, message) = try Subprocess.runCapturingStderr("/bin/systemctl", arguments)
+        } catch {
+            throw ProvisioningError(.kernel, "cannot run \(command): \(error.reason)")
         }
         guard status == 0 else {
             throw ProvisioningError(.kernel, "\(command) failed (exit \(status)): \(message.trimmingCharacters(in: .whitespacesAndNewlines))")
         }
-    }
-
-    /// posix_spawn with stderr captured. Not Foundation's Process: its run loop needs a socket
-    /// pair that could not be created in the test bed's chroot, and then it hung.
-    static func spawn(_ path: String, _ arguments: [String]) -> (status: Int32, stderr: String)? {
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { return nil }
-        // Close-on-exec: the child gets the write end only as its stderr (dup2 clears the flag).
-        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
-        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
-        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
-        defer { for p in argv { free(p) } }
-        var pid: pid_t = 0
-        let r = posix_spawn(&pid, path, &actions, nil, argv, environ)
-        close(fds[1])
-        guard r == 0 else {
-            close(fds[0])
-            errno = r
-            return nil
-        }
-        var output: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = read(fds[0], &buffer, buffer.count)
-            if n > 0 { output += buffer[0..<n] } else if n < 0 && errno == EINTR { continue } else { break }
-        }
-        close(fds[0])
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        let code = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return (code, String(decoding: output, as: UTF8.self))
     }
 }

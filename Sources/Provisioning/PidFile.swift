@@ -1,4 +1,5 @@
 import Foundation
+import Kernel
 import Glibc
 
 /// qemu-storage-daemon's `--pidfile`: a write lock on the file keeps a second daemon with the
@@ -17,7 +18,7 @@ public final class PidFile {
         while true {
             let fd = open(absolute, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
             guard fd >= 0 else {
-                throw ProvisioningError(.invalidOptions, "cannot create PID file: Could not create '\(path)': \(String(cString: strerror(errno)))")
+                throw ExportError(.invalidOptions, "cannot create PID file: Could not create '\(path)'", because: SystemError("open", errno: errno))
             }
             var l = flock()
             l.l_type = Int16(F_WRLCK)
@@ -27,7 +28,7 @@ public final class PidFile {
             if fcntl(fd, Self.setOFDLock, &l) != 0 {
                 let e = errno
                 close(fd)
-                throw ProvisioningError(.conflict, "cannot create PID file: Cannot lock pid file: \(String(cString: strerror(e)))")
+                throw ExportError(.conflict, "cannot create PID file: Cannot lock pid file", because: SystemError("fcntl(F_OFD_SETLK)", errno: e))
             }
             // The file locked must still be the one at the path (another daemon may have
             // removed it at exit between our open and our lock): else start over.

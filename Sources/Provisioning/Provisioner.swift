@@ -8,45 +8,20 @@ import Glibc
 import Logging
 
 /// Exit statuses of the provisioning commands (documented in README).
-public enum ExitStatus: Int32, Sendable {
-    case success = 0
-    /// Invalid options (QEMU's messages).
-    case invalidOptions = 1
-    /// The name is exported already with another image, or is held by something else (the
-    /// image by another writer, QEMU's image locks).
-    case conflict = 3
-    /// The kernel side failed: no VDUSE, device creation refused, no disk appeared.
-    case kernel = 4
-    /// `del` refused: the disk is mounted, held or open.
-    case busy = 5
-    /// `del`: no export of that name.
-    case notFound = 6
-    /// A job (commit, mirror) was cancelled by SIGINT or SIGTERM: the disk stays where it was.
-    case cancelled = 130
-}
-
 extension ExitStatus {
-    /// The status a failure maps to: locked images and held names are conflicts, bad input is
-    /// invalid options, the rest is the kernel side.
+    /// The status a failure ends the command with: an `ExportError` says its own, bad options
+    /// are invalid options, anything else is the kernel side.
     public static func of(_ error: any Error) -> ExitStatus {
         switch error {
-        case let e as ProvisioningError: e.status
+        case let e as ExportError: e.code
         case is OptionError: .invalidOptions
-        case let e as ExportError where e.code == .busy: .conflict
         default: .kernel
         }
     }
 }
 
-/// A failure with the exit status it maps to.
-public struct ProvisioningError: Error, CustomStringConvertible, Sendable {
-    public let status: ExitStatus
-    public let description: String
-    public init(_ status: ExitStatus, _ message: String) {
-        self.status = status
-        description = message
-    }
-}
+/// The name `add`, `del` and the other client verbs used for their errors: the same type.
+public typealias ProvisioningError = ExportError
 
 /// `add`, `list` and `del`: exports as named, long-lived objects on the host. Each export is
 /// served by its own daemonized `serve` process, which records itself in the state directory.
@@ -78,16 +53,16 @@ public struct Provisioner: Sendable {
 
     /// Runs `body` while holding the state directory's lock, so that concurrent `add`s take
     /// turns: the second sees the first's record and returns the same disk. Gives up at `deadline`.
-    public func whileLocked<T>(until deadline: Date?, _ body: () throws -> T) throws -> T {
+    public func whileLocked<T>(until deadline: Deadline?, _ body: () throws -> T) throws -> T {
         try state.prepare()
         let fd = open(state.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw ProvisioningError(.kernel, "cannot open \(state.path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw ExportError(.kernel, "cannot open \(state.path)", because: SystemError("open", errno: errno)) }
         defer { close(fd) }  // releases the lock
         while flock(fd, LOCK_EX | LOCK_NB) != 0 {
             guard errno == EWOULDBLOCK || errno == EINTR else {
-                throw ProvisioningError(.kernel, "cannot lock \(state.path): \(String(cString: strerror(errno)))")
+                throw ExportError(.kernel, "cannot lock \(state.path)", because: SystemError("flock", errno: errno))
             }
-            if let deadline, Date() >= deadline {
+            if let deadline, deadline.hasPassed {
                 throw ProvisioningError(.kernel, "timed out waiting for another vduse-export add to finish")
             }
             usleep(20_000)
@@ -98,60 +73,57 @@ public struct Provisioner: Sendable {
     /// Starts a daemonized server for `request` (already checked) and waits until its disk is
     /// usable, or until `deadline` (then the server is stopped). `serveArguments` are the full
     /// `serve` arguments; `executable` is this program unless a test says otherwise.
-    public func start(_ request: AddRequest, serveArguments: [String], deadline: Date? = nil,
+    public func start(_ request: AddRequest, serveArguments: [String], deadline: Deadline? = nil,
                       executable: String? = nil) throws -> ExportRecord {
         try state.prepare()
         let name = request.resolvedName
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw ProvisioningError(.kernel, "pipe: \(String(cString: strerror(errno)))") }
-        // Both ends close-on-exec: the child gets the write end only as its fd 3 (dup2 clears the
-        // flag there), so the read below sees EOF as soon as the server closes it or dies.
-        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
-        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+        // The child gets the write end only as its fd 3, so the read below sees EOF as soon as
+        // the server closes it or dies.
+        let pipe: Subprocess.Pipe
+        do { pipe = try Subprocess.Pipe() } catch { throw ProvisioningError(.kernel, "pipe: \(error.reason)") }
         let exe = executable
             ?? (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         // The supervisor starts the server (handing it the readiness pipe) and starts it again
         // after a crash or a hand-over.
         let argv = [exe, "supervise", "--ready-fd", "3", "--", exe, "serve"] + serveArguments
             + ["--ready-fd", "3", "--qmp", state.socketPath(name), "--record"]
-        var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-        defer { for p in cargs { free(p) } }
-        var pid: pid_t = 0
         let logExisted = access(state.logPath(name), F_OK) == 0
-        let r = cvduse_spawn_daemon(exe, &cargs, fds[1], state.logPath(name), "/", &pid)
-        close(fds[1])
-        guard r == 0 else {
-            close(fds[0])
-            throw ProvisioningError(.kernel, "cannot start the server: \(String(cString: strerror(-r)))")
+        let pid: pid_t
+        do {
+            pid = try Subprocess.spawnDaemon(exe, argv: argv, fd3: pipe.write.rawValue, log: state.logPath(name), directory: "/")
+        } catch {
+            throw ProvisioningError(.kernel, "cannot start the server: \(error.reason)")
         }
-        // The server writes one JSON line when ready, or "error: STATUS MESSAGE" and exits; the
-        // supervisor keeps the pipe for later runs, so a ready line ends the wait, not EOF.
-        guard let reply = Self.readReply(fds[0], until: deadline) else {
-            close(fds[0])
+        let reader = pipe.readEnd()
+        // The server writes a ready message when its disk is ready, or why it failed and exits;
+        // the supervisor keeps the pipe for later runs, so the first message ends the wait, not EOF.
+        var lines = LineReader(fd: reader.rawValue)
+        let message: ReadinessMessage?
+        do {
+            message = try ReadinessMessage.read(&lines, until: deadline)
+        } catch {
             Self.stop(pid)
+            guard error.errno == .timedOut else {
+                throw ProvisioningError(.kernel, "cannot read the readiness of '\(name)': \(error); its server was stopped (log: \(state.logPath(name)))")
+            }
             throw ProvisioningError(.kernel, "the disk of '\(name)' was not ready within the time limit (--timeout); its server was stopped (log: \(state.logPath(name)))")
         }
-        close(fds[0])
-        let lines = String(decoding: reply, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        if let index = lines.firstIndex(where: { $0.hasPrefix("error: ") }) {
+        reader.close()
+        let status: ExportStatus
+        switch message {
+        case let .ready(ready)?:
+            status = ready
+        case let .failed(failure)?:
             var waitStatus: Int32 = 0
             waitpid(pid, &waitStatus, 0)
-            // The message may span lines (QEMU's lock hint).
-            let rest = ([String(lines[index].dropFirst(7))] + lines[(index + 1)...]).joined(separator: "\n")
-                .trimmingCharacters(in: .whitespacesAndNewlines)
             // A refusal leaves nothing behind: the log this attempt created holds only the message
             // the user gets now. Kept if it was there before, or if another export of this name
             // has appeared meanwhile (a record or a control socket): that one may be writing it.
             if !logExisted, state.lookup(name) == .missing, access(state.socketPath(name), F_OK) != 0 {
                 unlink(state.logPath(name))
             }
-            let code = rest.split(separator: " ", maxSplits: 1)
-            if code.count == 2, let n = Int32(code[0]), let status = ExitStatus(rawValue: n) {
-                throw ProvisioningError(status, String(code[1]))
-            }
-            throw ProvisioningError(.kernel, rest)
-        }
-        guard let first = lines.first, let status = try? JSONDecoder().decode(ExportStatus.self, from: Data(first.utf8)) else {
+            throw ProvisioningError(ExitStatus(rawValue: failure.status) ?? .kernel, failure.message)
+        case nil:
             var waitStatus: Int32 = 0
             waitpid(pid, &waitStatus, 0)
             throw ProvisioningError(.kernel, "the server exited before its disk was ready (log: \(state.logPath(name)))")
@@ -162,30 +134,6 @@ public struct Provisioner: Sendable {
             name: name, id: status.id, device: status.device, image: request.absoluteImage, size: status.sizeBytes,
             queues: status.numQueues, serial: status.serial, readOnly: request.readOnly, pid: pid,
             socket: state.socketPath(name))
-    }
-
-    /// Up to the end of a first line that is not an error, or else to EOF; nil when `deadline`
-    /// passes first.
-    static func readReply(_ fd: Int32, until deadline: Date?) -> Data? {
-        var data = Data()
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let wait = deadline.map { Int32(max(0, min($0.timeIntervalSinceNow * 1000, 60_000))) } ?? -1
-            let ready = poll(&p, 1, wait)
-            if ready < 0 && errno == EINTR { continue }
-            if ready == 0 {
-                if let deadline, Date() >= deadline { return nil }
-                continue
-            }
-            let n = read(fd, &chunk, chunk.count)
-            if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
-            if n <= 0 { return data }
-            data.append(contentsOf: chunk[0..<n])
-            if let newline = data.firstIndex(of: 0x0a), !data[..<newline].starts(with: Array("error: ".utf8)) {
-                return data
-            }
-        }
     }
 
     /// SIGTERM (the server removes what it created), then SIGKILL after 10 s; reaps it.
@@ -208,10 +156,10 @@ public struct Provisioner: Sendable {
             throw ProvisioningError(.notFound, "the server of '\(name)' (pid \(record.pid)) is not running: 'vduse-export add' it again to take the device over")
         }
         guard kill(record.pid, SIGUSR2) == 0 else {
-            throw ProvisioningError(.kernel, "cannot signal the server of '\(name)' (pid \(record.pid)): \(String(cString: strerror(errno)))")
+            throw ExportError(.kernel, "cannot signal the server of '\(name)' (pid \(record.pid))", because: SystemError("kill", errno: errno))
         }
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
+        let deadline = Deadline.after(seconds: timeout)
+        while !deadline.hasPassed {
             if let now = state.read(name), now.pid != record.pid, now.state == .running,
                (now.restarts ?? 0) > (record.restarts ?? 0) {
                 logger.info("export \(name): server \(record.pid) handed over to \(now.pid)")
@@ -248,8 +196,8 @@ package enum Udev {
         let disk = (device as NSString).lastPathComponent
         guard let number = try? String(contentsOfFile: "/sys/class/block/\(disk)/dev", encoding: .utf8) else { return }
         let entry = "/run/udev/data/b" + number.trimmingCharacters(in: .whitespacesAndNewlines)
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
+        let deadline = Deadline.after(seconds: timeout)
+        while !deadline.hasPassed {
             if FileManager.default.fileExists(atPath: entry) && !FileManager.default.fileExists(atPath: "/run/udev/queue") {
                 return
             }

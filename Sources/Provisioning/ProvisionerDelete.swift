@@ -9,8 +9,7 @@ extension Provisioner {
     /// A name `add` could have made: `[A-Za-z0-9._-]`, 1 to 255 bytes, not `.` or `..` (so it
     /// never names a path outside the state directory).
     public static func isValidName(_ name: String) -> Bool {
-        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-".utf8)
-        return !name.isEmpty && name.utf8.count <= 255 && name != "." && name != ".." && name.utf8.allSatisfy(allowed.contains)
+        !name.isEmpty && name.utf8.count <= 255 && name != "." && name != ".." && Identifier.hasOnlyNameCharacters(name)
     }
 
     /// Removes the export `name`: refuses while its disk is in use unless `force`; stops a live
@@ -64,7 +63,7 @@ extension Provisioner {
         unlink(state.logPath(name))
         if let overlay = record.overlay, !keep {
             if unlink(overlay) != 0 && errno != ENOENT {
-                throw ProvisioningError(.kernel, "removed '\(name)', but not its overlay \(overlay): \(String(cString: strerror(errno)))")
+                throw ExportError(.kernel, "removed '\(name)', but not its overlay \(overlay)", because: SystemError("unlink", errno: errno))
             }
             logger.info("deleted overlay \(overlay)")
         }
@@ -73,7 +72,7 @@ extension Provisioner {
     private func refuseWhileUsed(name: String, device: String, server: Int32) throws {
         let users = DeviceUsage.users(of: device, ignoringPID: server)
         if !users.isEmpty {
-            throw ProvisioningError(.busy, "export '\(name)' is in use: \(users.joined(separator: "; ")) (use --force to delete anyway)")
+            throw ProvisioningError(.inUse, "export '\(name)' is in use: \(users.joined(separator: "; ")) (use --force to delete anyway)")
         }
     }
 
@@ -81,9 +80,9 @@ extension Provisioner {
     /// waits for both to be gone.
     private func stopServer(_ pid: Int32, supervisor: Int32? = nil, name: String, timeout: TimeInterval) throws {
         kill(supervisor ?? pid, SIGTERM)
-        let deadline = Date().addingTimeInterval(timeout)
+        let deadline = Deadline.after(seconds: timeout)
         while (StateDirectory.processAlive(pid) || supervisor.map(StateDirectory.processAlive) == true)
-                && Date() < deadline { usleep(20_000) }
+                && !deadline.hasPassed { usleep(20_000) }
         guard !StateDirectory.processAlive(pid) else {
             throw ProvisioningError(.kernel, "the server of '\(name)' (pid \(pid)) did not stop within \(Int(timeout)) s")
         }

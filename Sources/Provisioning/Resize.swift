@@ -1,6 +1,7 @@
 import QMP
 import QAPI
 import Foundation
+import Kernel
 import Glibc
 
 /// `resize NAME SIZE`: the size argument, the shrink guard and the QMP round trip.
@@ -91,27 +92,26 @@ extension Provisioner {
         if bytes < current, !force {
             let mounts = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
             if let end = ShrinkGuard.protectedEnd(disk: disk, size: current, mounts: mounts), bytes < end.bytes {
-                throw ProvisioningError(.busy, "cannot shrink '\(name)' to \(bytes) bytes: \(end.reason), which ends at \(end.bytes) (use --force to shrink anyway)")
+                throw ProvisioningError(.inUse, "cannot shrink '\(name)' to \(bytes) bytes: \(end.reason), which ends at \(end.bytes) (use --force to shrink anyway)")
             }
         }
-        do {
-            // add names its node disk0, but a `serve --record` export may use any node: ask.
-            let reply = try QMPClient.execute(socket: socket, command: "query-block-exports")
-            guard case let .list(exports) = reply,
-                  let node = exports.lazy.compactMap({ Self.member($0, "id") == record.id ? Self.member($0, "node-name") : nil }).first else {
-                throw ProvisioningError(.kernel, "the server of '\(name)' does not list export '\(record.id)'")
+        func qmp(_ command: String, _ arguments: OptionValue = .object([])) throws(ExportError) -> OptionValue {
+            do {
+                return try QMPClient.execute(socket: socket, command: command, arguments: arguments)
+            } catch {
+                throw ExportError(.kernel, "cannot resize '\(name)': \(error)", cause: error)
             }
-            _ = try QMPClient.execute(socket: socket, command: "block_resize",
-                                      arguments: .object([("node-name", .string(node)), ("size", .number(String(bytes)))]))
-        } catch let e as ProvisioningError {
-            throw e
-        } catch {
-            throw ProvisioningError(.kernel, "cannot resize '\(name)': \(error)")
         }
+        // add names its node disk0, but a `serve --record` export may use any node: ask.
+        guard case let .list(exports) = try qmp("query-block-exports"),
+              let node = exports.lazy.compactMap({ Self.member($0, "id") == record.id ? Self.member($0, "node-name") : nil }).first else {
+            throw ExportError(.kernel, "the server of '\(name)' does not list export '\(record.id)'")
+        }
+        _ = try qmp("block_resize", .object([("node-name", .string(node)), ("size", .number(String(bytes)))]))
         // virtio_blk reads the new capacity in a work item after the config interrupt.
-        let deadline = Date().addingTimeInterval(timeout)
+        let deadline = Deadline.after(seconds: timeout)
         while ShrinkGuard.number("/sys/block/\(disk)/size") != bytes / 512 {
-            guard Date() < deadline else {
+            guard !deadline.hasPassed else {
                 throw ProvisioningError(.kernel, "resized '\(name)' to \(bytes) bytes, but the kernel still reports \((ShrinkGuard.number("/sys/block/\(disk)/size") ?? 0) * 512)")
             }
             usleep(10_000)

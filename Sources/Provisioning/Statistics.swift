@@ -1,5 +1,6 @@
 import Core
 import Foundation
+import Kernel
 import QMP
 
 /// `stats`: one export's counters as its server reports them, with what its record adds.
@@ -38,17 +39,17 @@ extension Provisioner {
     }
 
     private func query(_ record: ExportRecord, now: Double) throws(ProvisioningError) -> ExportStatsReport {
+        let listed: [ExportStatistics]
         do {
             let reply = try QMPClient.execute(socket: record.socket!, command: "x-query-export-stats",
                                               arguments: .object([("id", .string(record.id))]), timeout: 10)
-            guard let stats = try QMPStats.decode(reply).first else {
-                throw ProvisioningError(.kernel, "the server of '\(record.name)' does not list export '\(record.id)'")
-            }
-            return ExportStatsReport(record: record, stats: stats, age: record.created.map { max(0, now - $0.secondsSince1970) })
-        } catch let e as ProvisioningError {
-            throw e
+            listed = try QMPStats.decode(reply)
         } catch {
-            throw ProvisioningError(.kernel, "cannot read the counters of '\(record.name)': \(error)")
+            throw ExportError(.kernel, "cannot read the counters of '\(record.name)': \(error)", cause: error)
         }
+        guard let stats = listed.first else {
+            throw ExportError(.kernel, "the server of '\(record.name)' does not list export '\(record.id)'")
+        }
+        return ExportStatsReport(record: record, stats: stats, age: record.created.map { max(0, now - $0.secondsSince1970) })
     }
 }

@@ -12,10 +12,10 @@ public enum Supervisor {
     /// again would only fail again, so the status is final. Later, any exit but 0 is a crash.
     /// Long enough for a network image that cannot be reached to fail its open (NBD connect
     /// 10 s, RBD monitor 20 s): restarting those only kept `add` waiting.
-    static let startupWindow: TimeInterval = 30
+    static let startupWindow: Double = 30
     /// More than this many unplanned restarts within `window` seconds: give up.
     static let burst = 5
-    static let window: TimeInterval = 30
+    static let window: Double = 30
 
     /// Runs `argv` (argv[0] is the executable), giving every run `readyFD` as its fd 3: `add`
     /// reads the first ready line from it, so a server that dies before it is ready is simply
@@ -24,7 +24,7 @@ public enum Supervisor {
     public static func run(argv: [String], readyFD: Int32?) -> Int32 {
         let args = argv
         let fd3 = readyFD ?? -1
-        var crashes: [Date] = []
+        var crashes: [Deadline] = []
         let terminated = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
         terminated.pointee = 0
         defer { terminated.deallocate() }
@@ -33,13 +33,12 @@ public enum Supervisor {
         signal(SIGHUP, SIG_IGN)
         signal(SIGPIPE, SIG_IGN)
         while true {
-            var cargs: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
-            var pid: pid_t = 0
-            let started = Date()
-            let r = cvduse_spawn(args[0], &cargs, fd3, &pid)
-            for p in cargs { free(p) }
-            guard r == 0 else {
-                note("cannot start \(args[0]): \(String(cString: strerror(-r)))")
+            let started = Deadline.now
+            let pid: pid_t
+            do {
+                pid = try Subprocess.spawn(args[0], argv: args, fd3: fd3)
+            } catch {
+                note("cannot start \(args[0]): \(error.reason)")
                 return 1
             }
             let status = cvduse_wait_forwarding_sigterm(pid, terminated)
@@ -51,11 +50,11 @@ public enum Supervisor {
                 note("server \(pid) handed over; starting the new one")
                 continue
             }
-            if status == 0 || (status > 0 && status < 256 && Date().timeIntervalSince(started) < startupWindow) {
+            if status == 0 || (status > 0 && status < 256 && Deadline.now.seconds(since: started) < startupWindow) {
                 return status
             }
-            let now = Date()
-            crashes = crashes.filter { now.timeIntervalSince($0) < window } + [now]
+            let now = Deadline.now
+            crashes = crashes.filter { now.seconds(since: $0) < window } + [now]
             guard crashes.count <= burst else {
                 note("server \(pid) ended (\(describe(status))) \(crashes.count) times within \(Int(window)) s: giving up")
                 return 1

@@ -40,12 +40,7 @@ public enum ExportChecks {
     public static let vduseNameMax = 256
 
     /// QEMU's id_wellformed: an ASCII letter, then letters, digits, '-', '.', '_'.
-    public static func isWellFormedID(_ id: String) -> Bool {
-        guard let first = id.unicodeScalars.first, first.isASCII, first.properties.isAlphabetic else { return false }
-        return id.unicodeScalars.dropFirst().allSatisfy { c in
-            c.isASCII && (c.properties.isAlphabetic || ("0"..."9").contains(c) || c == "-" || c == "." || c == "_")
-        }
-    }
+    public static func isWellFormedID(_ id: String) -> Bool { Identifier.isWellFormed(id) }
 
     /// Runs every check; returns the export with QEMU's defaults applied.
     public static func check(_ o: BlockExportOptions, in context: CheckContext) throws(OptionError) -> ExportPlan {
@@ -114,9 +109,7 @@ public enum ExportChecks {
         guard !name.isEmpty else { throw fail("name is empty") }
         guard name.utf8.count < vduseNameMax else { throw fail("name is longer than \(vduseNameMax - 1) bytes") }
         guard !name.contains("..") else { throw fail("name contains '..'") }
-        guard name.unicodeScalars.allSatisfy({ c in
-            c.isASCII && (c.properties.isAlphabetic || ("0"..."9").contains(c) || c == "-" || c == "." || c == "_")
-        }), name != "control", name != "." else {
+        guard Identifier.hasOnlyNameCharacters(name), name != "control", name != "." else {
             throw fail("name '\(name)' may only contain letters, digits, '.', '_' and '-' (and is not 'control')")
         }
         guard !context.deviceNames.contains(name), !context.deviceNameInUse(name) else {

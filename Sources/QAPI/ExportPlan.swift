@@ -125,6 +125,14 @@ public struct NBDSpec: Sendable, Equatable {
         self.requestTimeout = requestTimeout
     }
 
+    /// The address as QEMU's messages name it: `HOST:PORT` or the socket path.
+    public var address: String {
+        switch server {
+        case let .inet(host, port): host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        case let .unix(path): path
+        }
+    }
+
     /// As qemu-img and libnbd write it: `nbd://HOST:PORT/EXPORT` or `nbd+unix:///EXPORT?socket=PATH`.
     public var uri: String {
         switch server {

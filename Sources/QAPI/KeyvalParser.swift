@@ -48,10 +48,7 @@ public enum KeyvalParser {
         return try nest(pairs)
     }
 
-    private static func isName(_ s: String) -> Bool {
-        guard let f = s.unicodeScalars.first, f.isASCII, f.properties.isAlphabetic else { return false }
-        return s.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "-" || $0 == "_") }
-    }
+    private static func isName(_ s: String) -> Bool { Identifier.isWellFormed(s, allowingDot: false) }
 
     /// Deepest key nesting accepted (QEMU's JSON parser has the same bound).
     public static let maxDepth = 1024

@@ -19,26 +19,20 @@ package enum QMPClient {
         let connected = address.withSockaddr { connect(fd, $0, $1) }
         guard connected == 0 else { throw ExportError("QMP: cannot connect to \(path)", because: SystemError("connect", errno: errno)) }
 
-        var buffer = Data()
+        var lines = LineReader(fd: fd)
         func readMessage() throws -> [(key: String, value: OptionValue)] {
-            var chunk = [UInt8](repeating: 0, count: 4096)
             while true {
-                if let nl = buffer.firstIndex(of: 0x0a) {
-                    let line = buffer[buffer.startIndex..<nl]
-                    buffer = Data(buffer[(nl + 1)...])
-                    guard case let .object(object) = try JSONParser.parse(String(decoding: line, as: UTF8.self)) else { continue }
-                    if object.contains(where: { $0.key == "event" }) { continue }
-                    return object
-                }
-                let n = read(fd, &chunk, chunk.count)
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { throw ExportError("QMP: the server closed the connection") }
-                buffer.append(contentsOf: chunk[0..<n])
+                let line: [UInt8]?
+                do { line = try lines.next() } catch { throw ExportError("QMP: no reply from \(path)", because: error) }
+                guard let line else { throw ExportError("QMP: the server closed the connection") }
+                guard case let .object(object) = try JSONParser.parse(String(decoding: line, as: UTF8.self)) else { continue }
+                if object.contains(where: { $0.key == "event" }) { continue }
+                return object
             }
         }
         func run(_ command: String, _ arguments: OptionValue) throws -> OptionValue {
-            let request = OptionValue.object([("execute", .string(command)), ("arguments", arguments)]).jsonText + "\n"
-            guard writeAll(fd, Data(request.utf8)) else { throw ExportError("QMP: write failed") }
+            let request = OptionValue.object([("execute", .string(command)), ("arguments", arguments)]).jsonText
+            guard writeLine(fd, request.utf8) else { throw ExportError("QMP: write failed") }
             let reply = try readMessage()
             if case let .object(error)? = reply.first(where: { $0.key == "error" })?.value {
                 if case let .string(desc)? = error.first(where: { $0.key == "desc" })?.value { throw ExportError(desc) }
@@ -82,8 +76,8 @@ package final class QMPSession {
                 continue
             }
             if case let .object(error)? = reply.first(where: { $0.key == "error" })?.value {
-                if case let .string(desc)? = error.first(where: { $0.key == "desc" })?.value { throw ExportError(desc) }
-                throw ExportError("QMP error")
+                let reply = QMPErrorReply(error)
+                throw ExportError(reply.desc, cause: reply)
             }
             return reply.first { $0.key == "return" }?.value ?? .object([])
         }
@@ -115,5 +109,21 @@ package final class QMPSession {
             guard n > 0 else { throw ExportError("QMP: the server closed the connection") }
             buffer.append(contentsOf: chunk[0..<n])
         }
+    }
+}
+
+/// The server's answer was an error (QEMU's `{"error": {"class", "desc"}}`): the cause of the
+/// `ExportError` a session throws for it, so that callers tell the server's refusals from their own.
+package struct QMPErrorReply: Error, Sendable {
+    package var errorClass: String
+    package var desc: String
+
+    init(_ error: [(key: String, value: OptionValue)]) {
+        func text(_ key: String) -> String? {
+            if case let .string(s)? = error.first(where: { $0.key == key })?.value { return s }
+            return nil
+        }
+        errorClass = text("class") ?? "GenericError"
+        desc = text("desc") ?? "QMP error"
     }
 }

@@ -68,13 +68,13 @@ public final class QMPServer: Sendable {
         var st = stat()
         guard lstat(path, &st) == 0 else { return }
         guard st.st_mode & S_IFMT == S_IFSOCK else {
-            throw ExportError("QMP socket path \(path) exists and is not a socket: refusing to replace it", code: .busy)
+            throw ExportError("QMP socket path \(path) exists and is not a socket: refusing to replace it", code: .conflict)
         }
         let probe = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         if probe >= 0 {
             defer { close(probe) }
             if address.withSockaddr({ connect(probe, $0, $1) }) == 0 {
-                throw ExportError("QMP socket \(path) is in use by another server", code: .busy)
+                throw ExportError("QMP socket \(path) is in use by another server", code: .conflict)
             }
         }
         unlink(path)

@@ -1,3 +1,4 @@
+import Kernel
 import Provisioning
 
 /// What the manual says beyond the parser's definitions.
@@ -10,13 +11,13 @@ enum PageSections {
         case .invalidOptions: "Invalid options: QEMU's message on stderr, as \\fBvduse\\-export: MESSAGE\\fR. Nothing was created."
         case .conflict: "The name is exported already with another image, or its export is stale (\\fBdel\\fR it)."
         case .kernel: "The kernel side failed: no VDUSE, device creation or resize refused, no disk appeared, or the server's QMP socket failed. Nothing is left behind by \\fBadd\\fR."
-        case .busy: "\\fBdel\\fR or a shrinking \\fBresize\\fR refused: the disk is mounted, held or open (the message says by what)."
+        case .inUse: "\\fBdel\\fR or a shrinking \\fBresize\\fR refused: the disk is mounted, held or open (the message says by what)."
         case .notFound: "No export of that name."
         case .cancelled: "\\fBcommit\\fR or \\fBmirror\\fR interrupted by SIGINT or SIGTERM: the job was cancelled, the disk stays on its image, a target the command created is removed."
         }
     }
 
-    static let statuses: [ExitStatus] = [.success, .invalidOptions, .conflict, .kernel, .busy, .notFound, .cancelled]
+    static let statuses = ExitStatus.allCases
 
     static var exitStatus: String {
         statuses.map { ".TP\n.B \($0.rawValue)\n\(meaning($0))" }.joined(separator: "\n")

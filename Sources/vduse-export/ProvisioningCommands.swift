@@ -1,5 +1,6 @@
 import ArgumentParser
 import Core
+import Kernel
 import QAPI
 import Provisioning
 import Foundation
@@ -125,7 +126,7 @@ struct AddCommand: ParsableCommand {
             if !foreground {
                 // One add at a time: a concurrent add of the same image then finds this one's
                 // record and prints the same disk instead of failing.
-                let deadline = Date().addingTimeInterval(timeout)
+                let deadline = Deadline.after(seconds: timeout)
                 var started = false
                 let record = try provisioner.whileLocked(until: deadline) { () throws -> ExportRecord in
                     if let record = try provisioner.existing(request) { return record }
@@ -253,7 +254,7 @@ struct DelCommand: ParsableCommand {
         do {
             do {
                 try Provisioner(logger: Console.logger(verbose: verbose)).delete(name: name, force: force, keep: keep)
-            } catch let e as ProvisioningError where e.status == .notFound && persistent.isPersistent(name) {
+            } catch let e as ProvisioningError where e.code == .notFound && persistent.isPersistent(name) {
                 // Not running (say its unit failed at boot): only the configuration is left.
             }
             try persistent.forget(name: name)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Core
 import QAPI
+import Kernel
 import Provisioning
 import Foundation
 
@@ -79,7 +80,7 @@ struct ServeOptions: ParsableArguments {
             configuration = try arguments.configuration(probe: record ? RecordKeeper.switchedProbe(state: .standard) : ServeConfiguration.probeOpen)
             qmpSocket = try qmp ?? MonitorOptions.qmpSocket(chardevs: chardevs, monitors: monitors)
         } catch {
-            readiness.failed("\(ExitStatus.invalidOptions.rawValue) \(error)")
+            readiness.failed(status: ExitStatus.invalidOptions.rawValue, message: "\(error)")
             throw fail(error)
         }
         var settings = ServeSettings(readiness: readiness, qmpSocket: qmpSocket.map(Self.absolute), record: record)
@@ -94,7 +95,7 @@ struct ServeOptions: ParsableArguments {
                 Console.out("\(status.id) \(status.name) \(status.device.isEmpty ? "-" : status.device)")
             }
         } catch {
-            readiness.failed("\(ExitStatus.of(error).rawValue) \(error)")
+            readiness.failed(status: ExitStatus.of(error).rawValue, message: "\(error)")
             throw fail(error)
         }
         if outcome == .handedOver { throw ExitCode(ExportServer.handOverExitStatus) }

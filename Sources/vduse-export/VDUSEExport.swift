@@ -1,6 +1,7 @@
 import ArgumentParser
 import Core
 import QAPI
+import Kernel
 import Provisioning
 import Foundation
 import Logging

@@ -164,7 +164,7 @@ import Testing
         request.name = "web"
         #expect {
             _ = try provisioner.existing(request)
-        } throws: { ($0 as? ProvisioningError)?.status == .conflict && "\($0)".contains("damaged") }
+        } throws: { ($0 as? ExportError)?.code == .conflict && "\($0)".contains("damaged") }
         try provisioner.delete(name: "web", force: false)
         #expect(access(path, F_OK) != 0)
     }
@@ -178,7 +178,7 @@ import Testing
         try StateDirectory(path: top).write(Self.record("x"))
         #expect {
             try Provisioner(state: state, logger: Self.logger).delete(name: "../x", force: true)
-        } throws: { ($0 as? ProvisioningError)?.status == .invalidOptions }
+        } throws: { ($0 as? ExportError)?.code == .invalidOptions }
         #expect(access(top + "/x.json", F_OK) == 0, "del ../x removed a file outside the state directory")
     }
 
@@ -194,7 +194,7 @@ import Testing
         let start = Date()
         #expect {
             _ = try provisioner.start(AddRequest(image: "/etc/hostname"), serveArguments: [],
-                                      deadline: Date().addingTimeInterval(1), executable: script)
+                                      deadline: .after(seconds: 1), executable: script)
         } throws: { "\($0)".contains("not ready within") }
         #expect(Date().timeIntervalSince(start) < 10)
     }

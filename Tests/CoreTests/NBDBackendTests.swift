@@ -6,6 +6,7 @@ import VirtioDriverSim
 @testable import BlockBackends
 @testable import Core
 @testable import Kernel
+import QAPI
 @testable import Virtio
 
 /// The NBD backend against a real nbdkit (file plugin) on a unix socket, driven by a real
@@ -77,9 +78,7 @@ struct NBDBackendTests {
         }
     }
 
-    func target(_ server: Server, delayMs: UInt64) -> NBDTarget {
-        NBDTarget(server: .unix(path: server.socket), export: "", reconnectDelayMs: delayMs)
-    }
+    func spec(_ server: Server) -> NBDSpec { NBDSpec(server: .unix(path: server.socket)) }
 
     /// One aligned 4 KiB buffer filled with a byte, and the one-entry iovec naming it.
     final class Block {
@@ -124,7 +123,7 @@ struct NBDBackendTests {
         try server.start()
         let loop = try IOThread(name: "nbd")
         loop.adoptCurrentThread()
-        let backend = try NBDBackend(target: target(server, delayMs: 10_000), writable: true, queues: 1, logicalBlockSize: 512)
+        let backend = try NBDBackend(spec: spec(server), timing: NBDTiming(reconnectDelayMs: 10_000), writable: true, queues: 1, logicalBlockSize: 512)
         #expect(backend.size == 4 << 20)
         let sink = Sink()
         let queue = try backend.makeQueue(index: 0, depth: 8, loop: loop, sink: sink)
@@ -190,7 +189,7 @@ struct NBDBackendTests {
         try server.start()
         let loop = try IOThread(name: "nbdq")
         loop.adoptCurrentThread()
-        let backend = try NBDBackend(target: target(server, delayMs: 5000), writable: true, queues: 1, logicalBlockSize: 512)
+        let backend = try NBDBackend(spec: spec(server), timing: NBDTiming(reconnectDelayMs: 5000), writable: true, queues: 1, logicalBlockSize: 512)
         let driver = VirtqueueDriver(size: 256, memorySize: 64 << 20)
         let queue = try SplitVirtqueue(index: 0, addresses: driver.addresses, eventIndex: true, memory: driver.space)
         let geometry = BlockExportGeometry(capacitySectors: (1 << 20) / 512, logicalBlockSize: 512, writable: true, serial: [])
@@ -250,7 +249,7 @@ struct NBDBackendTests {
         try server.start()
         let loop = try IOThread(name: "nbd")
         loop.adoptCurrentThread()
-        let backend = try NBDBackend(target: target(server, delayMs: 1000), writable: true, queues: 1, logicalBlockSize: 512)
+        let backend = try NBDBackend(spec: spec(server), timing: NBDTiming(reconnectDelayMs: 1000), writable: true, queues: 1, logicalBlockSize: 512)
         let sink = Sink()
         let queue = try backend.makeQueue(index: 0, depth: 4, loop: loop, sink: sink)
         sink.queue = queue
@@ -276,9 +275,8 @@ struct NBDBackendTests {
         defer { if let p = server.process { kill(p.processIdentifier, SIGCONT) } }
         let loop = try IOThread(name: "nbd")
         loop.adoptCurrentThread()
-        var t = target(server, delayMs: 1500)
-        t.requestTimeoutMs = 400
-        let backend = try NBDBackend(target: t, writable: true, queues: 1, logicalBlockSize: 512)
+        let t = NBDTiming(reconnectDelayMs: 1500, requestTimeoutMs: 400)
+        let backend = try NBDBackend(spec: spec(server), timing: t, writable: true, queues: 1, logicalBlockSize: 512)
         let sink = Sink()
         let queue = try backend.makeQueue(index: 0, depth: 4, loop: loop, sink: sink)
         sink.queue = queue
@@ -316,9 +314,8 @@ struct NBDBackendTests {
         try server.start()
         let loop = try IOThread(name: "nbd")
         loop.adoptCurrentThread()
-        var t = target(server, delayMs: 10_000)
-        t.requestTimeoutMs = 0
-        let backend = try NBDBackend(target: t, writable: true, queues: 1, logicalBlockSize: 512)
+        let t = NBDTiming(reconnectDelayMs: 10_000, requestTimeoutMs: 0)
+        let backend = try NBDBackend(spec: spec(server), timing: t, writable: true, queues: 1, logicalBlockSize: 512)
         let sink = Sink()
         let queue = try backend.makeQueue(index: 0, depth: 4, loop: loop, sink: sink)
         sink.queue = queue
@@ -349,7 +346,7 @@ struct NBDBackendTests {
         try server.start()
         let loop = try IOThread(name: "nbd")
         loop.adoptCurrentThread()
-        let backend = try NBDBackend(target: target(server, delayMs: 10_000), writable: true, queues: 1, logicalBlockSize: 512)
+        let backend = try NBDBackend(spec: spec(server), timing: NBDTiming(reconnectDelayMs: 10_000), writable: true, queues: 1, logicalBlockSize: 512)
         let sink = Sink()
         let queue = try backend.makeQueue(index: 0, depth: 4, loop: loop, sink: sink)
         sink.queue = queue
@@ -380,10 +377,10 @@ struct NBDBackendTests {
     }
 
     @Test func anUnreachableServerFailsTheOpenWithItsReason() throws {
-        let t = NBDTarget(server: .unix(path: "/nonexistent/nbd.sock"), export: "", reconnectDelayMs: 0)
-        #expect(throws: SystemError.self) { try NBDBackend(target: t, writable: false, queues: 1, logicalBlockSize: 512) }
+        let t = NBDSpec(server: .unix(path: "/nonexistent/nbd.sock"), reconnectDelay: 0)
+        #expect(throws: SystemError.self) { try NBDBackend(spec: t, writable: false, queues: 1, logicalBlockSize: 512) }
         do {
-            _ = try NBDBackend(target: t, writable: false, queues: 1, logicalBlockSize: 512)
+            _ = try NBDBackend(spec: t, writable: false, queues: 1, logicalBlockSize: 512)
         } catch {
             #expect(error.errno == .noSuchFileOrDirectory)
             #expect(error.call.hasPrefix("connect"))

@@ -35,7 +35,7 @@ import Testing
         try image.close()
         #expect(r.blockdevs(isBlockDevice: { _ in false }).last == "driver=qcow2,node-name=disk0,file=file0")
         // Not this export's overlay (no record says so): refused, and left alone.
-        #expect { try p.createOverlay(r) } throws: { ($0 as? ProvisioningError)?.status == .conflict }
+        #expect { try p.createOverlay(r) } throws: { ($0 as? ExportError)?.code == .conflict }
         // Its own overlay from before (the server died): reused.
         var record = HardeningTests.record(r.resolvedName)
         record.overlay = r.absoluteImage
@@ -43,7 +43,7 @@ import Testing
         #expect(try p.createOverlay(r) == false)
         // A missing base: nothing created.
         let missing = Self.request(dir + "/m.qcow2", base: dir + "/nosuch")
-        #expect { try p.createOverlay(missing) } throws: { ($0 as? ProvisioningError)?.status == .invalidOptions }
+        #expect { try p.createOverlay(missing) } throws: { ($0 as? ExportError)?.code == .invalidOptions }
         #expect(access(dir + "/m.qcow2", F_OK) != 0)
     }
 

@@ -1,15 +1,21 @@
 import Foundation
+import Synchronization
 import Testing
 @testable import Provisioning
+import Kernel
 
 @Suite struct PersistenceTests {
-    final class Calls: @unchecked Sendable { var list: [[String]] = [] }
+    final class Calls: Sendable {
+        private let calls = Mutex<[[String]]>([])
+        var list: [[String]] { calls.withLock { $0 } }
+        func append(_ call: [String]) { calls.withLock { $0.append(call) } }
+    }
 
     func setup() -> (PersistentExports, Calls, (([String]) throws(ProvisioningError) -> Void)) {
         let root = NSTemporaryDirectory() + "persist-\(UUID().uuidString)"
         try? FileManager.default.createDirectory(atPath: root + "/systemd", withIntermediateDirectories: true)
         let calls = Calls()
-        return (PersistentExports(configDirectory: root + "/etc", unitDirectory: root + "/systemd"), calls, { calls.list.append($0) })
+        return (PersistentExports(configDirectory: root + "/etc", unitDirectory: root + "/systemd"), calls, { calls.append($0) })
     }
 
     let arguments = ["--blockdev", "driver=file,node-name=file0,filename=/srv/web01.img", "--export", "type=vduse-blk,id=web01,name=web01,serial=WEB-01"]
@@ -66,12 +72,12 @@ import Testing
 
 @Suite struct SpawnTests {
     @Test func capturesStatusAndStderr() throws {
-        let r = try #require(PersistentExports.spawn("/bin/sh", ["-c", "echo out; echo oops >&2; exit 3"]))
+        let r = try Subprocess.runCapturingStderr("/bin/sh", ["-c", "echo out; echo oops >&2; exit 3"])
         #expect(r.status == 3)
         #expect(r.stderr == "oops\n")
     }
 
-    @Test func aMissingProgramIsNil() {
-        #expect(PersistentExports.spawn("/nonexistent/systemctl", []) == nil)
+    @Test func aMissingProgramThrows() {
+        #expect(throws: SystemError.self) { try Subprocess.runCapturingStderr("/nonexistent/systemctl", []) }
     }
 }

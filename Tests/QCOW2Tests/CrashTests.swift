@@ -1,5 +1,6 @@
 import Foundation
 @testable import QCOW2
+import Synchronization
 import Testing
 
 /// Crash simulation: every write and sync the engine issues is recorded; at sampled crash points
@@ -7,9 +8,8 @@ import Testing
 /// random subset of the writes after it, as a disk cache may persist them in any order. Each
 /// such image must pass `qemu-img check` with at worst leaked clusters (exit 0 or 3).
 @Suite struct Qcow2CrashTests {
-    struct Recorder: @unchecked Sendable {
-        final class Box { var events: [FileEvent] = [] }
-        let box = Box()
+    final class Recorder: Sendable {
+        let events = Mutex<[FileEvent]>([])
     }
 
     /// Runs `ops` random operations on `path`, recording; returns the file before and the events.
@@ -19,7 +19,7 @@ import Testing
         var rng = Pattern(seed: seed)
         do {
             let image = try Qcow2Image(path: path)
-            image.observeFile { recorder.box.events.append($0) }
+            image.observeFile { event in recorder.events.withLock { $0.append(event) } }
             for op in 0..<ops {
                 let size = Int(image.virtualSize)
                 let offset = Int.random(in: 0..<size, using: &rng)
@@ -39,7 +39,7 @@ import Testing
             }
             // No close: the process dies here.
         }
-        return (initial, recorder.box.events)
+        return (initial, recorder.events.withLock { $0 })
     }
 
     /// The file as a crash after event `point` could leave it.

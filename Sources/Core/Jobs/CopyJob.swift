@@ -184,7 +184,7 @@ final class CopyJob: @unchecked Sendable {
     private func switchToTarget() throws {
         let change = BackendSwitch(name: sourcePlan.deviceName, exportID: exportID, from: sourcePlan.backend, to: targetPlan.backend)
         try manager.withExport(named: exportID) { export, _ in
-            try export.iothread.run { [self] in
+            try export.run { [self] export in
                 try export.switchBackend(to: targetPlan, open: { () throws -> any BlockBackend in
                     let target = self.target!
                     let copier = try ChunkCopier(from: source, to: target, chunkSize: Int(bitmap.chunkSize), loop: export.iothread)
@@ -208,8 +208,8 @@ final class CopyJob: @unchecked Sendable {
         let plan = sourcePlan
         do {
             try manager.withExport(named: exportID) { export, _ in
-                try export.iothread.run { [self] in
-                    try export.switchBackend(to: plan, open: { self.source }, record: { _ in })
+                try export.run { [self] in
+                    try $0.switchBackend(to: plan, open: { self.source }, record: { _ in })
                 }
             }
         } catch {

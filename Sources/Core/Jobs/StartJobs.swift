@@ -24,19 +24,19 @@ extension ExportManager {
     public func startCommit(of name: String, options: JobOptions,
                             record: @escaping @Sendable (BackendSwitch) throws -> Void) throws -> String {
         try withExport(named: name) { export, status in
-            let plan = export.plan
+            let plan = try export.run { $0.plan }
             guard plan.writable else {
-                throw ExportError("export '\(status.id)' is read-only: there is nothing to commit", code: .invalidArgument)
+                throw ExportError("export '\(status.id)' is read-only: there is nothing to commit", code: .invalidOptions)
             }
             guard case let .qcow2(q) = plan.backend.kind, q.backing == .fromImage else {
-                throw ExportError("'\(plan.backend.pathDescription)' is not a qcow2 overlay: there is nothing to commit", code: .invalidArgument)
+                throw ExportError("'\(plan.backend.pathDescription)' is not a qcow2 overlay: there is nothing to commit", code: .invalidOptions)
             }
             let chain = try Qcow2Image.chain(of: q.path)
             guard chain.count >= 2, let base = chain.last else {
-                throw ExportError("'\(q.path)' has no backing file: there is nothing to commit", code: .invalidArgument)
+                throw ExportError("'\(q.path)' has no backing file: there is nothing to commit", code: .invalidOptions)
             }
-            guard let active = export.backend as? Qcow2Backend else {
-                throw ExportError("export '\(status.id)' has a block job running", code: .busy)
+            guard let active = try export.run({ $0.backend as? Qcow2Backend }) else {
+                throw ExportError("export '\(status.id)' has a block job running", code: .conflict)
             }
             let basePlan = plan.servingFrom(try ImageFormat.probe(path: base) == .qcow2
                 ? .qcow2(Qcow2Spec(path: base, l2CacheSize: q.l2CacheSize, discardUnmap: q.discardUnmap))
@@ -69,18 +69,18 @@ extension ExportManager {
     public func startMirror(of name: String, to target: BackendSpec, options: JobOptions,
                             record: @escaping @Sendable (BackendSwitch) throws -> Void) throws -> String {
         try withExport(named: name) { export, status in
-            let plan = export.plan
+            let plan = try export.run { $0.plan }
             guard plan.writable else {
-                throw ExportError("export '\(status.id)' is read-only: a mirror moves a writable disk", code: .invalidArgument)
+                throw ExportError("export '\(status.id)' is read-only: a mirror moves a writable disk", code: .invalidOptions)
             }
             if jobs.job(onExport: status.id) != nil {
-                throw ExportError("Node '\(name)' is busy: block device is in use by block job", code: .busy)
+                throw ExportError("Node '\(name)' is busy: block device is in use by block job", code: .conflict)
             }
             guard !target.readOnly else {
-                throw ExportError("the target '\(target.pathDescription)' is read-only", code: .invalidArgument)
+                throw ExportError("the target '\(target.pathDescription)' is read-only", code: .invalidOptions)
             }
             guard target.pathDescription != plan.backend.pathDescription else {
-                throw ExportError("the target is the image the disk is on: \(target.pathDescription)", code: .invalidArgument)
+                throw ExportError("the target is the image the disk is on: \(target.pathDescription)", code: .invalidOptions)
             }
             var targetPlan = plan
             targetPlan.backend = target
@@ -91,14 +91,19 @@ extension ExportManager {
     }
 
     /// Installs the dirty tracking, marks what to copy, registers and starts the job.
-    func startCopy(type: JobType, export: VDUSEBlockExport, status: ExportStatus, target: any BlockBackend,
+    func startCopy(type: JobType, export: ExportHandle, status: ExportStatus, target: any BlockBackend,
                    targetPlan: ExportPlan, options: JobOptions, record: @escaping @Sendable (BackendSwitch) throws -> Void,
                    onAbort: @escaping @Sendable () -> Void, initial: (DirtyBitmap) -> Void) throws -> String {
         let id = options.id ?? status.id
-        let source = export.backend
-        let sourcePlan = export.plan
+        // The source goes to the job, which reads it only while the iothread waits for it.
+        nonisolated(unsafe) var handedOver: (any BlockBackend)?
+        let sourcePlan = try export.run { e in
+            handedOver = e.backend
+            return e.plan
+        }
+        guard let source = handedOver else { throw ExportError("export '\(status.id)' has no backend") }
         guard target.size == source.size else {
-            throw ExportError("the target has \(target.size) bytes, the disk \(source.size)", code: .invalidArgument)
+            throw ExportError("the target has \(target.size) bytes, the disk \(source.size)", code: .invalidOptions)
         }
         let bitmap = DirtyBitmap(size: source.size)
         let job = CopyJob(id: id, type: type, exportID: status.id, manager: self, registry: jobs, source: source,
@@ -109,8 +114,8 @@ extension ExportManager {
             // Tracking first, then the initial marks: a write in between is marked either way.
             // Handed to the iothread, which alone uses it from then on.
             nonisolated(unsafe) let tracking = DirtyTrackingBackend(inner: source, bitmap: bitmap)
-            try export.iothread.run {
-                try export.switchBackend(to: sourcePlan, open: { tracking }, record: { _ in })
+            try export.run {
+                try $0.switchBackend(to: sourcePlan, open: { tracking }, record: { _ in })
             }
         } catch {
             jobs.remove(job)

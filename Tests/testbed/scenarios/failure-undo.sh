@@ -43,3 +43,16 @@ dd if=/dev/zero of="$first" bs=4k count=1 oflag=direct status=none || fail "the 
 stop_export held0
 expect_no_disks
 note "a name in use: exit 1, the running export untouched"
+
+# 4. An image the engine cannot open when the export is made (a qcow2 whose backing file is
+#    gone; the option checks only open the file): exit 1, as for any image that is not what it
+#    claims, with the server's reason passed back through the readiness pipe; nothing left.
+qemu-img create -q -f qcow2 -u -b "$PWD/gone.raw" -F raw orphan.qcow2 16M
+rc=0
+$X add "$PWD/orphan.qcow2" --name undo2 >out.txt 2>err.txt || rc=$?
+[ "$rc" -eq 1 ] && grep -q "Could not open '$PWD/orphan.qcow2'" err.txt || fail "orphan qcow2: exit $rc, want 1: $(cat err.txt)"
+[ ! -s out.txt ] || fail "a disk was printed: $(cat out.txt)"
+[ ! -e /run/vduse-export/undo2.json ] || fail "a record was left behind"
+expect_gone undo2
+expect_no_disks
+note "an image that cannot be opened: exit 1 ($(head -1 err.txt | cut -c1-100)), nothing created"
