@@ -8,8 +8,12 @@ import Testing
         .deletingLastPathComponent()
 
     /// The names of `.target`, `.executableTarget`, `.testTarget`, `.systemLibrary`, `.binaryTarget`,
-    /// `.plugin` and `.macro` entries, in the order Package.swift declares them.
-    static func targetNames(inManifest text: String) throws -> [String] {
+    /// `.plugin` and `.macro` entries, in the order Package.swift declares them; line comments
+    /// (a target commented out) are not entries.
+    static func targetNames(inManifest manifest: String) throws -> [String] {
+        let comments = try NSRegularExpression(pattern: #"(?m)(^|\s)//.*$"#)
+        let text = comments.stringByReplacingMatches(in: manifest, range: NSRange(manifest.startIndex..., in: manifest),
+                                                     withTemplate: "$1")
         let pattern = #"\.(?:target|executableTarget|testTarget|systemLibrary|binaryTarget|plugin|macro)\(\s*name:\s*"([^"]+)""#
         let regex = try NSRegularExpression(pattern: pattern)
         let range = NSRange(text.startIndex..., in: text)
@@ -33,8 +37,10 @@ import Testing
             .testTarget(name: "ATests", dependencies: ["A"]),
             .systemLibrary(name: "CLib"),
             .product(name: "NotATarget", package: "p"),
+            // .target(name: "CommentedOut"),
+            .package(url: "https://example.org/x", from: "1.0.0"), .target(name: "AfterAURL"),
             """
-        #expect(try Self.targetNames(inManifest: manifest) == ["A", "b-tool", "ATests", "CLib"])
+        #expect(try Self.targetNames(inManifest: manifest) == ["A", "b-tool", "ATests", "CLib", "AfterAURL"])
         #expect(Self.undocumented(targets: ["A", "b-tool"], in: "| `A` | holds |") == ["b-tool"])
     }
 
