@@ -212,7 +212,8 @@ extension Provisioner {
             // A server that died after recording the switch comes back on the target: keep it.
             let switched = recordNames(name, image: path)
             if created && !switched { unlink(path) }
-            if let e = error as? ProvisioningError, !switched { throw e }
+            // Our own failures keep their status; the server's refusals are classified here.
+            if let e = error as? ExportError, !(e.cause is QMPErrorReply), !switched { throw e }
             let status: ExitStatus = "\(error)".contains("lock") ? .conflict : .kernel
             throw ProvisioningError(status, "cannot mirror '\(name)' to \(path): \(error)"
                                     + (switched ? "; the switch to \(path) was recorded: the disk comes back on it" : ""))
