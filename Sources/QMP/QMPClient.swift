@@ -65,10 +65,28 @@ package final class QMPSession {
         _ = try execute("qmp_capabilities")
     }
 
+    /// Sends all of `bytes`; false when the server is gone. MSG_NOSIGNAL: a server that died
+    /// (killed during a job) must cost the command an error it can clean up after, not its
+    /// life by SIGPIPE.
+    private static func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBytes { b in
+            var off = 0
+            while off < b.count {
+                let n = send(fd, b.baseAddress! + off, b.count - off, Int32(MSG_NOSIGNAL))
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return false }
+                off += n
+            }
+            return true
+        }
+    }
+
     /// Runs one command and returns its `return` value, or throws its `error.desc`.
     package func execute(_ command: String, _ arguments: OptionValue = .object([]), timeoutMs: Int32 = 150_000) throws -> OptionValue {
         let request = OptionValue.object([("execute", .string(command)), ("arguments", arguments)]).jsonText + "\n"
-        guard writeAll(socket.rawValue, Data(request.utf8)) else { throw ExportError("QMP: write failed") }
+        guard Self.sendAll(socket.rawValue, Array(request.utf8)) else {
+            throw ExportError("QMP: the server closed the connection", because: SystemError("send", errno: errno))
+        }
         while true {
             guard let reply = try message(timeoutMs: timeoutMs) else { throw ExportError("QMP: no reply to \(command)") }
             if case let .string(name)? = reply.first(where: { $0.key == "event" })?.value {
