@@ -21,6 +21,10 @@ package struct DataPathTuning: Sendable, Equatable {
     /// `rep stosb` on ERMS CPUs and costs 14× more under QEMU's TCG).
     package var nullFillStores = true
 
+    /// Largest copy request of a commit or mirror job in KiB: contiguous dirty chunks are read
+    /// and written together up to this (at least one chunk).
+    package var copyKiB = 64
+
     package init() {}
 
     package init(parsing text: String) {
@@ -33,6 +37,7 @@ package struct DataPathTuning: Sendable, Equatable {
             case "irq-mask": irqMask = kv[1] == "driver" || !kv[1].isEmpty && kv[1].allSatisfy(\.isHexDigit) ? kv[1] : irqMask
             case "vectored": vectoredInline = kv[1] != "0"
             case "null-fill": nullFillStores = kv[1] != "memset"
+            case "copy-kb": copyKiB = Int(kv[1]).map { min(max($0, 0), 64 * 1024) } ?? copyKiB
             case "inline-read-kb": inlineReadLimit = Int(kv[1]).map { max($0, 0) * 1024 } ?? inlineReadLimit
             default: continue
             }

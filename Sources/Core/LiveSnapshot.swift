@@ -85,7 +85,11 @@ extension ExportManager {
             do {
                 try export.run {
                     try $0.switchBackend(to: newPlan, open: { try ExportFactory.openBackend(newPlan, ownWriter: base) },
-                                         record: { _ in try record(change) })
+                                         record: { _ in
+                                             _ = TestCrash.reached(.beforeSwitch)
+                                             try record(change)
+                                             _ = TestCrash.reached(.afterSwitch)
+                                         })
                 }
             } catch {
                 undo()

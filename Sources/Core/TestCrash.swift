@@ -37,18 +37,36 @@ package enum TestCrash {
     /// 0: not armed; otherwise a Kind's raw value.
     private static let armed = Atomic<UInt8>(0)
 
-    /// Arms the switch with the kind named in the file (the server's signal thread, on SIGUSR1)
-    /// and returns it; nil (and nothing armed) when the switch is off or the file names no kind.
-    package static func arm() -> Kind? {
+    /// What SIGUSR1 armed: a crash of the data path, or a point of a live job (`JobPoint`).
+    package enum Armed: Equatable, Sendable, CustomStringConvertible {
+        case crash(Kind)
+        case job(JobPoint, JobAction)
+
+        package var description: String {
+            switch self {
+            case let .crash(kind): "\(kind)"
+            case let .job(point, action): "\(action) at \(point.rawValue)"
+            }
+        }
+    }
+
+    /// Arms the switch with what the file names (the server's signal thread, on SIGUSR1): a
+    /// kind of crash, or `POINT` / `stall-POINT` for a job (`JobPoint`); returns it, nil (and
+    /// nothing armed) when the switch is off or the file names nothing known.
+    package static func arm() -> Armed? {
         guard let kindFile else { return nil }
         guard let file = try? UniqueFD(open: kindFile, O_RDONLY) else { return nil }
         var buffer = [UInt8](repeating: 0, count: 32)
         let n = read(file.rawValue, &buffer, buffer.count)
         guard n > 0 else { return nil }
         let name = String(decoding: buffer[..<n], as: UTF8.self).trimmingASCIIWhitespace
+        if case let (point, action)? = JobPoint.parse(name) {
+            armJob(point, action)
+            return .job(point, action)
+        }
         guard let kind = Kind(name: name) else { return nil }
         armed.store(kind.rawValue, ordering: .relaxed)
-        return kind
+        return .crash(kind)
     }
 
     /// Once per round of requests: crashes if armed. One relaxed load when the switch is off.

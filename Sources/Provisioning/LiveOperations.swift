@@ -53,7 +53,8 @@ extension Provisioner {
                                       arguments: .object([("device", .string(record.id)), ("snapshot-file", .string(overlay)),
                                                           ("format", .string("qcow2"))]))
         } catch {
-            throw ProvisioningError(.kernel, "cannot snapshot '\(name)': \(error)")
+            throw ProvisioningError(.kernel, "cannot snapshot '\(name)': \(error)"
+                                    + (recordNames(name, image: overlay) ? "; the switch to \(overlay) was recorded: the disk comes back on it" : ""))
         }
         logger.info("export \(name): \(record.image) frozen, writes go to \(overlay)")
         return SnapshotResult(name: name, frozen: record.image, active: overlay)
@@ -100,7 +101,8 @@ extension Provisioner {
         } catch let e as ProvisioningError {
             throw e
         } catch {
-            throw ProvisioningError(.kernel, "cannot commit '\(name)': \(error)")
+            throw ProvisioningError(.kernel, "cannot commit '\(name)': \(error)"
+                                    + (recordNames(name, image: base) ? "; the switch to \(base) was recorded: the disk comes back on it (the overlays are kept)" : ""))
         }
         switch end {
         case .cancelled:
@@ -207,11 +209,14 @@ extension Provisioner {
                                                               ("auto-dismiss", .bool(false))]))
             }, interrupted: interrupted, progress: progress)
         } catch {
-            if created { unlink(path) }
+            // A server that died after recording the switch comes back on the target: keep it.
+            let switched = recordNames(name, image: path)
+            if created && !switched { unlink(path) }
             // Our own failures keep their status; the server's refusals are classified here.
-            if let e = error as? ExportError, !(e.cause is QMPErrorReply) { throw e }
+            if let e = error as? ExportError, !(e.cause is QMPErrorReply), !switched { throw e }
             let status: ExitStatus = "\(error)".contains("lock") ? .conflict : .kernel
-            throw ProvisioningError(status, "cannot mirror '\(name)' to \(path): \(error)")
+            throw ProvisioningError(status, "cannot mirror '\(name)' to \(path): \(error)"
+                                    + (switched ? "; the switch to \(path) was recorded: the disk comes back on it" : ""))
         }
         switch end {
         case .completed:

@@ -37,11 +37,29 @@ package final class QMPSession {
         _ = try execute("qmp_capabilities", timeout: timeout)
     }
 
+    /// Sends all of `bytes`; false when the server is gone. MSG_NOSIGNAL: a server that died
+    /// (killed during a job) must cost the command an error it can clean up after, not its
+    /// life by SIGPIPE.
+    private static func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBytes { b in
+            var off = 0
+            while off < b.count {
+                let n = send(fd, b.baseAddress! + off, b.count - off, Int32(MSG_NOSIGNAL))
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return false }
+                off += n
+            }
+            return true
+        }
+    }
+
     /// Runs one command and returns its `return` value, or throws its `error.desc` (with the
     /// reply as the cause). Events that come first are kept for `nextEvent`.
     package func execute(_ command: String, _ arguments: OptionValue = .object([]), timeout: Double = 150) throws -> OptionValue {
         let request = OptionValue.object([("execute", .string(command)), ("arguments", arguments)]).jsonText
-        guard writeLine(socket.rawValue, request.utf8) else { throw ExportError("QMP: write failed") }
+        guard Self.sendAll(socket.rawValue, Array((request + "\n").utf8)) else {
+            throw ExportError("QMP: the server closed the connection", because: SystemError("send", errno: errno))
+        }
         let reply = try reply(until: .after(seconds: timeout))
         if case let .object(error)? = reply.first(where: { $0.key == "error" })?.value {
             let reply = QMPErrorReply(error)

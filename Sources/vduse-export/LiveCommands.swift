@@ -11,7 +11,9 @@ struct SnapshotCommand: ParsableCommand {
             seen by the disk's users, writes go to a new empty qcow2 overlay whose backing file is \
             that image. The frozen image stays open read-only (locked as a reader, so nobody may \
             write it) and can be copied or backed up while the disk runs. Repeat to grow a chain. \
-            The record, `list` and a restarted server follow the switch. Without PATH the overlay \
+            The record, `list` and a restarted server follow the switch, which is recorded \
+            before it takes effect: a server killed before that comes back on the old image (an \
+            overlay already created is left unused), after it on the overlay. Without PATH the overlay \
             is NAME-N.qcow2 beside `add --overlay`'s overlays. Prints the frozen image and the new \
             active one. Works through the export's QMP socket (blockdev-snapshot-sync). Exit \
             statuses: 0 done; 1 read-only or persistent export, or an image that cannot be snapshotted; 3 PATH \
@@ -54,8 +56,10 @@ struct CommitCommand: ParsableCommand {
             image at the bottom of the chain (writes made meanwhile are tracked and copied \
             again); once the base holds everything the disk switches to it, with no error seen \
             by its users, and the merged overlays are deleted (kept with --keep). The record, \
-            `list` and a restarted server follow the switch; a server killed before the switch \
-            comes back on the overlay. Shows a progress bar on a terminal; --json prints one \
+            `list` and a restarted server follow the switch; a server killed during the job or \
+            before the switch is recorded comes back on the overlay (the job is gone; run commit \
+            again), one killed after it on the base (the overlays are then kept). Shows a \
+            progress bar on a terminal; --json prints one \
             JSON object per step. SIGINT or SIGTERM cancels: the disk stays on its overlay. \
             Works through the export's QMP socket (block-commit, job-complete). Exit statuses: \
             0 done; 1 read-only or persistent export, or no overlay to commit; 4 the job failed (the disk stays \
@@ -102,8 +106,10 @@ struct MirrorCommand: ParsableCommand {
             --keep-source). TARGET is created (raw, or qcow2 with --format qcow2 or a .qcow2 \
             name) or must exist with the disk's size; an existing one that holds data is \
             overwritten only with --force. TARGET is locked as a writer while the copy runs. The \
-            record, `list` and a restarted server follow the switch; a server killed before the \
-            switch comes back on the source. Shows a progress bar on a terminal; --json prints \
+            record, `list` and a restarted server follow the switch; a server killed during the \
+            copy or before the switch is recorded comes back on the source (the job is gone, a \
+            TARGET created here is removed and is never served half-copied), one killed after it \
+            on TARGET (the source is then kept). Shows a progress bar on a terminal; --json prints \
             one JSON object per step. SIGINT or SIGTERM cancels: the disk stays on its source and \
             a TARGET created here is removed. Works through the export's QMP socket \
             (blockdev-add, blockdev-mirror, job-complete). Exit statuses: 0 done; 1 bad target \

@@ -111,9 +111,33 @@ import VirtioDriverSim
         let source = try FileBackend(path: src, writable: false, direct: false, writethrough: false)
         let target = try FileBackend(path: dst, writable: true, direct: false, writethrough: false)
         let copier = try ChunkCopier(from: source, to: target, chunkSize: 64 << 10, loop: loop)
-        for chunk in 0..<4 { #expect(copier.copy(offset: UInt64(chunk) * 65536, length: 65536)) }
+        for chunk in 0..<4 { #expect(copier.copy(offset: UInt64(chunk) * 65536, length: 65536, grain: 65536)) }
         #expect(copier.flushTarget())
         #expect(Array(FileManager.default.contents(atPath: dst)!) == data)
+        // One read of four chunks, written as data, zeroes and data again at the grain.
+        for i in (192 << 10)..<(200 << 10) { data[i] = 9 }
+        _ = FileManager.default.createFile(atPath: src, contents: Data(data))
+        _ = FileManager.default.createFile(atPath: dst, contents: Data(repeating: 0xff, count: 256 << 10))
+        let runs = try ChunkCopier(from: try FileBackend(path: src, writable: false, direct: false, writethrough: false),
+                                   to: try FileBackend(path: dst, writable: true, direct: false, writethrough: false),
+                                   chunkSize: 256 << 10, loop: loop)
+        #expect(runs.copy(offset: 0, length: 256 << 10, grain: 64 << 10) && runs.flushTarget())
+        #expect(Array(FileManager.default.contents(atPath: dst)!) == data)
+    }
+
+    @Test func bitmapTakesRuns() {
+        let b = DirtyBitmap(size: 200 * 65536)
+        func take(from start: Int, limit: Int) -> [Int] { b.takeRun(from: start, limit: limit).map { [$0.first, $0.count] } ?? [] }
+        for i in [3, 4, 5, 6, 7, 63, 64, 65, 199] { b.mark(chunk: i) }
+        #expect(take(from: 0, limit: 4) == [3, 4])
+        #expect(take(from: 0, limit: 4) == [7, 1])
+        #expect(take(from: 8, limit: 16) == [63, 3])  // across a word
+        #expect(take(from: 100, limit: 16) == [199, 1])  // not past the last chunk
+        #expect(take(from: 0, limit: 16) == [] && b.dirtyCount == 0)
+        let r = b.range(of: (first: 198, count: 2))
+        #expect(r.offset == 198 * 65536 && r.length == 2 * 65536)
+        b.mark(run: (first: 10, count: 3))
+        #expect(b.dirtyCount == 3 && take(from: 0, limit: 1) == [10, 1])
     }
 }
 

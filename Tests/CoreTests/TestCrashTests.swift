@@ -21,4 +21,15 @@ import Testing
         #expect(TestCrash.Kind(name: "none") == nil)
         #expect(TestCrash.Kind(name: "") == nil)
     }
+
+    @Test func jobPointsByName() {
+        func parsed(_ name: String) -> String? { TestCrash.JobPoint.parse(name).map { "\($0.1) \($0.0.rawValue)" } }
+        #expect(parsed("mid-copy") == "kill mid-copy")
+        #expect(parsed("stall-mid-copy") == "stall mid-copy")
+        #expect(parsed("after-switch") == "kill after-switch")
+        #expect(parsed("stall-") == nil)
+        #expect(parsed("trap") == nil)
+        // Nothing armed: every point is passed through.
+        for point in TestCrash.JobPoint.allCases { #expect(!TestCrash.reached(point)) }
+    }
 }

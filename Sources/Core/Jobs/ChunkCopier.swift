@@ -48,16 +48,33 @@ final class ChunkCopier {
         return completions.first?.status ?? .ioError
     }
 
-    /// Copies [offset, offset + length); false on an I/O error of either side.
-    func copy(offset: UInt64, length: Int) -> Bool {
-        precondition(length <= capacity)
+    /// Copies [offset, offset + length) with one read; false on an I/O error of either side.
+    /// What was read is written in pieces of `grain` bytes or more: runs of all-zero grains as
+    /// write-zeroes (a sparse target stays sparse at the bitmap's granularity), the rest as data.
+    func copy(offset: UInt64, length: Int, grain: Int) -> Bool {
+        precondition(length <= capacity && grain > 0)
         iov.pointee = iovec(iov_base: buffer, iov_len: length)
-        let buffers = UnsafeMutableBufferPointer(start: iov, count: 1)
-        guard run(source, .read(offset: offset, buffers: buffers, length: length)) == .ok else { return false }
-        if Self.allZero(buffer, length) {
-            return run(target, .writeZeroes(offset: offset, length: UInt64(length), unmap: true)) == .ok
+        guard run(source, .read(offset: offset, buffers: UnsafeMutableBufferPointer(start: iov, count: 1), length: length)) == .ok else {
+            return false
         }
-        return run(target, .write(offset: offset, buffers: buffers, length: length)) == .ok
+        var start = 0
+        while start < length {
+            let zero = Self.allZero(buffer + start, min(grain, length - start))
+            var end = min(start + grain, length)
+            while end < length, Self.allZero(buffer + end, min(grain, length - end)) == zero { end = min(end + grain, length) }
+            let piece = end - start
+            let status: BlockStatus
+            if zero {
+                status = run(target, .writeZeroes(offset: offset + UInt64(start), length: UInt64(piece), unmap: true))
+            } else {
+                iov.pointee = iovec(iov_base: buffer + start, iov_len: piece)
+                status = run(target, .write(offset: offset + UInt64(start), buffers: UnsafeMutableBufferPointer(start: iov, count: 1),
+                                            length: piece))
+            }
+            guard status == .ok else { return false }
+            start = end
+        }
+        return true
     }
 
     func flushTarget() -> Bool { run(target, .flush) == .ok }

@@ -148,6 +148,11 @@ final class CopyJob: Sendable {
         conclude()
     }
 
+    /// Dirty chunks copied by one request at most: contiguous ones read and written together.
+    private var runLimit: Int {
+        max(1, Int(UInt64(DataPathTuning.current.copyKiB) * 1024 / bitmap.chunkSize))
+    }
+
     private func copyUntilDone() -> Outcome {
         backends.withValue { copyUntilDone(from: $0.source, to: $0.target!) }
     }
@@ -158,22 +163,30 @@ final class CopyJob: Sendable {
         do {
             loop = try IOThread(name: "job-\(id)")
             loop.adoptCurrentThread()
-            copier = try ChunkCopier(from: source, to: target, chunkSize: Int(bitmap.chunkSize), loop: loop)
+            copier = try ChunkCopier(from: source, to: target, chunkSize: Int(bitmap.chunkSize) * runLimit, loop: loop)
         } catch {
             return .failed("\(error)")
         }
         var cursor = 0
+        var stalled = TestCrash.reached(.jobStarted)
         while true {
             let (cancel, completeNow) = state.withLock { ($0.cancelRequested, $0.completeRequested) }
             if cancel { return .cancel }
-            if let i = bitmap.take(from: cursor) {
-                let (offset, length) = bitmap.range(of: i)
-                guard copier.copy(offset: offset, length: Int(length)) else {
-                    bitmap.mark(chunk: i)
+            if stalled {  // test only: held here until cancelled
+                usleep(10_000)
+                continue
+            }
+            if let run = bitmap.takeRun(from: cursor, limit: runLimit) {
+                let (offset, length) = bitmap.range(of: run)
+                guard copier.copy(offset: offset, length: Int(length), grain: Int(bitmap.chunkSize)) else {
+                    bitmap.mark(run: run)
                     return .failed("I/O error copying \(length) bytes at offset \(offset)")
                 }
                 state.withLock { $0.offset += length }
-                cursor = i + 1 < bitmap.chunks ? i + 1 : 0
+                let next = run.first + run.count
+                cursor = next < bitmap.chunks ? next : 0
+                let progress = info
+                if progress.offset * 2 >= progress.length { stalled = TestCrash.reached(.midCopy) }
                 continue
             }
             if !state.withLock({ $0.ready }) {
@@ -195,11 +208,12 @@ final class CopyJob: Sendable {
                 try export.switchBackend(to: targetPlan, open: { () throws -> any BlockBackend in
                     try backends.withValue { b throws -> any BlockBackend in
                         let target = b.target!
-                        let copier = try ChunkCopier(from: b.source, to: target, chunkSize: Int(bitmap.chunkSize), loop: export.iothread)
-                        while let i = bitmap.take(from: 0) {
-                            let (offset, length) = bitmap.range(of: i)
-                            guard copier.copy(offset: offset, length: Int(length)) else {
-                                bitmap.mark(chunk: i)
+                        let copier = try ChunkCopier(from: b.source, to: target, chunkSize: Int(bitmap.chunkSize) * runLimit,
+                                                     loop: export.iothread)
+                        while let run = bitmap.takeRun(from: 0, limit: runLimit) {
+                            let (offset, length) = bitmap.range(of: run)
+                            guard copier.copy(offset: offset, length: Int(length), grain: Int(bitmap.chunkSize)) else {
+                                bitmap.mark(run: run)
                                 throw ExportError("I/O error copying \(length) bytes at offset \(offset)")
                             }
                             state.withLock { $0.offset += length }
@@ -207,7 +221,11 @@ final class CopyJob: Sendable {
                         guard copier.flushTarget() else { throw ExportError("flushing the target failed") }
                         return target
                     }
-                }, record: { _ in try record(change) })
+                }, record: { _ in
+                    _ = TestCrash.reached(.beforeSwitch)
+                    try record(change)
+                    _ = TestCrash.reached(.afterSwitch)
+                })
             }
         }
     }

@@ -77,6 +77,37 @@ package final class DirtyBitmap: Sendable {
         }
     }
 
+    /// Clears and returns the first dirty chunk at or after `start` (wrapping around) and the
+    /// dirty chunks right after it, up to `limit` chunks in all (not past the last chunk): one
+    /// request copies them.
+    package func takeRun(from start: Int, limit: Int) -> (first: Int, count: Int)? {
+        guard let first = take(from: start) else { return nil }
+        guard limit > 1 else { return (first, 1) }
+        return bits.withLock { b in
+            var count = 1
+            while count < limit, first + count < chunks {
+                let i = first + count
+                let (w, m) = (i / 64, UInt64(1) << UInt64(i % 64))
+                guard b.words[w] & m != 0 else { break }
+                b.words[w] &= ~m
+                b.count -= 1
+                count += 1
+            }
+            return (first, count)
+        }
+    }
+
+    /// Marks chunks [first, first + count) again (a failed copy of a run).
+    package func mark(run: (first: Int, count: Int)) {
+        for i in run.first..<(run.first + run.count) { mark(chunk: i) }
+    }
+
+    /// The byte range of chunks [first, first + count).
+    package func range(of run: (first: Int, count: Int)) -> (offset: UInt64, length: UInt64) {
+        let offset = UInt64(run.first) * chunkSize
+        return (offset, min(UInt64(run.count) * chunkSize, size - offset))
+    }
+
     /// The byte range of chunk `i`.
     package func range(of i: Int) -> (offset: UInt64, length: UInt64) {
         let offset = UInt64(i) * chunkSize
