@@ -166,6 +166,7 @@ final class CopyJob: @unchecked Sendable {
                     return .failed("I/O error copying \(length) bytes at offset \(offset)")
                 }
                 state.withLock { $0.offset += length }
+                reportProgress()
                 cursor = i + 1 < bitmap.chunks ? i + 1 : 0
                 continue
             }
@@ -236,6 +237,21 @@ final class CopyJob: @unchecked Sendable {
     private func transition(_ status: JobStatus) {
         state.withLock { $0.status = status }
         emit("JOB_STATUS_CHANGE", [("id", .string(id)), ("status", .string(status.rawValue))])
+        if status != .null { reportProgress(force: true) }
+    }
+
+    /// When the observer last heard of the copy (CLOCK_MONOTONIC seconds; the thread running the job).
+    private var reported = 0.0
+
+    /// Tells the registry's observer how far the copy is: always on a status change, else at
+    /// most every `JobRegistry.progressInterval`.
+    private func reportProgress(force: Bool = false) {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        let t = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+        guard force || t - reported >= JobRegistry.progressInterval else { return }
+        reported = t
+        registry.report(self, info)
     }
 
     private func emit(_ event: String, _ data: [(key: String, value: OptionValue)]) {
