@@ -35,6 +35,26 @@ import Testing
         #expect(keeper.resuming(plan).backend.kind == rbd.kind)
     }
 
+    /// The probe `mirror` makes of a network target, through a real backend (a file here): the
+    /// size, and whether the first MiB is all zeros (data beyond it does not count).
+    @Test func probeReadsSizeAndHead() throws {
+        let path = NSTemporaryDirectory() + "probe-\(UUID().uuidString).raw"
+        defer { unlink(path) }
+        let fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0o600)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        #expect(ftruncate(fd, 4 << 20) == 0)
+        let spec = BackendSpec(kind: .file(path: path))
+        #expect(try TargetProbe.inspect(spec) == TargetProbe(size: 4 << 20, headIsZero: true))
+        var one: UInt8 = 1
+        #expect(pwrite(fd, &one, 1, 2 << 20) == 1)
+        #expect(try TargetProbe.inspect(spec).headIsZero)
+        #expect(pwrite(fd, &one, 1, (1 << 20) - 1) == 1)
+        #expect(try !TargetProbe.inspect(spec).headIsZero)
+        #expect(try TargetProbe.inspect(BackendSpec(kind: .null(size: 8 << 20))) == TargetProbe(size: 8 << 20, headIsZero: true))
+        #expect(throws: (any Error).self) { try TargetProbe.inspect(BackendSpec(kind: .file(path: path + ".missing"))) }
+    }
+
     static let persisted = ["--object", "iothread,id=t0", "--blockdev", "driver=file,node-name=file0,filename=/srv/db.img",
                             "--blockdev", "driver=raw,node-name=disk0,file=file0",
                             "--export", "type=vduse-blk,id=db,node-name=disk0,name=db,writable=on,num-queues=1,serial=DB-1"]
