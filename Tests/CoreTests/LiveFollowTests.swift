@@ -11,9 +11,9 @@ import Testing
     /// A mirror to an NBD export or RBD image: the record names the URI, and a server started
     /// again with the configuration's file node serves that network image.
     @Test func recordFollowsANetworkTarget() throws {
-        let state = LiveSwitchTests.state()
+        let state = SwitchRecordTests.state()
         defer { try? FileManager.default.removeItem(atPath: state.path) }
-        try state.write(LiveSwitchTests.record(state.path + "/disk.raw", switched: nil))
+        try state.write(SwitchRecordTests.record(state.path + "/disk.raw", switched: nil))
         let keeper = RecordKeeper(settings: ServeSettings(record: true, state: state))
         let file = BackendSpec(kind: .file(path: state.path + "/disk.raw"))
         let nbd = BackendSpec(kind: .nbd(NBDSpec(server: .unix(path: "/run/t.sock"), export: "t")))
@@ -88,6 +88,7 @@ import Testing
     @Test func followWritesAndRestores() throws {
         let root = NSTemporaryDirectory() + "follow-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: root) }
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         let p = PersistentExports(configDirectory: root + "/etc", unitDirectory: root + "/systemd")
         try p.persist(name: "db", serveArguments: Self.persisted, image: "/srv/db.img", systemctl: { _ in })
         let before = try String(contentsOfFile: p.configPath("db"), encoding: .utf8)
@@ -131,9 +132,9 @@ import Testing
 
     /// The job file: written and read back for its server only, removed with nil.
     @Test func jobFileBelongsToItsServer() throws {
-        let state = LiveSwitchTests.state()
+        let state = SwitchRecordTests.state()
         defer { try? FileManager.default.removeItem(atPath: state.path) }
-        var r = LiveSwitchTests.record("/srv/a.raw", switched: nil)
+        var r = SwitchRecordTests.record("/srv/a.raw", switched: nil)
         r.pid = 42
         let job = JobRecord(pid: 42, id: "m", type: "mirror", status: "ready", offset: 8, length: 8)
         state.writeJob(job, name: "live")

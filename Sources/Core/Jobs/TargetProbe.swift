@@ -1,6 +1,8 @@
+import Glibc
 import BlockBackends
 import Kernel
 import QAPI
+import Virtio
 
 /// What `mirror` learns of a network target (NBD export, RBD image) before it starts a job on
 /// it: its size, and whether its first MiB reads as zeros. A network target has no file size or
