@@ -42,8 +42,8 @@ let package = Package(
             name: "CQcow2",
             linkerSettings: [.linkedLibrary("z"), .linkedLibrary("zstd")]
         ),
-        // libnbd (Debian libnbd-dev): the NBD client library, with its async calls made callable.
-        .target(name: "CNBD", linkerSettings: [.linkedLibrary("nbd")]),
+        // libnbd (Debian libnbd-dev for the header; libnbd0 loaded on first use): the NBD client library.
+        .target(name: "CNBD"),
         // librbd/librados (Debian librbd-dev; no pkg-config file there): opening an image and
         // async requests whose completions wake the iothread through an eventfd. Loaded with
         // dlopen on first use (shim.c), so only their headers are needed to build.

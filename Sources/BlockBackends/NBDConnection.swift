@@ -168,7 +168,7 @@ final class NBDConnection {
         } else if let handle, handle.isDead {
             requeue(command)
         } else {
-            command.failure = max(nbd_get_errno(), EIO)
+            command.failure = max(cnbd_get_errno(), EIO)
         }
     }
 

@@ -35,17 +35,20 @@ final class NBDHandle {
     /// Starts connecting (non-blocking): the handle is in the connecting state afterwards, or
     /// this throws with libnbd's reason.
     init(spec: NBDSpec) throws(SystemError) {
-        guard let h = nbd_create() else { throw Self.lastError("nbd_create") }
+        if let reason = cnbd_load() {
+            throw SystemError("NBD needs libnbd (Debian: libnbd0), which cannot be loaded: \(String(cString: reason))", errno: ENOENT)
+        }
+        guard let h = cnbd_create() else { throw Self.lastError("nbd_create") }
         raw = h
-        guard nbd_set_export_name(h, spec.export) == 0 else { throw Self.lastError("nbd_set_export_name") }
+        guard cnbd_set_export_name(h, spec.export) == 0 else { throw Self.lastError("nbd_set_export_name") }
         let r: Int32 = switch spec.server {
-        case let .inet(host, port): nbd_aio_connect_tcp(h, host, port)
-        case let .unix(path): nbd_aio_connect_unix(h, path)
+        case let .inet(host, port): cnbd_aio_connect_tcp(h, host, port)
+        case let .unix(path): cnbd_aio_connect_unix(h, path)
         }
         guard r == 0 else { throw Self.lastError("connect") }
     }
 
-    deinit { nbd_close(raw) }
+    deinit { cnbd_close(raw) }
 
     /// Connects and waits for the handshake to finish, up to `timeoutMs` (used before the device
     /// exists, where failing early with a clear reason matters more than not blocking).
@@ -64,11 +67,11 @@ final class NBDHandle {
         return handle
     }
 
-    var fd: Int32 { nbd_aio_get_fd(raw) }
+    var fd: Int32 { cnbd_aio_get_fd(raw) }
     /// LIBNBD_AIO_DIRECTION_READ (1) and/or _WRITE (2): what the state machine waits for.
-    var direction: UInt32 { nbd_aio_get_direction(raw) }
-    var isReady: Bool { nbd_aio_is_ready(raw) == 1 }
-    var isDead: Bool { nbd_aio_is_dead(raw) == 1 || nbd_aio_is_closed(raw) == 1 }
+    var direction: UInt32 { cnbd_aio_get_direction(raw) }
+    var isReady: Bool { cnbd_aio_is_ready(raw) == 1 }
+    var isDead: Bool { cnbd_aio_is_dead(raw) == 1 || cnbd_aio_is_closed(raw) == 1 }
 
     /// Moves the state machine on with what the socket is ready for. libnbd must be told only
     /// of readiness that is real: a read notification while a write is half sent pauses the
@@ -84,11 +87,11 @@ final class NBDHandle {
         guard poll(&p, 1, 0) > 0 else { return false }
         var moved = false
         if wantRead && p.revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 {
-            if nbd_aio_notify_read(raw) < 0 { noteFailure() }
+            if cnbd_aio_notify_read(raw) < 0 { noteFailure() }
             moved = true
         }
         if wantWrite && p.revents & Int16(POLLOUT | POLLHUP | POLLERR) != 0 && direction & UInt32(LIBNBD_AIO_DIRECTION_WRITE) != 0 {
-            if nbd_aio_notify_write(raw) < 0 { noteFailure() }
+            if cnbd_aio_notify_write(raw) < 0 { noteFailure() }
             moved = true
         }
         return moved
@@ -100,21 +103,21 @@ final class NBDHandle {
 
     /// The next finished command: its cookie and whether it succeeded (with the errno if not).
     func nextCompleted() -> (cookie: Int64, errno: Int32)? {
-        let cookie = nbd_aio_peek_command_completed(raw)
+        let cookie = cnbd_aio_peek_command_completed(raw)
         guard cookie > 0 else { return nil }
-        let r = nbd_aio_command_completed(raw, UInt64(cookie))
-        return (cookie, r < 0 ? max(nbd_get_errno(), EIO) : 0)
+        let r = cnbd_aio_command_completed(raw, UInt64(cookie))
+        return (cookie, r < 0 ? max(cnbd_get_errno(), EIO) : 0)
     }
 
-    var size: UInt64 { UInt64(max(nbd_get_size(raw), 0)) }
-    var readOnly: Bool { nbd_is_read_only(raw) == 1 }
-    var canFlush: Bool { nbd_can_flush(raw) == 1 }
-    var canTrim: Bool { nbd_can_trim(raw) == 1 }
-    var canZero: Bool { nbd_can_zero(raw) == 1 }
-    var canFastZero: Bool { nbd_can_fast_zero(raw) == 1 }
-    var canMultiConn: Bool { nbd_can_multi_conn(raw) == 1 }
+    var size: UInt64 { UInt64(max(cnbd_get_size(raw), 0)) }
+    var readOnly: Bool { cnbd_is_read_only(raw) == 1 }
+    var canFlush: Bool { cnbd_can_flush(raw) == 1 }
+    var canTrim: Bool { cnbd_can_trim(raw) == 1 }
+    var canZero: Bool { cnbd_can_zero(raw) == 1 }
+    var canFastZero: Bool { cnbd_can_fast_zero(raw) == 1 }
+    var canMultiConn: Bool { cnbd_can_multi_conn(raw) == 1 }
     /// LIBNBD_SIZE_MINIMUM / PREFERRED / MAXIMUM; 0 when the server did not say.
-    func blockSize(_ which: Int32) -> UInt64 { UInt64(max(nbd_get_block_size(raw, which), 0)) }
+    func blockSize(_ which: Int32) -> UInt64 { UInt64(max(cnbd_get_block_size(raw, which), 0)) }
 
     /// What the server said about its export in the handshake, as one value to check.
     var facts: NBDServerFacts {
@@ -126,10 +129,10 @@ final class NBDHandle {
 
     /// libnbd's message for the last failure on this thread, with its errno.
     static func lastError(_ call: String) -> SystemError {
-        var text = nbd_get_error().map { String(cString: $0) } ?? call
+        var text = cnbd_get_error().map { String(cString: $0) } ?? call
         // "nbd_aio_connect_unix: connect: ..." -> "connect: ...": the API name says nothing to users.
         if text.hasPrefix("nbd_"), let colon = text.range(of: ": ") { text = String(text[colon.upperBound...]) }
-        let e = nbd_get_errno()
+        let e = cnbd_get_errno()
         return SystemError(text, errno: e > 0 ? e : EIO)
     }
 }

@@ -66,7 +66,8 @@ extension Provisioner {
             }, interrupted: interrupted, progress: progress)
         } catch {
             if let created = prepared.created { unlink(created) }
-            if let e = error as? ProvisioningError { throw e }
+            // Our own failures keep their status; the server's refusals are classified here.
+            if let e = error as? ExportError, !(e.cause is QMPErrorReply) { throw e }
             let status: ExitStatus = "\(error)".contains("lock") ? .conflict : .kernel
             throw ProvisioningError(status, "cannot mirror '\(name)' to \(prepared.image): \(error)")
         }

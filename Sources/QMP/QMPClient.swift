@@ -76,8 +76,8 @@ package final class QMPSession {
                 continue
             }
             if case let .object(error)? = reply.first(where: { $0.key == "error" })?.value {
-                if case let .string(desc)? = error.first(where: { $0.key == "desc" })?.value { throw ExportError(desc) }
-                throw ExportError("QMP error")
+                let reply = QMPErrorReply(error)
+                throw ExportError(reply.desc, cause: reply)
             }
             return reply.first { $0.key == "return" }?.value ?? .object([])
         }
@@ -109,5 +109,21 @@ package final class QMPSession {
             guard n > 0 else { throw ExportError("QMP: the server closed the connection") }
             buffer.append(contentsOf: chunk[0..<n])
         }
+    }
+}
+
+/// The server's answer was an error (QEMU's `{"error": {"class", "desc"}}`): the cause of the
+/// `ExportError` a session throws for it, so that callers tell the server's refusals from their own.
+package struct QMPErrorReply: Error, Sendable {
+    package var errorClass: String
+    package var desc: String
+
+    init(_ error: [(key: String, value: OptionValue)]) {
+        func text(_ key: String) -> String? {
+            if case let .string(s)? = error.first(where: { $0.key == key })?.value { return s }
+            return nil
+        }
+        errorClass = text("class") ?? "GenericError"
+        desc = text("desc") ?? "QMP error"
     }
 }

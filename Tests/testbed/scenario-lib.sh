@@ -5,6 +5,20 @@ set -euo pipefail
 fail() { echo "FAIL: $*" >&2; exit 1; }
 note() { echo "-- $*"; }
 
+# expect_exit N PATTERN -- CMD...: runs CMD with its stderr in err.txt and fails the scenario
+# unless CMD exits N and, if PATTERN is not empty, err.txt has a line matching PATTERN (grep).
+expect_exit() {
+    local want=$1 pattern=$2 rc=0
+    shift 2
+    [ "${1-}" = -- ] && shift
+    "$@" 2>err.txt || rc=$?
+    [ "$rc" = "$want" ] || fail "$*: exit $rc, want $want ($(cat err.txt))"
+    [ -z "$pattern" ] || grep -q -- "$pattern" err.txt || fail "$*: no '$pattern' in its message: $(cat err.txt)"
+}
+
+# json EXPR: evaluates the Python expression EXPR over the JSON document on stdin (as `d`).
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
 # start_export LOGNAME ARGS... : starts `vduse-export serve ARGS...` in the background and waits
 # for its ready line ("<export-id> <vduse-name> <device>"). Sets SERVER_PID, DEV (first export's
 # device) and READY (all ready lines).

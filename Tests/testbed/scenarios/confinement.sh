@@ -8,7 +8,6 @@
 # timeout: 240
 source "$PROJECT/Tests/testbed/scenario-lib.sh"
 X=$VDUSE_EXPORT
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 pid_of() { $X list --json | json "[e['pid'] for e in d if e['name'] == '$1'][0]"; }
 # qmp SOCKET COMMAND ARGUMENTS-JSON : fails on an error reply
 qmp() {

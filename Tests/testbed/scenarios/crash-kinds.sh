@@ -13,7 +13,6 @@
 # timeout: 560
 source "$PROJECT/Tests/testbed/scenario-lib.sh"
 BOUND_MS=5000
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 mkdir -p /sys/fs/cgroup
 mountpoint -q /sys/fs/cgroup || mount -t cgroup2 cgroup2 /sys/fs/cgroup || fail "cannot mount cgroup2"

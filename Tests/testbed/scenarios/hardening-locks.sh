@@ -5,7 +5,6 @@
 # timeout: 300
 source "$PROJECT/Tests/testbed/scenario-lib.sh"
 X=$VDUSE_EXPORT
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 truncate -s 64M img.img
 
 # --- item 2: two writers ---
@@ -14,10 +13,8 @@ rc=0; $X add img.img --name b 2>err.txt || rc=$?
 [ "$rc" -eq 3 ] && grep -q 'Failed to get "write" lock' err.txt && grep -qF "Is another process using the image [$PWD/img.img]?" err.txt \
     || fail "a second writable export of one image: exit $rc, $(cat err.txt)"
 [ ! -e /dev/vduse/b ] || fail "the refused export left /dev/vduse/b"
-rc=0; $X add img.img --name c --read-only 2>err.txt || rc=$?
-[ "$rc" -eq 3 ] && grep -q 'Failed to get shared "write" lock' err.txt || fail "a reader beside our writer: exit $rc, $(cat err.txt)"
-rc=0; $X add img.img --name d --force-share 2>err.txt || rc=$?
-[ "$rc" -eq 1 ] && grep -q "force-share=on can only be used with read-only images" err.txt || fail "writable --force-share: exit $rc, $(cat err.txt)"
+expect_exit 3 'Failed to get shared "write" lock' -- $X add img.img --name c --read-only
+expect_exit 1 "force-share=on can only be used with read-only images" -- $X add img.img --name d --force-share
 rodev=$($X add img.img --name r --read-only --force-share) || fail "read-only --force-share beside a writer was refused"
 note "our writer: a second writer refused (exit 3, QEMU's message), a reader too; read-only --force-share allowed"
 
@@ -37,8 +34,7 @@ held img.img 101 || fail "qemu-io did not take QEMU's write lock byte (101)"
 rc=0; $X add img.img --name q 2>err.txt || rc=$?
 # (QEMU's own check order decides which of its two messages a conflict gets.)
 [ "$rc" -eq 3 ] && grep -q 'Failed to get \(shared \)\?"write" lock' err.txt || fail "add beside a QEMU writer: exit $rc, $(cat err.txt)"
-rc=0; $X add img.img --name q --read-only 2>err.txt || rc=$?
-[ "$rc" -eq 3 ] && grep -q 'Failed to get shared "write" lock' err.txt || fail "add --read-only beside a QEMU writer: exit $rc, $(cat err.txt)"
+expect_exit 3 'Failed to get shared "write" lock' -- $X add img.img --name q --read-only
 $X add img.img --name q --read-only --force-share >/dev/null || fail "read-only --force-share beside a QEMU writer"
 $X del q
 kill "$qpid"; wait "$qpid" 2>/dev/null || true

@@ -5,7 +5,6 @@
 # timeout: 300
 source "$PROJECT/Tests/testbed/scenario-lib.sh"
 X=$VDUSE_EXPORT
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 # Exclusive open: EBUSY while any mount (in any namespace) holds the device.
 exclusive_open() { python3 -c "import os,sys; os.close(os.open(sys.argv[1], os.O_RDONLY | os.O_EXCL))" "$1"; }
 
@@ -45,8 +44,7 @@ unshare -m --propagation private sh -c "mount $dev /mnt/other && echo mounted > 
 holder=$!
 for _ in $(seq 1 100); do [ -e ns.ready ] && break; sleep 0.1; done
 [ -e ns.ready ] || fail "could not mount $dev in a second namespace"
-rc=0; $X del web 2>err.txt || rc=$?
-[ "$rc" -eq 5 ] && grep -q "mount namespace of process" err.txt || fail "del of a disk mounted in another namespace: exit $rc, $(cat err.txt)"
+expect_exit 5 "mount namespace of process" -- $X del web
 [ -b "$dev" ] || fail "the refused del removed the disk"
 kill "$holder"; wait "$holder" 2>/dev/null || true
 note "del refuses while the disk is mounted in another mount namespace (exit 5)"

@@ -5,7 +5,6 @@
 # timeout: 300
 source "$PROJECT/Tests/testbed/scenario-lib.sh"
 X=$VDUSE_EXPORT
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 modprobe -d "$PROJECT/.testbed/kroot" -a vfat nls_cp437 nls_ascii nls_utf8 || fail "cannot load vfat"
 loops=()
 trap 'for l in "${loops[@]}"; do losetup -d "$l" 2>/dev/null || true; done' EXIT
@@ -42,8 +41,7 @@ $X add gone.img >/dev/null
 pid=$($X list --json | json '[e["pid"] for e in d if e["name"] == "gone"][0]')
 kill -9 "$pid"; sleep 0.5
 rm gone.img
-rc=0; $X del gone 2>err.txt || rc=$?
-[ "$rc" -eq 0 ] || fail "del of a dead export without its image: exit $rc, $(cat err.txt)"
+expect_exit 0 '' -- $X del gone
 expect_gone gone
 note "dead export, image deleted: del exit 0, device gone"
 
@@ -51,11 +49,9 @@ note "dead export, image deleted: del exit 0, device gone"
 truncate -s 32M dmg.img
 dev=$($X add dmg.img)
 echo '{"name": "dmg", "dev' > /run/vduse-export/dmg.json
-rc=0; $X add dmg.img 2>err.txt || rc=$?
-[ "$rc" -eq 3 ] && grep -q "damaged" err.txt || fail "add beside a damaged record: exit $rc, $(cat err.txt)"
+expect_exit 3 "damaged" -- $X add dmg.img
 $X list | grep -E "^dmg .* damaged" >/dev/null || fail "list does not show dmg as damaged: $($X list)"
-rc=0; $X del dmg 2>err.txt || rc=$?
-[ "$rc" -eq 0 ] || fail "del of an export with a damaged record: exit $rc, $(cat err.txt)"
+expect_exit 0 '' -- $X del dmg
 expect_gone dmg
 [ ! -e /run/vduse-export/dmg.json ] || fail "the damaged record is still there"
 [ -z "$($X list)" ] || fail "list after del: $($X list)"
@@ -84,8 +80,7 @@ note "255-byte name: add, list, del"
 
 # --- item 9: a FIFO ---
 mkfifo fifo
-rc=0; timeout 20 $X add fifo --read-only 2>err.txt || rc=$?
-[ "$rc" -eq 1 ] && grep -q "to be a regular file" err.txt || fail "add --read-only of a FIFO: exit $rc, $(cat err.txt)"
+expect_exit 1 "to be a regular file" -- timeout 20 $X add fifo --read-only
 rc=0; timeout 20 $X check --blockdev "driver=file,node-name=f,filename=$PWD/fifo,read-only=on" 2>err.txt >/dev/null || rc=$?
 [ "$rc" -eq 1 ] || fail "check of a FIFO: exit $rc, $(cat err.txt)"
 note "FIFO: add --read-only and check refuse it at once (exit 1)"

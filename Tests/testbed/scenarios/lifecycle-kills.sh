@@ -6,7 +6,6 @@
 # timeout: 300
 source "$PROJECT/Tests/testbed/scenario-lib.sh"
 X=$VDUSE_EXPORT
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 pid_of() { $X list --json | json "[e['pid'] for e in d if e['name'] == '$1'][0]"; }
 # A server process of ours for NAME (started by a supervisor), newest first.
 truncate -s 128M a.img b.img c.img d.img

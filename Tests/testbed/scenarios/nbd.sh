@@ -111,8 +111,7 @@ $X list | grep -q "^disk " || fail "the default name is the export's: $($X list)
 fio_verify "$dev" qnbd-fio.log --size=8M
 dd if="$dev" of=device.raw bs=1M iflag=direct status=none
 $X del disk || fail "del disk"
-rc=0; $X add "nbd+unix:///nosuch?socket=$PWD/qemu.sock" --name nosuch 2>err.txt || rc=$?
-[ "$rc" -eq 4 ] || fail "a missing export: exit $rc, want 4 ($(cat err.txt))"
+expect_exit 4 '' -- $X add "nbd+unix:///nosuch?socket=$PWD/qemu.sock" --name nosuch
 note "missing export: $(cat err.txt)"
 expect_gone nosuch
 stopsrv qnbd
@@ -121,14 +120,11 @@ qemu-img compare -q -f qcow2 -F raw img.qcow2 device.raw || fail "the qcow2 diff
 note "qemu-nbd + qcow2: fio verify; image checked and equal to the device ($(took))"
 
 # 4. Refusals before any device exists (exit 4, nothing left).
-rc=0; $X add "nbd+unix:///?socket=$PWD/none.sock" --name gone 2>err.txt || rc=$?
-[ "$rc" -eq 4 ] && grep -q "Failed to connect to '$PWD/none.sock'" err.txt || fail "unreachable: exit $rc, $(cat err.txt)"
+expect_exit 4 "Failed to connect to '$PWD/none.sock'" -- $X add "nbd+unix:///?socket=$PWD/none.sock" --name gone
 note "unreachable: $(cat err.txt)"
-rc=0; $X add "nbd://127.0.0.1:10899/" --name gone 2>err.txt || rc=$?
-[ "$rc" -eq 4 ] && grep -q "Connection refused" err.txt || fail "refused: exit $rc, $(cat err.txt)"
+expect_exit 4 "Connection refused" -- $X add "nbd://127.0.0.1:10899/" --name gone
 srv ro "nbd+unix:///?socket=$PWD/ro.sock" nbdkit -f -r --unix "$PWD/ro.sock" memory size=8M
-rc=0; $X add "nbd+unix:///?socket=$PWD/ro.sock" --name gone 2>err.txt || rc=$?
-[ "$rc" -eq 4 ] && grep -q "read-only" err.txt || fail "read-only server, writable export: exit $rc, $(cat err.txt)"
+expect_exit 4 "read-only" -- $X add "nbd+unix:///?socket=$PWD/ro.sock" --name gone
 note "read-only server: $(cat err.txt)"
 expect_gone gone
 dev=$($X add "nbd+unix:///?socket=$PWD/ro.sock" --name rodisk --read-only) || fail "add --read-only"
@@ -148,8 +144,7 @@ rc=0; $X add "nbd+unix:///?socket=$PWD/tls.sock" --name gone 2>err.txt || rc=$?
 note "TLS required: $(cat err.txt)"
 stopsrv tls
 expect_gone gone
-rc=0; $X add "nbd://127.0.0.1:10809/x?y=z" --name gone 2>err.txt || rc=$?
-[ "$rc" -eq 1 ] || fail "malformed URI: exit $rc"
+expect_exit 1 '' -- $X add "nbd://127.0.0.1:10809/x?y=z" --name gone
 [ -z "$($X list)" ] || fail "left in list: $($X list)"
 expect_no_disks
 note "unreachable, refused, read-only, TLS required, malformed: refused, nothing left ($(took))"

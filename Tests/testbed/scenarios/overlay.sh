@@ -26,8 +26,7 @@ cmp "$d1" base.raw && cmp "$d2" base.raw || fail "a new overlay does not read as
 note "two overlays over base.raw: $d1 (overlays/ov1.qcow2), $d2 (two.qcow2)"
 
 # While they run, the base is theirs to read only: a writer is refused (QEMU's lock message).
-rc=0; $X add base.raw --name w 2>err || rc=$?
-[ "$rc" = 3 ] && grep -q 'Failed to get "write" lock' err || fail "a writable export of the base while overlays use it: exit $rc ($(cat err))"
+expect_exit 3 'Failed to get "write" lock' -- $X add base.raw --name w
 rc=0; qemu-io -f raw -c "write 0 4k" base.raw >qio.out 2>&1 || rc=$?
 grep -q "Failed to get \"write\" lock" qio.out || fail "qemu-io could write the base under the overlays: $(cat qio.out)"
 note "base locked against writers: add exit 3, qemu-io refused"
@@ -94,8 +93,7 @@ rc=0; $X add nosuch.raw --overlay 2>err || rc=$?
 rc=0; $X add base.raw --overlay --name bad --num-queues 0 2>err || rc=$?
 [ "$rc" = 1 ] || fail "bad option: exit $rc ($(cat err))"
 wdev=$($X add base.raw --name wb)
-rc=0; $X add base.raw --overlay --name ov3 2>err || rc=$?
-[ "$rc" = 3 ] && grep -q 'lock' err || fail "overlay over a base a writer holds: exit $rc ($(cat err))"
+expect_exit 3 'lock' -- $X add base.raw --overlay --name ov3
 $X del wb
 [ -z "$(ls overlays)" ] || fail "failed adds left overlays: $(ls overlays)"
 $X list | grep -q . && fail "exports left: $($X list)"

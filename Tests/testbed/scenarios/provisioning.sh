@@ -5,7 +5,6 @@
 source "$PROJECT/Tests/testbed/scenario-lib.sh"
 X=$VDUSE_EXPORT
 truncate -s 64M web01.img other.img db.img
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 dev=$($X add web01.img)
 [ -b "$dev" ] || fail "add printed '$dev', not a block device"
@@ -14,8 +13,7 @@ dd if=/dev/urandom of="$dev" bs=4k count=16 oflag=direct status=none || fail "de
 note "add web01.img -> $dev, usable at once, serial web01"
 
 [ "$($X add web01.img)" = "$dev" ] || fail "second add of the same image did not print the same device"
-rc=0; $X add other.img --name web01 2>err.txt || rc=$?
-[ "$rc" -eq 3 ] || fail "add of another image under an existing name exited $rc (want 3)"
+expect_exit 3 '' -- $X add other.img --name web01
 grep -q "already exists with another image" err.txt || fail "unexpected message: $(cat err.txt)"
 note "idempotent add; another image under the same name refused (exit 3)"
 
@@ -38,8 +36,7 @@ srv=$($X list --json | json '[e["pid"] for e in d if e["name"] == "web01"][0]')
 note "state in /run/vduse-export (0700, records and socket 0600); server in the host's mount namespace"
 
 mkfs.ext4 -q -F "$dev"; mkdir -p mnt; mount "$dev" mnt
-rc=0; $X del web01 2>err.txt || rc=$?
-[ "$rc" -eq 5 ] || fail "del of a mounted export exited $rc (want 5)"
+expect_exit 5 '' -- $X del web01
 grep -q "is mounted on" err.txt || fail "del message: $(cat err.txt)"
 [ -b "$dev" ] || fail "refused del removed the device"
 umount mnt
@@ -85,10 +82,8 @@ note "a two-export server: del m1 over QMP left m2 serving; del m2 stopped the s
 
 rc=0; $X add web01.img --queue-size 3 2>err.txt || rc=$?
 [ "$rc" -eq 1 ] && grep -qx "vduse-export: queue-size is invalid" err.txt || fail "bad option: exit $rc, $(cat err.txt)"
-rc=0; $X add web01.img --iothread a,b 2>err.txt || rc=$?
-[ "$rc" -eq 1 ] && grep -q 'iothread "a" not found\|vduse-blk export does not support multi-threading' err.txt || fail "iothread list: exit $rc, $(cat err.txt)"
-rc=0; $X del nosuch 2>err.txt || rc=$?
-[ "$rc" -eq 6 ] || fail "del of an unknown name exited $rc (want 6)"
+expect_exit 1 'iothread "a" not found\|vduse-blk export does not support multi-threading' -- $X add web01.img --iothread a,b
+expect_exit 6 '' -- $X del nosuch
 [ -z "$($X list)" ] || fail "something left in list: $($X list)"
 expect_no_disks
 note "bad options exit 1 with QEMU's message and create nothing; unknown name exits 6"

@@ -102,8 +102,7 @@ rc=0; $X stats nosuch 2>err || rc=$?
 all=$($X stats)
 echo "$all" | grep -q "^st0 $dev: up " || fail "stats without a name does not show st0: $all"
 $X del st0
-rc=0; $X stats st0 2>err || rc=$?
-[ "$rc" = 6 ] || fail "stats after del: exit $rc ($(cat err))"
+expect_exit 6 '' -- $X stats st0
 [ -z "$($X stats)" ] || fail "stats with no exports printed something"
 expect_no_disks
 note "stats: fio's requests and bytes, both queues, QMP, restarts and age checked"

@@ -6,7 +6,6 @@
 # timeout: 900
 source "$PROJECT/Tests/testbed/scenario-lib.sh"
 X=$VDUSE_EXPORT
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 pid_of() { $X list --json | json "[e['pid'] for e in d if e['name'] == '$1'][0]"; }
 restarts_of() { $X list --json | json "[e.get('restarts') or 0 for e in d if e['name'] == '$1'][0]"; }
 # wait_new_server NAME OLDPID: a running server other than OLDPID within 5 s.
