@@ -88,7 +88,7 @@ import Testing
     @Test func followWritesAndRestores() throws {
         let root = NSTemporaryDirectory() + "follow-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: root) }
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: root + "/systemd", withIntermediateDirectories: true)
         let p = PersistentExports(configDirectory: root + "/etc", unitDirectory: root + "/systemd")
         try p.persist(name: "db", serveArguments: Self.persisted, image: "/srv/db.img", systemctl: { _ in })
         let before = try String(contentsOfFile: p.configPath("db"), encoding: .utf8)
