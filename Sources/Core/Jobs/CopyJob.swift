@@ -151,7 +151,7 @@ final class CopyJob: @unchecked Sendable {
         do {
             loop = try IOThread(name: "job-\(id)")
             loop.adoptCurrentThread()
-            copier = try ChunkCopier(from: source, to: target!, chunkSize: Int(bitmap.chunkSize), loop: loop)
+            copier = try ChunkCopier(from: source.forCopying(), to: target!, chunkSize: Int(bitmap.chunkSize), loop: loop)
         } catch {
             return .failed("\(error)")
         }
