@@ -36,6 +36,51 @@ extension ExportManager {
     /// switch does not happen.
     public func snapshot(of name: String, file: String, record: @escaping @Sendable (BackendSwitch) throws -> Void)
         throws -> SnapshotResult {
+        try switchToOverlay(of: name, record: record) { plan, status, base, format, old in
+            let path = file.hasPrefix("/") ? file : FileManager.default.currentDirectoryPath + "/" + file
+            guard access(path, F_OK) != 0 else {
+                throw ExportError("'\(path)' exists: a snapshot creates its overlay (choose another file)", code: .invalidOptions)
+            }
+            do {
+                try Qcow2Image.create(path: path, size: status.sizeBytes, backing: (path: base, format: format))
+                try Self.syncCreated(path)
+            } catch {
+                unlink(path)
+                throw ExportError("cannot create the overlay \(path): \(error)", code: .invalidOptions)
+            }
+            return (Qcow2Spec(path: path, backing: .fromImage, l2CacheSize: old?.l2CacheSize, discardUnmap: old?.discardUnmap ?? false),
+                    { unlink(path) })
+        }
+    }
+
+    /// QEMU's `blockdev-snapshot`: the export `name` switches to `overlay`, a qcow2 image made
+    /// beforehand (`qemu-img create -f qcow2 -b IMAGE -F FORMAT`) and added with `blockdev-add`.
+    /// Its header must name the image the export serves as its backing file, so that a
+    /// restarted server, which opens the chain the header names, serves the same disk; a
+    /// `backing` given to `blockdev-add` (QEMU tooling passes `null`) is replaced by that chain.
+    public func snapshot(of name: String, onto overlay: BackendSpec,
+                         record: @escaping @Sendable (BackendSwitch) throws -> Void) throws -> SnapshotResult {
+        guard case let .qcow2(q) = overlay.kind, !overlay.readOnly else {
+            throw ExportError("the overlay of a snapshot must be a writable qcow2 node", code: .invalidOptions)
+        }
+        return try switchToOverlay(of: name, record: record) { _, status, base, _, _ in
+            let named = (try? Qcow2Image.chain(of: q.path)) ?? []
+            guard named.count >= 2, Self.realPath(named[1]) == Self.realPath(base) else {
+                throw ExportError("'\(q.path)' does not name '\(base)' as its backing file (create it with qemu-img create -b)",
+                                  code: .invalidOptions)
+            }
+            var spec = q
+            spec.backing = .fromImage
+            return (spec, {})
+        }
+    }
+
+    /// The switch common to both snapshots: `prepare` makes or checks the overlay over `base`
+    /// (the image served until now) and says how to undo that if the switch does not happen.
+    private func switchToOverlay(
+        of name: String, record: @escaping @Sendable (BackendSwitch) throws -> Void,
+        prepare: (ExportPlan, ExportStatus, String, ImageFormat, Qcow2Spec?) throws -> (Qcow2Spec, undo: () -> Void)
+    ) throws -> SnapshotResult {
         try withExport(named: name) { export, status in
             let plan = try export.run { $0.plan }
             // A job tracks the writes of the image it copies from: a switch under it would lose them.
@@ -47,20 +92,8 @@ extension ExportManager {
                                   code: .invalidOptions)
             }
             let (base, format, old) = try Self.snapshotBase(plan.backend)
-            let path = file.hasPrefix("/") ? file : FileManager.default.currentDirectoryPath + "/" + file
-            guard access(path, F_OK) != 0 else {
-                throw ExportError("'\(path)' exists: a snapshot creates its overlay (choose another file)", code: .invalidOptions)
-            }
-            let size = status.sizeBytes
-            do {
-                try Qcow2Image.create(path: path, size: size, backing: (path: base, format: format))
-                try Self.syncCreated(path)
-            } catch {
-                unlink(path)
-                throw ExportError("cannot create the overlay \(path): \(error)", code: .invalidOptions)
-            }
-            let newPlan = plan.servingFrom(.qcow2(Qcow2Spec(path: path, backing: .fromImage, l2CacheSize: old?.l2CacheSize,
-                                                            discardUnmap: old?.discardUnmap ?? false)))
+            let (overlay, undo) = try prepare(plan, status, base, format, old)
+            let newPlan = plan.servingFrom(.qcow2(overlay))
             let change = BackendSwitch(name: plan.deviceName, exportID: plan.id, from: plan.backend, to: newPlan.backend)
             do {
                 try export.run {
@@ -68,11 +101,17 @@ extension ExportManager {
                                          record: { _ in try record(change) })
                 }
             } catch {
-                unlink(path)
+                undo()
                 throw error
             }
-            return SnapshotResult(name: plan.deviceName, frozen: base, active: path)
+            return SnapshotResult(name: plan.deviceName, frozen: base, active: overlay.path)
         }
+    }
+
+    private static func realPath(_ path: String) -> String {
+        guard let r = realpath(path, nil) else { return path }
+        defer { free(r) }
+        return String(cString: r)
     }
 
     /// The image a snapshot freezes: a regular raw file, or a qcow2 image reading through the

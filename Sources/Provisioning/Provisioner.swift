@@ -7,7 +7,7 @@ import Foundation
 import Glibc
 import Logging
 
-/// Exit statuses of the provisioning commands (documented in README).
+/// Exit statuses of the provisioning commands (documented in the man page, vduse-export-docs/PageSections.swift).
 extension ExitStatus {
     /// The status a failure ends the command with: an `ExportError` says its own, bad options
     /// are invalid options, anything else is the kernel side.

@@ -28,7 +28,7 @@ package final class QMPCommands: Sendable {
     package static let names = [
         "qmp_capabilities", "query-version", "query-commands", "blockdev-add", "blockdev-del", "query-named-block-nodes",
         "object-add", "object-del", "block-export-add", "block-export-del", "query-block-exports", "query-blockstats",
-        "x-query-export-stats", "block_resize", "blockdev-snapshot-sync", "quit",
+        "x-query-export-stats", "block_resize", "blockdev-snapshot-sync", "blockdev-snapshot", "quit",
     ] + jobCommands
 
     package func handle(_ command: String, _ arguments: OptionValue, emit: (String, OptionValue) -> Void) throws -> OptionValue {
@@ -147,6 +147,17 @@ package final class QMPCommands: Sendable {
             guard mode == "absolute-paths" else { throw QMPServer.CommandError("snapshot mode 'existing' is not supported: the overlay is created") }
             let records = self.records
             _ = try manager.snapshot(of: name, file: file, record: { try records.switched($0) })
+            return .object([])
+        case "blockdev-snapshot":
+            var r = try OptionReader(arguments, syntax: .json)
+            let node = try r.requiredString("node")
+            let overlay = try r.requiredString("overlay")
+            try r.finish()
+            guard let spec = configuration.withLock({ $0.context.nodes[overlay] }) else {
+                throw QMPServer.CommandError("Cannot find device='\(overlay)' nor node-name='\(overlay)'")
+            }
+            let records = self.records
+            _ = try manager.snapshot(of: node, onto: spec, record: { try records.switched($0) })
             return .object([])
         case "quit":
             kill(getpid(), SIGTERM)  // the main thread's sigwait takes it and shuts down

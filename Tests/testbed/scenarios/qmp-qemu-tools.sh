@@ -1,7 +1,8 @@
 # QEMU's own QMP tooling against our QMP sockets (issue 20): the qemu.qmp library (PyPI, as
 # tooling written for qemu-storage-daemon uses it) adds an iothread, a qcow2 node and an export on
 # them at run time, fio verifies the disk, then deletes all of it (refusals while in use, the
-# BLOCK_EXPORT_DELETED event); qmp-shell queries `add`'s server; raw sockets send commands with no
+# BLOCK_EXPORT_DELETED event); qmp-shell queries `add`'s server, which blockdev-snapshot then moves
+# onto an overlay; raw sockets send commands with no
 # newline, several in one write, and one byte at a time.
 # timeout: 300
 source "$PROJECT/Tests/testbed/scenario-lib.sh"
@@ -55,6 +56,38 @@ sock=/run/vduse-export/shellq.sock
 out=$(echo "query-block-exports" | python3 -m qemu.qmp.qmp_shell "$sock" 2>&1) || { echo "$out"; fail "qmp-shell"; }
 echo "$out" | grep -q '"node-name"' || { echo "$out"; fail "qmp-shell: no export listed"; }
 echo "$out" | grep -q 'shellq' || { echo "$out"; fail "qmp-shell: not add's export"; }
+
+# blockdev-snapshot as QEMU tooling drives it: the overlay made with qemu-img, added with
+# blockdev-add (backing null), then put over the export's image; one that does not name the
+# image as its backing file is refused first.
+sum0=$(sha256sum <base.img)
+qemu-img create -q -f qcow2 -b "$PWD/base.img" -F raw ov.qcow2
+qemu-img create -q -f qcow2 stray.qcow2 16M
+python3 - "$sock" "$PWD" <<'PY' || fail "qemu.qmp blockdev-add + blockdev-snapshot"
+import asyncio, sys
+from qemu.qmp import QMPClient, ExecuteError
+async def main():
+    q = QMPClient("snap")
+    await q.connect(sys.argv[1])
+    node = (await q.execute("query-block-exports"))[0]["node-name"]
+    for n in ("ov", "stray"):
+        await q.execute("blockdev-add", {"driver": "file", "node-name": n + "-f", "filename": f"{sys.argv[2]}/{n}.qcow2"})
+        await q.execute("blockdev-add", {"driver": "qcow2", "node-name": n, "file": n + "-f", "backing": None})
+    try:
+        await q.execute("blockdev-snapshot", {"node": node, "overlay": "stray"})
+        raise SystemExit("an overlay that does not name the image as its backing was accepted")
+    except ExecuteError as e:
+        assert "backing file" in str(e), str(e)
+    await q.execute("blockdev-snapshot", {"node": node, "overlay": "ov"})
+    await q.disconnect()
+asyncio.run(main())
+PY
+dd if=/dev/urandom of=new.bin bs=64k count=4 status=none
+dd if=new.bin of="$dev" bs=64k oflag=direct status=none
+[ "$(sha256sum <base.img)" = "$sum0" ] || fail "base.img changed after blockdev-snapshot froze it"
+qemu-img compare -U -q -f qcow2 -F raw ov.qcow2 "$dev" || fail "ov.qcow2 differs from the disk"
+"$VDUSE_EXPORT" list --json | grep -q "$PWD/ov.qcow2" || fail "list does not name the overlay: $("$VDUSE_EXPORT" list --json)"
+note "qemu.qmp: blockdev-add of a qemu-img overlay (backing null) + blockdev-snapshot: base.img frozen, writes in ov.qcow2, recorded; an overlay over another image refused"
 "$VDUSE_EXPORT" del shellq || fail "del"
 expect_no_disks
 note "qmp-shell on add's socket answers query-block-exports"
