@@ -78,7 +78,10 @@ let package = Package(
         // readiness writer, supervisor, daemonizing, pid file, confinement, orphan cleanup.
         .target(
             name: "Server",
-            dependencies: ["Core", "QMP", "Wire", "QAPI", "Kernel", "CVDUSE", .product(name: "Logging", package: "swift-log")]
+            // Provisioning: the persistent configuration's writer and the network URIs, which a
+            // live switch rewrites and a record names (the client never imports Server).
+            dependencies: ["Core", "QMP", "Wire", "QAPI", "Kernel", "CVDUSE", "Provisioning",
+                           .product(name: "Logging", package: "swift-log")]
         ),
         // The client verbs: add/list/del/resize/stats/restart/snapshot/commit/mirror over QMP and
         // the state records, host integration; QCOW2 to create add --overlay's overlays.

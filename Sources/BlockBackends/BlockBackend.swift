@@ -18,6 +18,13 @@ package protocol BlockBackend: AnyObject {
         -> any BackendQueue
     /// Grows or shrinks the storage (QMP block_resize). Called on the export's iothread.
     func resize(to bytes: UInt64) throws(SystemError)
+    /// What a block job reads this backend through from a thread of its own while the export's
+    /// queues keep using it: itself, unless its channels belong to one loop (NBD).
+    func forCopying() throws(SystemError) -> any BlockBackend
+}
+
+extension BlockBackend {
+    package func forCopying() throws(SystemError) -> any BlockBackend { self }
 }
 
 /// What `submit` did with a request.

@@ -21,6 +21,8 @@ package final class NBDBackend: BlockBackend {
     /// NBDConnection.issue).
     package let canFastZero: Bool
     private let limits: NBDLimits
+    /// The server says its connections see each other's writes and flushes.
+    private let offersMultiConn: Bool
     private var connections: [NBDConnection] = []
 
     /// Connects (up to `queues` connections with multi-conn) and checks the export against
@@ -39,6 +41,7 @@ package final class NBDBackend: BlockBackend {
         minimumBlock = limits.minimumBlock
         preferredBlock = server.preferred
         canFastZero = server.canFastZero
+        offersMultiConn = server.canMultiConn
         let count = server.canMultiConn ? max(queues, 1) : 1
         let notice = try NBDShutdownNotice(connections: count)
         connections.append(try NBDConnection(handle: first, spec: spec, timing: timing, limits: limits, notice: notice, index: 0))
@@ -57,6 +60,18 @@ package final class NBDBackend: BlockBackend {
     package func makeQueue(index: Int, depth: Int, loop: any EventLoop, sink: any CompletionSink) throws(SystemError)
         -> any BackendQueue {
         try NBDBackendQueue(connection: connections[index % connections.count], depth: depth, loop: loop, sink: sink)
+    }
+
+    /// A connection of its own for a job's copy (a connection serves the one loop its queues
+    /// run on). Read there, what the export's connections wrote must be visible: the server
+    /// promises that only with multi-conn, so without it a job cannot copy from this export.
+    package func forCopying() throws(SystemError) -> any BlockBackend {
+        guard offersMultiConn else {
+            throw SystemError("copy from \(spec.uri): the server does not offer multi-conn (a second connection may not see the disk's writes)",
+                              errno: ENOTSUP)
+        }
+        return try NBDBackend(spec: spec, timing: timing, writable: false, queues: 1,
+                              logicalBlockSize: UInt32(max(minimumBlock, 512)))
     }
 
     package func resize(to bytes: UInt64) throws(SystemError) {

@@ -43,6 +43,82 @@ extension PersistentExports {
         return changed
     }
 
+    /// After a live snapshot, commit or mirror of persistent export `name`: its configuration
+    /// names `image` (a path or network URI; `format` for a file) instead, so that the unit, at
+    /// boot or `systemctl restart`, serves what the disk is on now. The server calls this before
+    /// the switch takes effect, as it writes its record (a new file renamed over the old one).
+    /// Only a configuration of one export is rewritten (`add --persist` writes such): its
+    /// `--blockdev` nodes are replaced by the new image's, `--object` and `--export` kept.
+    /// Returns the previous text, to put back if the switch does not happen after all. The
+    /// drop-in follows too (new mounts to wait for), but is not needed for the switch: failing
+    /// to write it is only reported (systemd reads it at its next reload).
+    @discardableResult
+    public func follow(name: String, image: String, format: AddRequest.Format,
+                       warn: (String) -> Void = { _ in }) throws(ProvisioningError) -> String {
+        let path = configPath(name)
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ProvisioningError(.kernel, "cannot read \(path), which makes '\(name)' persistent")
+        }
+        let arguments = try Self.followedArguments(Self.serveArguments(in: text), name: name, image: image, format: format)
+        let config = try Self.configText(name: name, serveArguments: arguments)
+        _ = try Self.writeIfChanged(path, config, directory: configDirectory, directoryMode: 0o755)
+        do {
+            _ = try Self.writeIfChanged(dropInPath(name), Self.dropInText(name: name, image: image),
+                                        directory: dropInDirectory(name), directoryMode: 0o755)
+        } catch {
+            warn("\(error) (the unit keeps waiting for the mounts it waited for)")
+        }
+        return text
+    }
+
+    /// Puts back what `follow` replaced.
+    public func restore(name: String, text: String) {
+        _ = try? Self.writeIfChanged(configPath(name), text, directory: configDirectory, directoryMode: 0o755)
+    }
+
+    /// The `serve` arguments of a configuration file (`VDUSE_EXPORT_ARGS=`, split as systemd does).
+    static func serveArguments(in text: String) -> [String] {
+        for line in text.split(separator: "\n") where line.hasPrefix("VDUSE_EXPORT_ARGS=") {
+            return line.dropFirst("VDUSE_EXPORT_ARGS=".count).split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+        }
+        return []
+    }
+
+    /// `arguments` with their block nodes replaced by `image`'s (the export's node name kept).
+    static func followedArguments(_ arguments: [String], name: String, image: String,
+                                  format: AddRequest.Format) throws(ProvisioningError) -> [String] {
+        var kept: [String] = [], exports: [String] = []
+        var i = 0
+        while i < arguments.count {
+            let option = arguments[i], value = i + 1 < arguments.count ? arguments[i + 1] : nil
+            switch option {
+            case "--blockdev":
+                i += 2
+                continue
+            case "--export":
+                if let value { exports.append(value) }
+                fallthrough
+            default:
+                kept.append(option)
+            }
+            i += 1
+        }
+        guard exports.count == 1, let export = exports.first else {
+            throw ProvisioningError(.invalidOptions, "the configuration of persistent export '\(name)' does not hold exactly one --export: it cannot follow the switch (edit it by hand, or add the export with `add --persist`)")
+        }
+        let node = export.split(separator: ",").first { $0.hasPrefix("node-name=") }.map { String($0.dropFirst("node-name=".count)) }
+        guard node == "disk0" else {
+            throw ProvisioningError(.invalidOptions, "the configuration of persistent export '\(name)' names its node otherwise than `add --persist` does (node-name=disk0): it cannot follow the switch")
+        }
+        var request = AddRequest(image: image)
+        request.format = NetworkURI.isURI(image) ? nil : format
+        let blockdevs = request.blockdevs.flatMap { ["--blockdev", $0] }
+        // The nodes go before the export that names them; objects (iothreads) stay first.
+        let at = kept.firstIndex(of: "--export") ?? kept.count
+        kept.insert(contentsOf: blockdevs, at: at)
+        return kept
+    }
+
     /// Disables the unit and removes the configuration and drop-in. Returns whether there was any.
     @discardableResult
     public func forget(name: String, systemctl: ([String]) throws(ProvisioningError) -> Void = Self.systemctl) throws(ProvisioningError) -> Bool {

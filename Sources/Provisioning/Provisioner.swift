@@ -31,12 +31,18 @@ public struct Provisioner: Sendable {
     /// null backend): serving it takes the block server, which this target does not link, so the
     /// command line hands in Server's `OrphanCleanup`. Without it such a `del` fails.
     public let removeOrphan: (@Sendable (_ plans: [ExportPlan]) throws -> Void)?
+    /// Opens a network image read-only and says its size and whether its first MiB reads as
+    /// zeros (`mirror` to nbd:// or rbd:): that takes the backends, so the command line hands in
+    /// Server's `NetworkTargetProbe`. Without it such a mirror fails.
+    public let probeTarget: (@Sendable (_ spec: BackendSpec) throws -> (size: UInt64, headIsZero: Bool))?
 
     public init(state: StateDirectory = .standard, logger: Logger,
-                removeOrphan: (@Sendable (_ plans: [ExportPlan]) throws -> Void)? = nil) {
+                removeOrphan: (@Sendable (_ plans: [ExportPlan]) throws -> Void)? = nil,
+                probeTarget: (@Sendable (_ spec: BackendSpec) throws -> (size: UInt64, headIsZero: Bool))? = nil) {
         self.state = state
         self.logger = logger
         self.removeOrphan = removeOrphan
+        self.probeTarget = probeTarget
     }
 
     /// What `add` does when the name exists: the same image → the existing export (idempotent).

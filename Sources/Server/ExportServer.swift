@@ -74,7 +74,9 @@ public enum ExportServer {
         let confine = ServingConfinement(binding: settings.binding)
         try confine.limitCapabilities()
         let manager = try ExportManager(iothreads: configuration.iothreads, binding: settings.binding, logger: logger)
-        let records = RecordKeeper(settings: settings)
+        let records = RecordKeeper(settings: settings, logger: logger)
+        // A job's progress goes beside the record, for `list`.
+        manager.jobs.setProgressObserver { records.job(export: $0, $1) }
         var outcome = Outcome.stopped
         defer {
             if outcome == .handedOver {

@@ -2,6 +2,8 @@ import Core
 import Foundation
 import Glibc
 import Kernel
+import Logging
+import Provisioning
 import QAPI
 import Synchronization
 import Wire
@@ -10,8 +12,14 @@ import Wire
 package final class RecordKeeper: ExportObserver {
     private let settings: ServeSettings
     private let names = Mutex<Set<String>>([])
+    /// Export id -> VDUSE name (the record's), for what the manager reports by id.
+    private let idNames = Mutex<[String: String]>([:])
+    private let logger: Logger?
 
-    package init(settings: ServeSettings) { self.settings = settings }
+    package init(settings: ServeSettings, logger: Logger? = nil) {
+        self.settings = settings
+        self.logger = logger
+    }
 
     /// The image a record names for `plan`: paths resolved; a network export's URI (no secrets
     /// in it) as it is.
@@ -39,6 +47,17 @@ package final class RecordKeeper: ExportObserver {
                 q.discardUnmap = old.discardUnmap
             }
             p.backend.kind = .qcow2(q)
+        case .nbd:
+            guard let n = try? NetworkURI.nbd(s.image) else { return plan }
+            p.backend.kind = .nbd(n)
+        case .rbd:
+            guard let r = try? NetworkURI.rbd(s.image) else { return plan }
+            p.backend.kind = .rbd(r)
+        }
+        // A network image has no file under it to open directly or share.
+        if p.backend.isNetwork {
+            p.backend.direct = false
+            p.backend.forceShare = false
         }
         return p
     }
@@ -50,6 +69,11 @@ package final class RecordKeeper: ExportObserver {
         { path, writable in
             let resolved = URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
             if let s = state.all().lazy.compactMap(\.switched).first(where: { $0.origin == resolved }) {
+                // Moved to a network image: the file node only has to pass for the file it was.
+                if NetworkURI.isURI(s.image) {
+                    if case .failed = ServeConfiguration.probeOpen(path, writable) { return .regularFile }
+                    return ServeConfiguration.probeOpen(path, writable)
+                }
                 return ServeConfiguration.probeOpen(s.image, writable)
             }
             return ServeConfiguration.probeOpen(path, writable)
@@ -57,27 +81,36 @@ package final class RecordKeeper: ExportObserver {
     }
 
     package func switched(_ change: BackendSwitch) throws {
-        // At boot the unit starts the image its configuration names, with no record to say
-        // otherwise: a persistent disk would come back on an image it left. Refused until the
-        // configuration follows the switch.
-        if PersistentExports.standard.isPersistent(change.name) {
-            throw ExportError("export '\(change.name)' is persistent (add --persist): its boot configuration cannot follow a snapshot, commit or mirror yet",
-                              code: .invalidOptions)
-        }
-        guard settings.record, var r = settings.state.read(change.name) else { return }
         let driver: SwitchedImage.Driver
         switch change.to.kind {
         case .file: driver = .file
         case .qcow2: driver = .qcow2
-        default: throw ExportError("the record cannot name \(change.to.pathDescription)", code: .invalidOptions)
+        case .nbd: driver = .nbd
+        case .rbd: driver = .rbd
+        case .null: throw ExportError("the record cannot name \(change.to.pathDescription)", code: .invalidOptions)
         }
+        // At boot the unit starts the image its configuration names, with no record to say
+        // otherwise: the configuration follows first, and is put back if the record cannot be.
+        let persistent = PersistentExports.standard
+        var previous: String?
+        if persistent.isPersistent(change.name) {
+            previous = try persistent.follow(name: change.name, image: change.to.pathDescription,
+                                             format: driver == .qcow2 ? .qcow2 : .raw,
+                                             warn: { self.logger?.warning("\($0)") })
+        }
+        guard settings.record, var r = settings.state.read(change.name) else { return }
         let origin = r.switched?.origin ?? r.image
         r.image = change.to.pathDescription
         r.switched = r.image == origin ? nil : SwitchedImage(origin: origin, image: r.image, driver: driver)
         // `add --overlay`'s overlay is now under the new image (or merged): `del` must leave it.
         r.overlay = nil
         r.base = nil
-        try settings.state.write(r)
+        do {
+            try settings.state.write(r)
+        } catch {
+            if let previous { persistent.restore(name: change.name, text: previous) }
+            throw error
+        }
     }
 
     package func add(_ plan: ExportPlan, _ status: ExportStatus) throws {
@@ -91,6 +124,15 @@ package final class RecordKeeper: ExportObserver {
         record.version = VDUSEExportVersion.string
         try settings.state.write(record.keepingCreation(from: settings.state.read(plan.deviceName)))
         names.withLock { _ = $0.insert(plan.deviceName) }
+        idNames.withLock { $0[plan.id] = plan.deviceName }
+        // A job file left by a server that is gone (its jobs went with it).
+        settings.state.writeJob(nil, name: plan.deviceName)
+    }
+
+    /// The job on export `id` (nil: gone), beside its record.
+    package func job(export id: String, _ info: JobInfo?) {
+        guard settings.record, let name = idNames.withLock({ $0[id] }) else { return }
+        settings.state.writeJob(info.map { JobRecord($0, pid: getpid()) }, name: name)
     }
 
     package func resized(name: String, to bytes: UInt64) {
@@ -102,12 +144,20 @@ package final class RecordKeeper: ExportObserver {
 
     package func remove(name: String) {
         guard names.withLock({ $0.remove(name) }) != nil else { return }
+        idNames.withLock { $0 = $0.filter { $0.value != name } }
         unlink(settings.state.recordPath(name))
+        settings.state.writeJob(nil, name: name)
     }
 
     package func removeAll() {
         // The QMP socket is removed by its server, and only if it is still its own: a server
         // that failed to start must not remove the socket of the one that owns the name.
         for name in names.withLock({ $0 }) { remove(name: name) }
+    }
+}
+
+extension JobRecord {
+    init(_ info: JobInfo, pid: Int32) {
+        self.init(pid: pid, id: info.id, type: info.type.rawValue, status: info.status.rawValue, offset: info.offset, length: info.length)
     }
 }

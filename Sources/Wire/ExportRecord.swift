@@ -59,9 +59,10 @@ public struct ExportRecord: Codable, Equatable, Sendable {
 
 /// The image a running export was switched to, and the one its configuration names.
 public struct SwitchedImage: Codable, Equatable, Sendable {
-    public enum Driver: String, Codable, Sendable { case file, qcow2 }
+    public enum Driver: String, Codable, Sendable { case file, qcow2, nbd, rbd }
     /// The image the server's arguments name (the record's `image` before the first switch).
     public var origin: String
+    /// A path, or a network image's URI (nbd, rbd).
     public var image: String
     public var driver: Driver
 
@@ -158,10 +159,11 @@ public struct StateDirectory: Sendable {
         return nil
     }
 
-    /// Removes the record and socket of `name`.
+    /// Removes the record, socket and job file of `name`.
     public func remove(_ name: String) {
         unlink(recordPath(name))
         unlink(socketPath(name))
+        unlink(jobPath(name))
     }
 
     /// Every readable record, sorted by name.

@@ -44,6 +44,9 @@ enum PageSections {
         .I /run/vduse\\-export/NAME.json
         The record of a running export (mode 0600; the directory is 0700), read by \\fBlist\\fR, \\fBdel\\fR and \\fBresize\\fR.
         .TP
+        .I /run/vduse\\-export/NAME.job
+        The block job (\\fBcommit\\fR, \\fBmirror\\fR) running on the export and its progress, written by its server while the job runs, shown by \\fBlist\\fR.
+        .TP
         .I /run/vduse\\-export/NAME.sock
         The QMP control socket of the export's server.
         .TP
@@ -51,7 +54,7 @@ enum PageSections {
         The log of a server started by \\fBadd\\fR.
         .TP
         .I /etc/vduse\\-export/NAME.conf
-        A persistent export: \\fBVDUSE_EXPORT_ARGS=\\fR\\fIserve arguments\\fR, written by \\fBadd \\-\\-persist\\fR, removed by \\fBdel\\fR; read by \\fBvduse\\-export@NAME.service\\fR at boot.
+        A persistent export: \\fBVDUSE_EXPORT_ARGS=\\fR\\fIserve arguments\\fR, written by \\fBadd \\-\\-persist\\fR, rewritten by the server before a \\fBsnapshot\\fR, \\fBcommit\\fR or \\fBmirror\\fR switch takes effect (the new image's nodes), removed by \\fBdel\\fR; read by \\fBvduse\\-export@NAME.service\\fR at boot.
         .TP
         .I /etc/systemd/system/vduse\\-export@NAME.service.d/persist.conf
         Written with the configuration: orders the unit after the mount that holds the image.

@@ -129,29 +129,19 @@ struct ListCommand: ParsableCommand {
         commandName: "list",
         abstract: "List every export on the host: name, device, state (running, dead, unmanaged), pid, image.")
 
-    @Flag(help: "Print a JSON array of objects (the fields of `add --json`, plus state).")
+    @Flag(help: "Print a JSON array of objects (the fields of `add --json`, plus state, and job while a snapshot's commit or a mirror runs: {id, type, status, offset, length}).")
     var json = false
 
     func run() throws {
         let entries = Provisioner(logger: Console.logger(verbose: false)).list()
+        let directory = StateDirectory.standard
+        let jobs = entries.map { $0.state == .running ? directory.job(of: $0.record) : nil }
         if json {
-            struct Entry: Encodable {
-                let record: ExportRecord
-                let state: ExportState
-                func encode(to encoder: Encoder) throws {
-                    try record.encode(to: encoder)
-                    var c = encoder.container(keyedBy: Key.self)
-                    try c.encode(state, forKey: .state)
-                }
-                enum Key: CodingKey { case state }
-            }
-            Console.out(Console.json(entries.map { Entry(record: $0.record, state: $0.state) }))
+            Console.out(Console.json(zip(entries, jobs).map { ListEntry(record: $0.record, state: $0.state, job: $1) }))
             return
         }
-        for (r, state) in entries {
-            let pid = r.pid > 0 ? String(r.pid) : "-"
-            Console.out([r.name.padding(16), (r.device.isEmpty ? "-" : r.device).padding(10), state.rawValue.padding(10),
-                         pid.padding(8), String(r.restarts ?? 0).padding(3), r.image.isEmpty ? "-" : r.image].joined(separator: " "))
+        for ((r, state), job) in zip(entries, jobs) {
+            Console.out(ListEntry.line(r, state: state, job: job))
         }
     }
 }

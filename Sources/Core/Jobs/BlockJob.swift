@@ -30,6 +30,10 @@ public struct JobInfo: Sendable, Equatable {
 /// Where a job's events go (the QMP server's connected client): name and `data`.
 public typealias JobEventSink = @Sendable (_ event: String, _ data: OptionValue) -> Void
 
+/// Where a job's progress goes (the state directory, for `list`): the export id, and the job
+/// or nil once it is gone. Called on the job's thread or a command's; must not block long.
+public typealias JobProgressObserver = @Sendable (_ export: String, _ job: JobInfo?) -> Void
+
 /// A failure of a job command, in QEMU's words.
 public struct JobError: Error, CustomStringConvertible, Sendable {
     public var description: String
@@ -40,11 +44,23 @@ public struct JobError: Error, CustomStringConvertible, Sendable {
 public final class JobRegistry: Sendable {
     private let jobs = Mutex<[CopyJob]>([])
     private let sink = Mutex<JobEventSink?>(nil)
+    private let observer = Mutex<JobProgressObserver?>(nil)
 
     init() {}
 
     /// Sends every job event from now on to `events`.
     public func setEventSink(_ events: JobEventSink?) { sink.withLock { $0 = events } }
+
+    /// Tells `progress` from now on how each job is doing (status changes, and its copy at most
+    /// every `JobRegistry.progressInterval` seconds), and nil once a job is gone.
+    public func setProgressObserver(_ progress: JobProgressObserver?) { observer.withLock { $0 = progress } }
+
+    /// How often a copying job reports its progress (seconds).
+    static let progressInterval = 0.5
+
+    func report(_ job: CopyJob, _ info: JobInfo?) {
+        observer.withLock { $0 }?(job.exportID, info)
+    }
 
     func emit(_ event: String, _ data: OptionValue) {
         sink.withLock { $0 }?(event, data)
@@ -62,7 +78,13 @@ public final class JobRegistry: Sendable {
         }
     }
 
-    func remove(_ job: CopyJob) { jobs.withLock { $0.removeAll { $0 === job } } }
+    func remove(_ job: CopyJob) {
+        let removed = jobs.withLock { list in
+            defer { list.removeAll { $0 === job } }
+            return list.contains { $0 === job }
+        }
+        if removed { report(job, nil) }
+    }
 
     /// The job working on export `id`, if any.
     func job(onExport id: String) -> CopyJob? { jobs.withLock { $0.first { $0.exportID == id } } }

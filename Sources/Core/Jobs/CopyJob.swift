@@ -163,7 +163,7 @@ final class CopyJob: Sendable {
         do {
             loop = try IOThread(name: "job-\(id)")
             loop.adoptCurrentThread()
-            copier = try ChunkCopier(from: source, to: target, chunkSize: Int(bitmap.chunkSize) * runLimit, loop: loop)
+            copier = try ChunkCopier(from: source.forCopying(), to: target, chunkSize: Int(bitmap.chunkSize) * runLimit, loop: loop)
         } catch {
             return .failed("\(error)")
         }
@@ -183,6 +183,7 @@ final class CopyJob: Sendable {
                     return .failed("I/O error copying \(length) bytes at offset \(offset)")
                 }
                 state.withLock { $0.offset += length }
+                reportProgress()
                 let next = run.first + run.count
                 cursor = next < bitmap.chunks ? next : 0
                 let progress = info
@@ -263,6 +264,25 @@ final class CopyJob: Sendable {
     private func transition(_ status: JobStatus) {
         state.withLock { $0.status = status }
         emit("JOB_STATUS_CHANGE", [("id", .string(id)), ("status", .string(status.rawValue))])
+        if status != .null { reportProgress(force: true) }
+    }
+
+    /// When the observer last heard of the copy (CLOCK_MONOTONIC seconds; the thread running the job).
+    private let reported = Mutex<Double>(0)
+
+    /// Tells the registry's observer how far the copy is: always on a status change, else at
+    /// most every `JobRegistry.progressInterval`.
+    private func reportProgress(force: Bool = false) {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        let t = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+        let due = reported.withLock { last in
+            guard force || t - last >= JobRegistry.progressInterval else { return false }
+            last = t
+            return true
+        }
+        guard due else { return }
+        registry.report(self, info)
     }
 
     private func emit(_ event: String, _ data: [(key: String, value: OptionValue)]) {

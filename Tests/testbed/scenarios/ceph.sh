@@ -1,6 +1,7 @@
 # Ceph RBD backend against a one-mon, one-osd cluster (memstore, cephx, pool size 1) started
 # here on 127.0.0.1: add rbd:pool/image, fio verify, ext4 mkfs/mount/fsck, `rbd export` equals
-# the writes, a snapshot exported read-only, a namespace, resize, and refusals (missing pool,
+# the writes, a snapshot exported read-only, a namespace, resize, a live mirror of a file-backed
+# disk to an RBD image under fio (`rbd export` equals the disk), and refusals (missing pool,
 # missing image, unreachable cluster, a user whose caps exclude the pool, a user the cluster does
 # not know) before any device exists.
 # timeout: 900
@@ -77,7 +78,26 @@ timeout 120 rbd export rbd/ns1/small small.raw >/dev/null 2>&1 || fail "rbd expo
 cmp -n $((8 << 20)) small.raw pattern.bin || fail "ns1 export differs"
 note "namespace ns1: written and exported; resized to 32M (device and rbd info) ($(took))"
 
-# 4. Refusals before any device exists: exit 4, nothing left.
+# 4. mirror: a file-backed disk moves to an RBD image while fio (crc32c verify) writes it; the
+# record names the image, the file is deleted, `rbd export` equals the disk.
+truncate -s 16M moved.raw
+timeout 60 rbd create --size 16M rbd/moved || fail "rbd create rbd/moved"
+dev=$($X add "$PWD/moved.raw" --name moved --num-queues 2) || fail "add moved.raw"
+fio --name=m --filename="$dev" --ioengine=io_uring --direct=1 --rw=randwrite --bs=4k --iodepth=8 --numjobs=2 \
+    --offset_increment=8M --size=4M --verify=crc32c --verify_fatal=1 --do_verify=1 --output=fio-mirror.log &
+fio_pid=$!
+timeout 300 $X mirror moved "rbd:rbd/moved:conf=$CEPH_CONF" >mirror.out 2>&1 || { cat mirror.out; fail "mirror to rbd:rbd/moved"; }
+wait "$fio_pid" || { cat fio-mirror.log; fail "fio verify during the mirror"; }
+grep -q "err= 0" fio-mirror.log || { cat fio-mirror.log; fail "fio errors during the mirror"; }
+$X list | grep -E "^moved .* running .*rbd:rbd/moved:conf=$CEPH_CONF\$" >/dev/null || fail "list after the mirror: $($X list)"
+[ ! -e moved.raw ] || fail "the source file was not deleted"
+dd if="$dev" of=moved.dev bs=1M iflag=direct status=none || fail "read $dev"
+$X del moved || fail "del moved"
+timeout 120 rbd export rbd/moved moved.rbd >/dev/null 2>&1 || fail "rbd export rbd/moved"
+cmp moved.dev moved.rbd || fail "rbd export differs from the disk after the mirror"
+note "mirror moved.raw -> rbd:rbd/moved under fio (2 jobs, verify clean): list names the image, the file deleted, rbd export = the disk ($(took))"
+
+# 5. Refusals before any device exists: exit 4, nothing left.
 rc=0; $X add "rbd:nosuch/img:conf=$CEPH_CONF" --name bad 2>err.txt || rc=$?
 [ "$rc" -eq 4 ] && grep -q "error opening pool nosuch" err.txt || fail "missing pool: exit $rc $(cat err.txt)"
 note "missing pool: $(cat err.txt)"

@@ -10,7 +10,8 @@
 # existing PATH, no export, nothing to commit. `mirror` raw -> qcow2 under fio load (source deleted),
 # then qemu.qmp blockdev-mirror qcow2 -> raw completed on BLOCK_JOB_READY (fio clean, fsck clean,
 # disk = target); kill -9 with a mirror ready: the new server serves the source; mirror refusals:
-# too small, holds data, locked by another writer, NBD URI; del with a mirror job running.
+# too small, holds data, locked by another writer, unreachable NBD server; del with a mirror job
+# running. Network targets and --persist: live-ops-net.
 # timeout: 600
 source "$PROJECT/Tests/testbed/scenario-lib.sh"
 command -v qemu-img >/dev/null || fail "qemu-img missing: scripts/install-deps testbed"
@@ -279,10 +280,10 @@ rc=0; $X mirror live full.raw 2>err || rc=$?
 rc=0; $X mirror live ro.raw --force 2>err || rc=$?
 [ "$rc" = 3 ] && grep -q 'lock' err || fail "mirror to an image another export holds: exit $rc ($(cat err))"
 rc=0; $X mirror live nbd://127.0.0.1:1/x 2>err || rc=$?
-[ "$rc" = 1 ] || fail "mirror to an NBD URI: exit $rc ($(cat err))"
+[ "$rc" = 4 ] && grep -q "connect" err || fail "mirror to an unreachable NBD server: exit $rc ($(cat err))"
 [ "$(record image)" = "$PWD/back.raw" ] && $X list --json | py 'assert not [e for e in json.load(sys.stdin) if e.get("job")]' || fail "a refused mirror moved the disk"
 cmp "$dev" back.raw || fail "a refused mirror changed the disk"
-step "mirror refused: too small (1), holds data (3), locked by another writer (3), NBD URI (1); disk unchanged"
+step "mirror refused: too small (1), holds data (3), locked by another writer (3), unreachable NBD server (4); disk unchanged"
 $X del ro
 # del with a mirror job running: the job is cancelled first, then the disk removed.
 python3 - "$(record socket)" "$PWD/killed.raw" <<'PY' || fail "qemu.qmp: a mirror left running"

@@ -6,8 +6,9 @@
 # completion, and add --persist / del (files, drop-in, unit enablement via systemctl --root).
 # Then a real boot: that root under systemd as PID 1 of a container (systemd-nspawn --boot), where
 # systemd's boot transaction starts vduse-export@db.service from the link --persist wrote and the
-# export comes back with its name, serial and by-vduse link; del in the booted system stops and
-# disables the unit. Not proven here: an fstab mount at boot. systemd-fstab-generator ignores
+# export comes back with its name, serial and by-vduse link; a live snapshot there rewrites the
+# configuration (through the unit's sandbox) and the restarted unit serves the overlay; del in the
+# booted system stops and disables the unit. Not proven here: an fstab mount at boot. systemd-fstab-generator ignores
 # device entries in a container and device units do not exist there, so the fstab line is checked
 # by systemd-analyze verify on the generator's output, not by watching a boot. Also in the
 # container /sys is read-only (the server warns that it cannot set msg_timeout) and udevd runs
@@ -214,6 +215,19 @@ for p in $(pgrep -x vduse-export); do grep -qE "^NSpid:.*[[:space:]]$unit_main\$
 expect_confined "$gpid" 1006
 note "under the unit: systemd-analyze security exposure $score (<= 3.0); server confined in all $CONFINED_TASKS threads (NoNewPrivs 1, Seccomp 2, caps 0x1006)"
 note "systemd-nspawn --boot: systemd (PID 1) started vduse-export@db.service from the enablement link, active after $(awk 'NR==1{a=$1} NR==2{printf "%.1f", $1-a}' boot.times) s; list: db $newdev running, pid $unit_main = the unit's MainPID; serial DB-0001; /dev/disk/by-vduse/db -> $newdev; resize via its QMP socket"
+
+# A live snapshot under the unit's sandbox (ProtectSystem=full; its ReadWritePaths= let the server
+# rewrite db.conf and the drop-in before the switch): the restarted unit serves the overlay.
+in_ct $X snapshot db /srv/images/db-1.qcow2 >/dev/null || { ct_log; fail "snapshot of the unit's export"; }
+grep -q '^VDUSE_EXPORT_ARGS=.*filename=/srv/images/db-1.qcow2 --blockdev driver=qcow2,node-name=disk0,file=file0 --export .*serial=DB-0001' "$conf" \
+    || fail "db.conf after the snapshot: $(cat "$conf")"
+grep -qx 'RequiresMountsFor=/srv/images/db-1.qcow2' "$dropin" || fail "drop-in after the snapshot: $(cat "$dropin")"
+in_ct systemctl daemon-reload
+in_ct systemctl restart vduse-export@db.service || { ct_log; fail "systemctl restart after the snapshot"; }
+image=$(in_ct $X list --json | python3 -c 'import json,sys; print([e["image"] for e in json.load(sys.stdin) if e["name"] == "db"][0])')
+[ "$image" = /srv/images/db-1.qcow2 ] && [ "$(in_ct systemctl show -P MainPID vduse-export@db.service)" != "$unit_main" ] \
+    || { ct_log; fail "after systemctl restart the unit serves $image"; }
+note "snapshot under the unit: db.conf and drop-in name db-1.qcow2; systemctl restart: the unit serves /srv/images/db-1.qcow2"
 
 # del in the booted system: the unit's server stops with exit 0 (no restart), the unit is disabled
 # by the running systemd, and the files go.
