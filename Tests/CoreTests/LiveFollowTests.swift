@@ -4,6 +4,8 @@ import Testing
 @testable import Core
 @testable import QAPI
 @testable import Provisioning
+@testable import Server
+import Wire
 
 /// What follows a live switch besides the disk: the record for network targets, a persistent
 /// export's configuration, and the job `list` shows.
