@@ -46,7 +46,12 @@ private final class TrackingQueue: BackendQueue {
         }
         if let range { bitmap.mark(offset: range.0, length: range.1) }
         let result = inner.submit(io, tag: tag)
-        if let range, result == .pending { changing[tag] = range }
+        // Marked again once the change is in the image: the job's thread may have taken the
+        // chunk and read it between the first mark and the write (a file backend writes inline,
+        // within submit); without the second mark that copy would keep the old data.
+        if let range {
+            if result == .pending { changing[tag] = range } else { bitmap.mark(offset: range.0, length: range.1) }
+        }
         return result
     }
 
