@@ -16,6 +16,29 @@ expect_exit() {
     [ -z "$pattern" ] || grep -q -- "$pattern" err.txt || fail "$*: no '$pattern' in its message: $(cat err.txt)"
 }
 
+# fio_loop_start NAME: rounds of fio in ./mnt (random writes then crc32c verify, 2 jobs) until
+# fio_loop_stop NAME, which fails the scenario if a round failed and sets FIO_ROUNDS;
+# fio_loop_running WHAT fails if the loop has already stopped.
+fio_loop_start() {
+    rm -f stop
+    ( i=0
+      while [ ! -e stop ]; do
+          i=$((i + 1))
+          fio --name="$1" --directory=mnt --ioengine=io_uring --direct=1 --rw=randwrite --bs=4k --iodepth=8 --numjobs=2 \
+              --size=2M --verify=crc32c --verify_fatal=1 --do_verify=1 --output="fio.$1.$i.log" || { echo "$i" >fio.failed; exit 1; }
+      done
+      echo "$i" >"fio.$1.rounds" ) &
+    fio_pid=$!
+}
+fio_loop_stop() {
+    touch stop
+    wait "$fio_pid" || true
+    [ ! -e fio.failed ] || { cat "fio.$1.$(cat fio.failed).log"; fail "fio verify failed in round $(cat fio.failed) of $1"; }
+    ! grep -L "err= 0" fio."$1".*.log | grep -q . || fail "fio errors: $(grep -L 'err= 0' fio."$1".*.log)"
+    FIO_ROUNDS=$(cat "fio.$1.rounds")
+}
+fio_loop_running() { kill -0 "$fio_pid" 2>/dev/null || fail "fio stopped before $1"; }
+
 # json EXPR: evaluates the Python expression EXPR over the JSON document on stdin (as `d`).
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 

@@ -54,31 +54,10 @@ head -c 4M /dev/urandom >mnt/before
 before=$(sha256sum <mnt/before)
 step "add --persist: $dev, net.conf names disk.raw; nbdkit serving exports/ on $sock"
 
-# fio_start NAME / fio_stop NAME: rounds of fio (random writes then crc32c verify, 2 jobs) until
-# stopped; a failing round fails fio_stop.
-fio_start() {
-    rm -f stop
-    ( i=0
-      while [ ! -e stop ]; do
-          i=$((i + 1))
-          fio --name="$1" --directory=mnt --ioengine=io_uring --direct=1 --rw=randwrite --bs=4k --iodepth=8 --numjobs=2 \
-              --size=2M --verify=crc32c --verify_fatal=1 --do_verify=1 --output="fio.$1.$i.log" || { echo "$i" >fio.failed; exit 1; }
-      done
-      echo "$i" >"fio.$1.rounds" ) &
-    fio_pid=$!
-}
-fio_stop() {
-    touch stop
-    wait "$fio_pid" || true
-    [ ! -e fio.failed ] || { cat "fio.$1.$(cat fio.failed).log"; fail "fio verify failed in round $(cat fio.failed) of $1"; }
-    ! grep -L "err= 0" fio."$1".*.log | grep -q . || fail "fio errors: $(grep -L 'err= 0' fio."$1".*.log)"
-    FIO_ROUNDS=$(cat "fio.$1.rounds")
-}
-running() { kill -0 "$fio_pid" 2>/dev/null || fail "fio stopped before $1"; }
 
 # 1. mirror (the verb) file -> NBD under fio load; `list` polled meanwhile.
-fio_start nbd
-sleep 1; running nbd
+fio_loop_start nbd
+sleep 1; fio_loop_running nbd
 $X mirror net "$uri1" --json >mirror.json 2>mirror.err &
 mirror_pid=$!
 : >seen.json; : >seen.txt
@@ -88,8 +67,8 @@ while kill -0 "$mirror_pid" 2>/dev/null; do
     $X list | grep '^net ' | grep -E ' mirror [0-9]+%' >>seen.txt || true
 done
 wait "$mirror_pid" || { cat mirror.json mirror.err; fail "mirror to $uri1"; }
-running "the end of the mirror"
-fio_stop nbd
+fio_loop_running "the end of the mirror"
+fio_loop_stop nbd
 tail -1 mirror.json | py 'd=json.loads(sys.stdin.read()); assert d["image"] == sys.argv[1] and d["sourceDeleted"], d' "$uri1" \
     || fail "mirror printed: $(tail -1 mirror.json)"
 [ "$(record image)" = "$uri1" ] && [ ! -e disk.raw ] || fail "after the mirror: $($X list --json; ls)"

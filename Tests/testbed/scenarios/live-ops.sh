@@ -31,31 +31,10 @@ mkdir -p mnt
 mount "$dev" mnt
 head -c 4M /dev/urandom >mnt/before
 before=$(sha256sum <mnt/before)
-# fio_start NAME: rounds of fio (random writes then crc32c verify, 2 jobs) until fio_stop; a
-# failing round stops the loop and fio_stop fails.
-fio_start() {
-    rm -f stop
-    ( i=0
-      while [ ! -e stop ]; do
-          i=$((i + 1))
-          fio --name="$1" --directory=mnt --ioengine=io_uring --direct=1 --rw=randwrite --bs=4k --iodepth=8 --numjobs=2 \
-              --size=2M --verify=crc32c --verify_fatal=1 --do_verify=1 --output="fio.$1.$i.log" || { echo "$i" >fio.failed; exit 1; }
-      done
-      echo "$i" >"fio.$1.rounds" ) &
-    fio_pid=$!
-}
-fio_stop() {
-    touch stop
-    wait "$fio_pid" || true
-    [ ! -e fio.failed ] || { cat "fio.$1.$(cat fio.failed).log"; fail "fio verify failed in round $(cat fio.failed) of $1"; }
-    ! grep -L "err= 0" fio."$1".*.log | grep -q . || fail "fio errors: $(grep -L 'err= 0' fio."$1".*.log)"
-    FIO_ROUNDS=$(cat "fio.$1.rounds")
-}
-running() { kill -0 "$fio_pid" 2>/dev/null || fail "fio stopped before $1"; }
-fio_start snapshots
+fio_loop_start snapshots
 
 # 1: under load.
-sleep 1; running 1
+sleep 1; fio_loop_running 1
 $X snapshot live --json >s1.json || fail "snapshot 1 under load"
 py 'd=json.load(open("s1.json")); assert d["frozen"] == sys.argv[1] and d["active"] == sys.argv[2], d' \
     "$PWD/disk.raw" "$PWD/overlays/live-1.qcow2" || fail "snapshot 1: $(cat s1.json)"
@@ -63,7 +42,7 @@ py 'd=json.load(open("s1.json")); assert d["frozen"] == sys.argv[1] and d["activ
 step "snapshot 1 under fio load: disk.raw frozen, overlays/live-1.qcow2 active"
 
 # 2: with the file system frozen, the disk's checksum equals the frozen image's.
-running 2
+fio_loop_running 2
 fsfreeze -f mnt
 sum2=$(dd if="$dev" bs=1M iflag=direct status=none | sha256sum)
 $X snapshot live "$PWD/two.qcow2" >s2.out || { fsfreeze -u mnt; fail "snapshot 2"; }
@@ -73,7 +52,7 @@ grep -qx "frozen $PWD/overlays/live-1.qcow2" s2.out && grep -qx "active $PWD/two
 step "snapshot 2 with ext4 frozen: overlays/live-1.qcow2 equals the disk at that moment"
 
 # 3: QEMU's client, QEMU's command.
-running 3
+fio_loop_running 3
 python3 - "$(record socket)" "$PWD/three.qcow2" <<'PY' || fail "qemu.qmp blockdev-snapshot-sync"
 import asyncio, sys
 from qemu.qmp import QMPClient
@@ -87,7 +66,7 @@ PY
 [ "$(record image)" = "$PWD/three.qcow2" ] || fail "the record after the QMP snapshot: $($X list --json)"
 step "snapshot 3 through qemu.qmp (blockdev-snapshot-sync): three.qcow2 active"
 
-fio_stop snapshots
+fio_loop_stop snapshots
 step "fio (2 jobs, randwrite, crc32c verify): $FIO_ROUNDS rounds clean through three snapshots"
 
 # Frozen images: locked against writers, and unchanged by what was written after.
@@ -163,11 +142,11 @@ cat jobs.log
 step "qemu.qmp: block-commit ready, job-cancel: JOB_STATUS_CHANGE, BLOCK_JOB_READY, BLOCK_JOB_CANCELLED; disk stays on three.qcow2"
 
 # commit (the verb) under fio load: the chain merged into disk.raw, the overlays deleted.
-fio_start commit
-sleep 1; running commit
+fio_loop_start commit
+sleep 1; fio_loop_running commit
 $X commit live --json >commit.json || { cat commit.json; fail "commit"; }
-running "the end of the commit"
-fio_stop commit
+fio_loop_running "the end of the commit"
+fio_loop_stop commit
 tail -1 commit.json | py 'd=json.loads(sys.stdin.read()); assert d["image"] == sys.argv[1] and d["deleted"] and len(d["merged"]) == 3, d' "$PWD/disk.raw" \
     || fail "commit printed: $(tail -1 commit.json)"
 grep -q '"status":"ready"' commit.json && grep -q '"status":"concluded"' commit.json || fail "commit's progress: $(cat commit.json)"
@@ -197,11 +176,11 @@ step "refused: existing PATH (3), no export (6), read-only export (1); nothing c
 
 # mirror (the verb) raw -> qcow2 under fio load: the disk moves, disk.raw is deleted.
 mount "$dev" mnt
-fio_start mirror
-sleep 1; running mirror
+fio_loop_start mirror
+sleep 1; fio_loop_running mirror
 $X mirror live moved.qcow2 --json >mirror.json || { cat mirror.json; fail "mirror to qcow2"; }
-running "the end of the mirror"
-fio_stop mirror
+fio_loop_running "the end of the mirror"
+fio_loop_stop mirror
 tail -1 mirror.json | py 'd=json.loads(sys.stdin.read()); assert d["image"] == sys.argv[1] and d["sourceDeleted"], d' "$PWD/moved.qcow2" \
     || fail "mirror printed: $(tail -1 mirror.json)"
 [ "$(record image)" = "$PWD/moved.qcow2" ] && [ ! -e disk.raw ] || fail "after the mirror: $($X list --json; ls)"
@@ -211,7 +190,7 @@ step "mirror disk.raw -> moved.qcow2 under fio load: $(grep -c . mirror.json) pr
 
 # blockdev-mirror through qemu.qmp, qcow2 -> raw (an existing empty file), completed on READY.
 truncate -s 32M back.raw
-fio_start qmpmirror
+fio_loop_start qmpmirror
 python3 - "$(record socket)" "$PWD/back.raw" >mirror.log <<'PY' || { cat mirror.log; fail "qemu.qmp blockdev-mirror"; }
 import asyncio, sys
 from qemu.qmp import QMPClient
@@ -241,8 +220,8 @@ async def main():
 asyncio.run(main())
 PY
 cat mirror.log
-running "the end of the QMP mirror"
-fio_stop qmpmirror
+fio_loop_running "the end of the QMP mirror"
+fio_loop_stop qmpmirror
 [ "$(record image)" = "$PWD/back.raw" ] || fail "the record after blockdev-mirror: $($X list --json)"
 umount mnt
 fsck.ext4 -fn "$dev" >fsck.log 2>&1 || { cat fsck.log; fail "fsck after the mirrors"; }
