@@ -124,8 +124,22 @@ let package = Package(
         .executableTarget(name: "fuzz-nbd", dependencies: ["BlockBackends", "FuzzSupport"], path: "Fuzz/NBD", exclude: ["corpus"]),
         .executableTarget(name: "fuzz-inflight", dependencies: ["Core", "FuzzSupport"], path: "Fuzz/Inflight", exclude: ["corpus"]),
         .executableTarget(name: "fuzz-options", dependencies: ["QAPI", "FuzzSupport"], path: "Fuzz/Options", exclude: ["corpus"]),
-        .testTarget(name: "CoreTests", dependencies: ["Core", "Virtio", "BlockBackends", "Kernel", "QAPI", "QMP", "Provisioning",
-                                                      "Server", "Wire", "VirtioDriverSim"]),
-        .testTarget(name: "QCOW2Tests", dependencies: ["QCOW2"]),
+        // Fakes and fixtures the test targets share (a VDUSE device in memory, a backend that holds
+        // requests, a queue harness, seeded bytes, temporary directories, the built command). Its
+        // members are `package`, so it needs no testable import and builds in release too.
+        .target(name: "TestSupport", dependencies: ["Core", "BlockBackends", "Virtio", "Kernel", "Wire", "CVDUSE", "VirtioDriverSim",
+                                                    .product(name: "Logging", package: "swift-log")], path: "Tests/TestSupport"),
+        // One test target per subject: the library target it is named after (CommandTests: the built
+        // command, its generated docs and this manifest against docs/architecture.md).
+        .testTarget(name: "ErrorsTests", dependencies: ["Errors", "QAPI"]),
+        .testTarget(name: "KernelTests", dependencies: ["Kernel"]),
+        .testTarget(name: "QAPITests", dependencies: ["QAPI", "TestSupport"]),
+        .testTarget(name: "QCOW2Tests", dependencies: ["QCOW2", "TestSupport"]),
+        .testTarget(name: "BlockBackendsTests", dependencies: ["BlockBackends", "Core", "Kernel", "QAPI", "TestSupport", "Virtio", "VirtioDriverSim", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "CoreTests", dependencies: ["BlockBackends", "CVDUSE", "Core", "Kernel", "QAPI", "QCOW2", "TestSupport", "Virtio", "VirtioDriverSim", "Wire", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "WireTests", dependencies: ["Kernel", "TestSupport", "Wire"]),
+        .testTarget(name: "ServerTests", dependencies: ["Core", "Kernel", "Provisioning", "QAPI", "QMP", "Server", "TestSupport", "Wire", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "ProvisioningTests", dependencies: ["Kernel", "Provisioning", "QAPI", "QCOW2", "TestSupport", "Wire", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "CommandTests", dependencies: ["TestSupport"]),
     ]
 )

@@ -19,12 +19,24 @@ public enum ExitStatus: Int32, Sendable, CaseIterable {
     case notFound = 6
     /// A job (commit, mirror) was cancelled by SIGINT or SIGTERM: the disk stays where it was.
     case cancelled = 130
+
+    /// The status a failure ends the command with: an error that names its status (an
+    /// `ExportError`, an option error) says its own; anything else is the kernel side.
+    public static func of(_ error: any Error) -> ExitStatus {
+        (error as? any HasExitStatus)?.exitStatus ?? .kernel
+    }
+}
+
+/// An error that knows which exit status it ends the command with.
+public protocol HasExitStatus: Error {
+    var exitStatus: ExitStatus { get }
 }
 
 /// The one error the layers above the system calls throw: what failed, in the words QEMU uses
 /// where it has words for it; the exit status it ends the command with; and what caused it
 /// (a `SystemError` with the errno, an option or qcow2 error, or another `ExportError`).
-public struct ExportError: Error, CustomStringConvertible, Sendable {
+public struct ExportError: HasExitStatus, CustomStringConvertible, Sendable {
+    public var exitStatus: ExitStatus { code }
     public var code: ExitStatus
     /// The complete message.
     public var message: String

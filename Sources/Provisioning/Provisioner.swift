@@ -6,19 +6,6 @@ import Foundation
 import Glibc
 import Logging
 
-/// Exit statuses of the provisioning commands (documented in the man page, vduse-export-docs/PageSections.swift).
-extension ExitStatus {
-    /// The status a failure ends the command with: an `ExportError` says its own, bad options
-    /// are invalid options, anything else is the kernel side.
-    public static func of(_ error: any Error) -> ExitStatus {
-        switch error {
-        case let e as ExportError: e.code
-        case is OptionError: .invalidOptions
-        default: .kernel
-        }
-    }
-}
-
 /// The name `add`, `del` and the other client verbs used for their errors: the same type.
 public typealias ProvisioningError = ExportError
 

@@ -1,3 +1,5 @@
+import Errors
+
 /// An option tree as QEMU's QAPI visitors see it, from either syntax:
 /// keyval (`type=vduse-blk,id=e0,iothread.0=a`) gives only strings, objects and lists;
 /// JSON gives typed scalars. Conversions to the QAPI types, with QEMU's messages, are in
@@ -25,8 +27,10 @@ public indirect enum OptionValue: Equatable, Sendable {
 }
 
 /// An option error, carrying QEMU's exact message.
-public struct OptionError: Error, CustomStringConvertible, Equatable, Sendable {
+public struct OptionError: HasExitStatus, CustomStringConvertible, Equatable, Sendable {
     public let description: String
+    /// Bad options are bad input.
+    public var exitStatus: ExitStatus { .invalidOptions }
     public init(_ message: String) { description = message }
 }
 

@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 import Logging
 import Testing
+import TestSupport
 import VirtioDriverSim
 @testable import BlockBackends
 @testable import Core

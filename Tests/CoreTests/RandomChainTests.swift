@@ -2,23 +2,12 @@ import Foundation
 import Glibc
 import Logging
 import Testing
+import TestSupport
 import VirtioDriverSim
 @testable import BlockBackends
 @testable import Core
 @testable import Kernel
 @testable import Virtio
-
-/// A small seeded generator (SplitMix64), so a failing case can be replayed from its seed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Random descriptor tables, indirect tables and request headers thrown at the real queue server
 /// (null backend, so every accepted request completes at once): it must never crash, and must
@@ -28,7 +17,7 @@ struct SplitMix64: RandomNumberGenerator {
 
     @Test func everyOfferedHeadIsAnsweredExactlyOnce() throws {
         let seed = UInt64(ProcessInfo.processInfo.environment["VDUSE_FUZZ_SEED"] ?? "") ?? 0x5EED_2026
-        var rng = SplitMix64(state: seed)
+        var rng = SplitMix64(seed: seed)
         let size: UInt16 = 16
         let driver = VirtqueueDriver(size: size, memorySize: 1 << 20)
         let dataStart = driver.allocate(0)

@@ -1,6 +1,7 @@
 import Foundation
 import QCOW2
 import Testing
+import TestSupport
 
 /// Images we must refuse: each with its own message, the file left exactly as it was.
 @Suite struct Qcow2BadImageTests {

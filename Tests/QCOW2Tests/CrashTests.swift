@@ -2,6 +2,7 @@ import Foundation
 @testable import QCOW2
 import Synchronization
 import Testing
+import TestSupport
 
 /// Crash simulation: every write and sync the engine issues is recorded; at sampled crash points
 /// the image is rebuilt from what was surely durable (everything before the last sync) plus a
@@ -16,7 +17,7 @@ import Testing
     func record(_ path: String, seed: UInt64, ops: Int, maxLength: Int) throws -> (Data, [FileEvent]) {
         let initial = try Data(contentsOf: URL(fileURLWithPath: path))
         let recorder = Recorder()
-        var rng = Pattern(seed: seed)
+        var rng = SplitMix64(seed: seed)
         do {
             let image = try Qcow2Image(path: path)
             image.observeFile { event in recorder.events.withLock { $0.append(event) } }
@@ -43,7 +44,7 @@ import Testing
     }
 
     /// The file as a crash after event `point` could leave it.
-    func crashImage(_ initial: Data, _ events: [FileEvent], point: Int, rng: inout Pattern) -> Data {
+    func crashImage(_ initial: Data, _ events: [FileEvent], point: Int, rng: inout SplitMix64) -> Data {
         var out = initial
         let lastSync = events[0..<point].lastIndex { if case .sync = $0 { true } else { false } } ?? -1
         for (i, e) in events[0..<point].enumerated() {
@@ -59,7 +60,7 @@ import Testing
     func checkCrashPoints(_ dir: TempDir, _ initial: Data, _ events: [FileEvent], seed: UInt64, points: Int,
                           lazy: Bool = false) throws {
         #expect(events.count > 50, "the workload wrote too little to test anything")
-        var rng = Pattern(seed: seed)
+        var rng = SplitMix64(seed: seed)
         let crash = dir.file("crash.qcow2")
         // A crash just before every sync (the widest windows of writes in flight), then at random.
         let syncs = events.indices.filter { if case .sync = events[$0] { $0 > 0 } else { false } }

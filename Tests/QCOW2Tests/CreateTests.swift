@@ -1,6 +1,7 @@
 import Foundation
 import QCOW2
 import Testing
+import TestSupport
 
 /// Images we create: qemu-img must find them clean and see the same backing chain we do.
 @Suite struct Qcow2CreateTests {

@@ -1,6 +1,7 @@
 import Foundation
 import QCOW2
 import Testing
+import TestSupport
 
 /// Crafted tables that point guest I/O at the image's own metadata or past its end: the request
 /// fails, no byte of metadata changes, the file does not grow, and the image is marked corrupt

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// qemu-img and qemu-io, the oracle for every test here. Missing tools fail the test, loudly.
 enum Qemu {
@@ -57,53 +58,9 @@ enum Qemu {
     }
 }
 
-/// A fresh directory, removed at the end of the test.
-final class TempDir {
-    let path: String
-
-    init() throws {
-        var template = Array((NSTemporaryDirectory() + "qcow2-test.XXXXXX").utf8CString)
-        guard let p = mkdtemp(&template) else { throw Qemu.Failure(description: "mkdtemp failed") }
-        path = String(cString: p)
-    }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-
-    func file(_ name: String) -> String { "\(path)/\(name)" }
-}
-
-/// Deterministic bytes, so a failing seed can be replayed.
-struct Pattern: RandomNumberGenerator {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed &+ 0x9e37_79b9_7f4a_7c15 }
-
-    mutating func next() -> UInt64 {
-        state = state &+ 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-
-    mutating func bytes(_ n: Int) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: n)
-        var i = 0
-        while i < n {
-            var v = next()
-            for _ in 0..<8 where i < n {
-                out[i] = UInt8(truncatingIfNeeded: v)
-                v >>= 8
-                i += 1
-            }
-        }
-        return out
-    }
-}
-
 /// A sparse raw file of `size` bytes with data at scattered, unaligned places.
 func makeSparseRaw(_ path: String, size: Int, seed: UInt64) throws {
-    var rng = Pattern(seed: seed)
+    var rng = SplitMix64(seed: seed)
     let fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0o644)
     guard fd >= 0 else { throw Qemu.Failure(description: "create \(path)") }
     defer { close(fd) }
@@ -113,13 +70,5 @@ func makeSparseRaw(_ path: String, size: Int, seed: UInt64) throws {
         let length = min(full, size - offset)
         let data = rng.bytes(length)
         _ = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, length, off_t(offset)) }
-    }
-}
-
-extension Array where Element == UInt8 {
-    /// Index of the first differing byte, for readable failures.
-    func firstDifference(_ other: [UInt8]) -> Int? {
-        if count != other.count { return Swift.min(count, other.count) }
-        return indices.first { self[$0] != other[$0] }
     }
 }

@@ -1,11 +1,12 @@
 import Foundation
 import QCOW2
 import Testing
+import TestSupport
 
 /// Reads the whole guest view through the engine, in odd-sized requests split over two buffers.
 func engineBytes(_ image: Qcow2Image, seed: UInt64 = 1) throws -> [UInt8] {
     var out = [UInt8](repeating: 0, count: Int(image.virtualSize))
-    var rng = Pattern(seed: seed)
+    var rng = SplitMix64(seed: seed)
     var pos = 0
     try out.withUnsafeMutableBytes { all in
         while pos < all.count {

@@ -1,6 +1,7 @@
 import Foundation
 import QCOW2
 import Testing
+import TestSupport
 
 /// A crash with lazy refcounts leaves the dirty bit and wrong counts; a writable open repairs them.
 @Suite struct Qcow2RepairTests {

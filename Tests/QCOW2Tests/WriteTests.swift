@@ -1,6 +1,7 @@
 import Foundation
 import QCOW2
 import Testing
+import TestSupport
 
 /// Random writes, discards, write-zeroes and one resize, applied to the engine and to an
 /// in-memory raw reference; then qemu-img must find the image clean and equal to the reference.
@@ -13,7 +14,7 @@ struct Workload {
     var checkBetweenOps = true
 
     func run(seed: UInt64, ops: Int = 60) throws {
-        var rng = Pattern(seed: seed)
+        var rng = SplitMix64(seed: seed)
         var reference = try Qemu.rawBytes(image)
         let img = try Qcow2Image(path: image)
         for op in 0..<ops {
@@ -137,7 +138,7 @@ struct Workload {
         let img = dir.file("g.qcow2")
         try Qemu.img("create", "-q", "-f", "qcow2", "-o", "cluster_size=512,refcount_bits=64", img, "16M")
         let before = try Data(contentsOf: URL(fileURLWithPath: img))[48..<56]
-        var rng = Pattern(seed: 12)
+        var rng = SplitMix64(seed: 12)
         let data = rng.bytes(16 << 20)
         let image = try Qcow2Image(path: img)
         for chunk in stride(from: 0, to: data.count, by: 1 << 20) {

@@ -3,7 +3,6 @@ import Synchronization
 import Testing
 @testable import Provisioning
 import Kernel
-@testable import Server
 @testable import Wire
 
 @Suite struct PersistenceTests {
@@ -69,17 +68,5 @@ import Kernel
                 throw ProvisioningError(.kernel, "no systemd")
             }
         }
-    }
-}
-
-@Suite struct SpawnTests {
-    @Test func capturesStatusAndStderr() throws {
-        let r = try Subprocess.runCapturingStderr("/bin/sh", ["-c", "echo out; echo oops >&2; exit 3"])
-        #expect(r.status == 3)
-        #expect(r.stderr == "oops\n")
-    }
-
-    @Test func aMissingProgramThrows() {
-        #expect(throws: SystemError.self) { try Subprocess.runCapturingStderr("/nonexistent/systemctl", []) }
     }
 }

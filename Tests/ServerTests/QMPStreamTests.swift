@@ -49,11 +49,11 @@ import Testing
     /// Through the real server: no newlines, several commands in one write, one byte at a time,
     /// garbage answered with QEMU's errors while the session goes on.
     @Test func theServerAnswersCommandsAsTheyComplete() throws {
-        let path = QMPHardeningTests.socketPath()
-        let server = try QMPServer(path: path, logger: HardeningTests.logger) { command, _, _ in .string(command) }
+        let path = QMPServerTests.socketPath()
+        let server = try QMPServer(path: path, logger: QMPServerTests.logger) { command, _, _ in .string(command) }
         server.start()
         defer { server.stop() }
-        let c = try QMPHardeningTests.Client(path)
+        let c = try QMPServerTests.Client(path)
         c.send(#"{"execute":"qmp_capabilities"}{"execute":"one","id":1}"#)
         #expect(c.line()?.contains(#""return": {}"#) == true)
         #expect(c.line()?.contains(#""return": "one""#) == true)

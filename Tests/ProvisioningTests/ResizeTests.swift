@@ -1,7 +1,6 @@
 import Foundation
 import Testing
 @testable import Provisioning
-@testable import Server
 @testable import Wire
 
 @Suite struct ResizeTests {

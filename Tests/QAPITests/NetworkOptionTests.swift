@@ -1,10 +1,7 @@
 import QAPI
 import Testing
-@testable import Provisioning
-@testable import Server
-@testable import Wire
 
-/// `--blockdev driver=nbd|rbd,…` and add's URIs: what they resolve to and what they refuse.
+/// `--blockdev driver=nbd|rbd,…`: what the nodes resolve to and what they refuse.
 @Suite struct NetworkOptionTests {
     func node(_ spec: String) throws(OptionError) -> BackendSpec? {
         var c = ServeConfiguration(openProbe: ExportOptionTests.probe)
@@ -38,26 +35,5 @@ import Testing
         #expect(try node("driver=rbd,node-name=n0,pool=p,image=i,snapshot=s,read-only=on")?.pathDescription == "rbd:p/i@s")
         #expect(message("driver=rbd,node-name=n0,image=i") == "Parameter 'pool' is missing")
         #expect(message("driver=rbd,node-name=n0,pool=p,image=i,key-secret=k") == "Parameter 'key-secret' is unexpected")
-    }
-
-    @Test func addURIs() throws {
-        #expect(try NetworkURI.nbd("nbd://10.0.0.1/disk") == NBDSpec(server: .inet(host: "10.0.0.1", port: "10809"), export: "disk"))
-        #expect(try NetworkURI.nbd("nbd://[::1]:10810/") == NBDSpec(server: .inet(host: "::1", port: "10810")))
-        #expect(try NetworkURI.nbd("nbd+unix:///e?socket=/run/s.sock") == NBDSpec(server: .unix(path: "/run/s.sock"), export: "e"))
-        #expect(throws: ProvisioningError.self) { try NetworkURI.nbd("nbd+unix:///e") }
-        #expect(throws: ProvisioningError.self) { try NetworkURI.nbd("nbd://h/e?x=y") }
-        #expect(try NetworkURI.rbd("rbd:p/ns/i@s:conf=/c:id=u")
-            == RBDSpec(pool: "p", namespace: "ns", image: "i", snapshot: "s", conf: "/c", user: "u"))
-        #expect(throws: ProvisioningError.self) { try NetworkURI.rbd("rbd:p") }
-        #expect(throws: ProvisioningError.self) { try NetworkURI.rbd("rbd:p/i:key=SECRET") }
-
-        var a = AddRequest(image: "nbd://127.0.0.1:10810/vm1")
-        a.readOnly = true
-        #expect(a.resolvedName == "vm1" && a.absoluteImage == "nbd://127.0.0.1:10810/vm1")
-        #expect(a.blockdevs == ["driver=nbd,node-name=disk0,server.type=inet,server.host=127.0.0.1,server.port=10810,export=vm1,read-only=on"])
-        let r = AddRequest(image: "rbd:rbd/img@s1:conf=/etc/ceph/ceph.conf")
-        #expect(r.resolvedName == "img-s1")
-        #expect(r.blockdevs == ["driver=rbd,node-name=disk0,pool=rbd,image=img,snapshot=s1,conf=/etc/ceph/ceph.conf"])
-        #expect(AddRequest(image: "nbd+unix:///?socket=/run/nbd/db.sock").resolvedName == "db")
     }
 }

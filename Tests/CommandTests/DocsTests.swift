@@ -1,14 +1,15 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// The committed man page and completions are what vduse-export-docs makes from the built
 /// binary's parser definitions, and the page documents every visible option of every command.
 @Suite struct DocsTests {
-    static let repo = CLITests.repo
-    static var bin: URL { CLITests.binary!.deletingLastPathComponent() }
+    static let repo = BuiltCommand.repo
+    static var bin: URL { BuiltCommand.binary!.deletingLastPathComponent() }
 
     @Test func committedDocsMatchTheParser() throws {
-        _ = try #require(CLITests.binary, "build first (swift build)")
+        _ = try #require(BuiltCommand.binary, "build first (swift build)")
         let p = Process()
         p.executableURL = Self.bin.appendingPathComponent("vduse-export-docs")
         p.arguments = [Self.bin.appendingPathComponent("vduse-export").path, "--output", Self.repo.appendingPathComponent("packaging/generated").path,
@@ -19,7 +20,7 @@ import Testing
     }
 
     @Test func everyVisibleOptionIsInThePage() throws {
-        let help = try CLITests.run(["--experimental-dump-help"])
+        let help = try BuiltCommand.run(["--experimental-dump-help"])
         let info = try #require(try JSONSerialization.jsonObject(with: Data(help.stdout.utf8)) as? [String: Any])
         let page = try String(contentsOf: Self.repo.appendingPathComponent("packaging/generated/vduse-export.8"), encoding: .utf8)
         let commands = try #require((info["command"] as? [String: Any])?["subcommands"] as? [[String: Any]])

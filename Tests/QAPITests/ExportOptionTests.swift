@@ -1,13 +1,5 @@
 import Testing
-@testable import Core
-@testable import Virtio
-@testable import BlockBackends
-@testable import Kernel
 @testable import QAPI
-@testable import QMP
-@testable import Provisioning
-@testable import Server
-@testable import Wire
 
 /// QEMU's create-time checks, one table per rule, comparing exact messages; the order of the
 /// checks; both syntaxes; the multi-threading interface (QEMU commit 277fc1ce18).

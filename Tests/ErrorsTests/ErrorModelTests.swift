@@ -1,10 +1,7 @@
 import Glibc
 import Testing
-@testable import Kernel
-@testable import Provisioning
+import Errors
 import QAPI
-@testable import Server
-@testable import Wire
 
 /// One error type: its code is the exit status, and the errno stays reachable under any wrapping.
 @Suite struct ErrorModelTests {

@@ -1,11 +1,7 @@
 import Foundation
 import Glibc
 import Testing
-@testable import Core
 @testable import Kernel
-@testable import Provisioning
-@testable import Server
-@testable import Wire
 
 /// The newline framing shared by the QMP client and the readiness pipe, over a real pipe.
 @Suite struct LineChannelTests {
@@ -28,19 +24,5 @@ import Testing
         let start = Deadline.now
         #expect(throws: SystemError("read line", errno: ETIMEDOUT)) { try lines.next(until: .after(seconds: 0.2)) }
         #expect(Deadline.now.seconds(since: start) >= 0.2)
-    }
-
-    @Test func readinessMessagesRoundTrip() throws {
-        let pipe = try Subprocess.Pipe()
-        let channel = ReadinessChannel(fd: dup(pipe.write.rawValue))
-        let status = ExportStatus(id: "e", name: "d", nodeName: "n", device: "/dev/vdz", sizeBytes: 512, numQueues: 1,
-                                  serial: "s", shuttingDown: false)
-        channel.ready(status)
-        channel.failed(status: 1, message: "Failed to get \"write\" lock\nIs another process using the image?")
-        channel.finish()
-        var lines = LineReader(fd: pipe.read.rawValue)
-        #expect(try ReadinessMessage.read(&lines) == .ready(status))
-        #expect(try ReadinessMessage.read(&lines)
-                    == .failed(.init(status: 1, message: "Failed to get \"write\" lock\nIs another process using the image?")))
     }
 }

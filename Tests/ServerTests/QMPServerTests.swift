@@ -1,19 +1,24 @@
 import Foundation
 import Glibc
 import Logging
+import Synchronization
 import Testing
+import TestSupport
 @testable import Kernel
 @testable import QAPI
 @testable import QMP
 @testable import Server
 @testable import Wire
 
-/// Issue 15, QMP socket: hostile or careless clients and paths.
-@Suite(.serialized) struct QMPHardeningTests {
-    static func socketPath() -> String { HardeningTests.tempDir() + "/qmp.sock" }
+/// The QMP server's socket and its life: hostile or careless clients and paths, and a stop that
+/// waits for what runs.
+@Suite(.serialized, .timeLimit(.minutes(1))) struct QMPServerTests {
+    static let logger = Logger(label: "qmp-server-test")
+
+    static func socketPath() -> String { (try! TempDir.make()) + "/qmp.sock" }
 
     static func server(_ path: String) throws -> QMPServer {
-        let s = try QMPServer(path: path, logger: HardeningTests.logger) { _, _, _ in .object([]) }
+        let s = try QMPServer(path: path, logger: Self.logger) { _, _, _ in .object([]) }
         s.start()
         return s
     }
@@ -94,7 +99,7 @@ import Testing
     @Test func aFileAtTheSocketPathIsKept() throws {
         let path = Self.socketPath()
         try Data("precious".utf8).write(to: URL(fileURLWithPath: path))
-        #expect(throws: (any Error).self) { _ = try QMPServer(path: path, logger: HardeningTests.logger) { _, _, _ in .integer(0) } }
+        #expect(throws: (any Error).self) { _ = try QMPServer(path: path, logger: Self.logger) { _, _, _ in .integer(0) } }
         #expect(FileManager.default.contents(atPath: path) == Data("precious".utf8))
     }
 
@@ -104,7 +109,45 @@ import Testing
         let path = Self.socketPath()
         let first = try Self.server(path)
         defer { first.stop() }
-        #expect(throws: (any Error).self) { _ = try QMPServer(path: path, logger: HardeningTests.logger) { _, _, _ in .integer(0) } }
+        #expect(throws: (any Error).self) { _ = try QMPServer(path: path, logger: Self.logger) { _, _, _ in .integer(0) } }
         _ = try Client(path)  // still the first server's
+    }
+
+    /// QMPServer.stop returned while a command still ran (an export it created escaped the
+    /// shutdown). Now stop waits for the command.
+    @Test func qmpStopWaitsForTheRunningCommand() throws {
+        let path = NSTemporaryDirectory() + "/qmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
+        let started = DispatchSemaphore(value: 0)
+        let finished = Mutex(false)
+        let server = try QMPServer(path: path, logger: Logger(label: "test")) { command, _, _ in
+            if command == "slow" {
+                started.signal()
+                usleep(300_000)
+                finished.withLock { $0 = true }
+            }
+            return .object([])
+        }
+        server.start()
+        let client = Thread {
+            _ = try? QMPClient.execute(socket: path, command: "slow", timeout: 5)
+        }
+        client.start()
+        #expect(started.wait(timeout: .now() + 5) == .success)
+        server.stop()
+        #expect(finished.withLock { $0 }, "stop() returned before the running command finished")
+        #expect(!server.acceptLoopRunning)
+    }
+
+    /// stop() used to close the listening fd while the accept thread could still be in accept()
+    /// on that number. Now the thread has ended before stop() returns.
+    @Test func qmpStopEndsTheAcceptThreadBeforeClosing() throws {
+        for i in 0..<20 {
+            let path = NSTemporaryDirectory() + "/qmp-\(getpid())-\(i).sock"
+            let server = try QMPServer(path: path, logger: Logger(label: "test")) { _, _, _ in .object([]) }
+            server.start()
+            usleep(1000)
+            server.stop()
+            #expect(!server.acceptLoopRunning)
+        }
     }
 }

@@ -1,34 +1,10 @@
 import Foundation
 import Testing
+import TestSupport
 
-/// The built binary's `check`: exit status and exact stderr, as a script would see them.
-/// `swift test` builds the executable too; if it is missing, the test fails (it does not skip).
+/// The built binary as a script sees it: exit status and exact stderr of `check`, `resize` and
+/// `add --persist` where no kernel is needed.
 @Suite struct CLITests {
-    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
-    static var binary: URL? {
-        for dir in [".build/debug", ".build/x86_64-unknown-linux-gnu/debug"] {
-            let url = repo.appendingPathComponent(dir).appendingPathComponent("vduse-export")
-            if FileManager.default.isExecutableFile(atPath: url.path) { return url }
-        }
-        return nil
-    }
-
-    static func run(_ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-        let binary = try #require(Self.binary, "build the vduse-export binary first (swift build)")
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-    }
-
     static let image: String = {
         let path = NSTemporaryDirectory() + "cli-test.img"
         _ = FileManager.default.createFile(atPath: path, contents: Data(count: 1 << 20))
@@ -53,7 +29,7 @@ import Testing
         ("type=vduse-blk,id=e0,node-name=n0,name=", 1, "vduse-export: failed to create vduse device: name is empty\n"),
     ] as [(String, Int32, String)])
     func check(export: String, status: Int32, stderr: String) throws {
-        let r = try Self.run(["check"] + Self.nodes + ["--export", export])
+        let r = try BuiltCommand.run(["check"] + Self.nodes + ["--export", export])
         #expect(r.status == status)
         #expect(r.stderr == stderr)
         if status == 0 {
@@ -66,19 +42,39 @@ import Testing
 
     @Test func serveReportsOptionErrorsBeforeTouchingTheKernel() throws {
         // On a host without VDUSE the option error wins over the missing driver.
-        let r = try Self.run(["serve"] + Self.nodes + ["--export", "type=vduse-blk,id=e0,node-name=n0,name=cli0,num-queues=0"])
+        let r = try BuiltCommand.run(["serve"] + Self.nodes + ["--export", "type=vduse-blk,id=e0,node-name=n0,name=cli0,num-queues=0"])
         #expect(r.status == 1)
         #expect(r.stderr == "vduse-export: num-queues must be greater than 0\n")
     }
 
     @Test func missingFileIsReportedAsQEMUDoes() throws {
-        let r = try Self.run(["check", "--blockdev", "driver=file,node-name=f0,filename=/nonexistent/x.img"])
+        let r = try BuiltCommand.run(["check", "--blockdev", "driver=file,node-name=f0,filename=/nonexistent/x.img"])
         #expect(r.status == 1)
         #expect(r.stderr == "vduse-export: Could not open '/nonexistent/x.img': No such file or directory\n")
     }
 
     @Test func usageErrorsUseTheParsersStatus() throws {
-        let r = try Self.run(["check", "--no-such-option"])
+        let r = try BuiltCommand.run(["check", "--no-such-option"])
         #expect(r.status == 64)
+    }
+
+    // resize and --persist as a script sees them, where no kernel is needed.
+    @Test func resizeOfAnUnknownExportExits6() throws {
+        let r = try BuiltCommand.run(["resize", "no-such-export-here", "1G"])
+        #expect(r.status == 6)
+        #expect(r.stderr == "vduse-export: no export named 'no-such-export-here'\n")
+        #expect(r.stdout.isEmpty)
+    }
+
+    @Test func persistWithForegroundIsAUsageError() throws {
+        let r = try BuiltCommand.run(["add", Self.image, "--persist", "--foreground"])
+        #expect(r.status == 64)
+        #expect(r.stderr.contains("--persist and --foreground do not go together"))
+    }
+
+    @Test func resizeIsInTheHelp() throws {
+        let r = try BuiltCommand.run(["help", "resize"])
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("USAGE: vduse-export resize <name> <size> [--json] [--force] [--verbose]"))
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 import QAPI
 import Provisioning
 @testable import Server
@@ -42,7 +43,7 @@ import Provisioning
     }
 
     @Test func helpServeNamesEveryDriverTheParserTakes() throws {
-        let help = try CLITests.run(["help", "serve"]).stdout.replacingOccurrences(of: "\n", with: " ")
+        let help = try BuiltCommand.run(["help", "serve"]).stdout.replacingOccurrences(of: "\n", with: " ")
             .replacingOccurrences(of: #" +"#, with: " ", options: .regularExpression)
         for driver in BlockNodeOptions.drivers {
             #expect(help.contains(" \(driver) ("), "help serve does not describe driver \(driver)")
@@ -50,24 +51,24 @@ import Provisioning
     }
 
     @Test func versionIsTheChangelogs() throws {
-        let changelog = try String(contentsOf: CLITests.repo.appendingPathComponent("packaging/changelog"), encoding: .utf8)
+        let changelog = try String(contentsOf: BuiltCommand.repo.appendingPathComponent("packaging/changelog"), encoding: .utf8)
         // "vduse-export (0.1.0-1) unstable; ...": the upstream version is before the last '-'.
         let debian = try #require(changelog.split(separator: "(").dropFirst().first?.split(separator: ")").first)
         let upstream = String(debian[..<(debian.lastIndex(of: "-") ?? debian.endIndex)])
-        let r = try CLITests.run(["--version"])
+        let r = try BuiltCommand.run(["--version"])
         #expect(r.status == 0 && r.stdout == upstream + "\n")
     }
 
     @Test(arguments: [(["add", ""], "IMAGE"), (["add", "x.img", "--name", ""], "--name"), (["del", ""], "NAME"),
                       (["resize", "", "1G"], "NAME"), (["stats", ""], "NAME")])
     func anEmptyArgumentIsAUsageError(args: [String], what: String) throws {
-        let r = try CLITests.run(args)
+        let r = try BuiltCommand.run(args)
         #expect(r.status == 64 && r.stderr.hasPrefix("Error: \(what) must not be empty\n"))
     }
 
     /// Under the name qemu-storage-daemon: QSD's options without `serve`, exit 1 for any error.
     @Test func runAsQemuStorageDaemon() throws {
-        let binary = try #require(CLITests.binary)
+        let binary = try #require(BuiltCommand.binary)
         let dir = NSTemporaryDirectory() + "qsd-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -1,13 +1,5 @@
 import Testing
-@testable import Core
-@testable import Virtio
-@testable import BlockBackends
-@testable import Kernel
 @testable import QAPI
-@testable import QMP
-@testable import Provisioning
-@testable import Server
-@testable import Wire
 
 @Test func planDefaultsMatchQEMU() {
     let plan = ExportPlan(id: "e0", deviceName: "vduse0", backend: BackendSpec(kind: .file(path: "/x")))

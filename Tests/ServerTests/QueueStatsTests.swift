@@ -2,6 +2,7 @@ import Core
 import Foundation
 @testable import QMP
 import Testing
+import TestSupport
 @testable import Server
 @testable import Wire
 

@@ -1,0 +1,45 @@
+import Foundation
+import Testing
+@testable import QAPI
+
+/// The option syntaxes under the checks: sizes, JSON (RFC 8259 exactly) and keyval nesting.
+@Suite struct OptionSyntaxTests {
+    /// docs/options.md promised 0x hex sizes; the parser refused them.
+    @Test func hexSizes() {
+        #expect(OptionReader.parseSize("0x1000") == 4096)
+        #expect(OptionReader.parseSize("0X200") == 512)
+        #expect(OptionReader.parseSize("0x") == nil)
+        #expect(OptionReader.parseSize("0x1g") == nil)
+    }
+
+    /// The JSON parser accepted 01, 1. and 1e, and refused surrogate pairs.
+    @Test(arguments: ["01", "-01", "1.", "1e", "1e+", "-", "1.e5", "\"\\ud83d\"", "\"\\ud83d\\u0041\"", "\"\\udc00\""])
+    func invalidJSONIsRefused(text: String) {
+        #expect(throws: OptionError.self) { try JSONParser.parse(text) }
+    }
+
+    @Test(arguments: [("0", "0"), ("-0", "-0"), ("10", "10"), ("1.5e-3", "1.5e-3"), ("1E9", "1E9")])
+    func validNumbersAreKeptAsWritten(text: String, kept: String) throws {
+        #expect(try JSONParser.parse(text) == .number(kept))
+    }
+
+    @Test func surrogatePairsDecodeToOneCharacter() throws {
+        #expect(try JSONParser.parse("\"\\ud83d\\ude00 \\u00e9\"") == .string("😀 é"))
+    }
+
+    /// One 20000-part dotted key took 17-20 s and 420 MB (the prefix was re-joined at every depth).
+    @Test func longDottedKeyIsQuick() {
+        let key = Array(repeating: "a", count: 20000).joined(separator: ".")
+        let start = Date()
+        _ = try? KeyvalParser.parse("\(key)=1", impliedKey: nil)
+        #expect(Date().timeIntervalSince(start) < 2)
+    }
+
+    @Test func deepButBoundedKeyStillParses() throws {
+        let key = Array(repeating: "a", count: KeyvalParser.maxDepth).joined(separator: ".")
+        var v = try KeyvalParser.parse("\(key)=1", impliedKey: nil)
+        var depth = 0
+        while case let .object(m) = v { v = m[0].value; depth += 1 }
+        #expect(depth == KeyvalParser.maxDepth && v == .string("1"))
+    }
+}
