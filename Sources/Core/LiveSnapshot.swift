@@ -52,7 +52,7 @@ extension ExportManager {
         }
         return try switchToOverlay(of: name, record: record) { _, status, base, _, _ in
             let named = (try? Qcow2Image.chain(of: q.path)) ?? []
-            guard named.count >= 2, Self.realPath(named[1]) == Self.realPath(base) else {
+            guard named.count >= 2, canonicalPath(named[1]) == canonicalPath(base) else {
                 throw ExportError("'\(q.path)' does not name '\(base)' as its backing file (create it with qemu-img create -b)",
                                   code: .invalidOptions)
             }
@@ -97,12 +97,6 @@ extension ExportManager {
             }
             return SnapshotResult(name: plan.deviceName, frozen: base, active: overlay.path)
         }
-    }
-
-    private static func realPath(_ path: String) -> String {
-        guard let r = realpath(path, nil) else { return path }
-        defer { free(r) }
-        return String(cString: r)
     }
 
     /// The image a snapshot freezes: a regular raw file, or a qcow2 image reading through the

@@ -45,14 +45,17 @@ public enum Confinement {
     public static func restrictSystemCalls(to names: [String] = servingSystemCalls,
                                            ownProcessOnly: [String] = signalCalls) throws(SystemError) {
         var unknown: Int32 = 0
-        let copies = names.map { strdup($0) }, own = ownProcessOnly.map { strdup($0) }
-        defer { (copies + own).forEach { free($0) } }
-        let r = copies.map { UnsafePointer($0) }.withUnsafeBufferPointer { all in
-            own.map { UnsafePointer($0) }.withUnsafeBufferPointer {
-                cconfine_install_filter(all.baseAddress, Int32(all.count), $0.baseAddress, Int32($0.count), &unknown)
+        let r = withCStringArray(names) { all in
+            withCStringArray(ownProcessOnly) { own in
+                cconfine_install_filter(constant(all), Int32(names.count), constant(own), Int32(ownProcessOnly.count), &unknown)
             }
         }
         try negErrno("seccomp_load", r)
+    }
+
+    /// The C side takes `const char *const *`: the same array, read only.
+    private static func constant(_ array: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> UnsafePointer<UnsafePointer<CChar>?> {
+        UnsafeRawPointer(array).assumingMemoryBound(to: UnsafePointer<CChar>?.self)
     }
 
     /// Signals the serving process may send, to itself only (raise, pthread_kill, the crash

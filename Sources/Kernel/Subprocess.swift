@@ -25,20 +25,11 @@ package enum Subprocess {
         package consuming func readEnd() -> UniqueFD { read }
     }
 
-    /// Calls `body` with `argv` as a NULL-terminated array of C strings, freed afterwards.
-    package static func withCArguments<R, E: Error>(
-        _ argv: [String], _ body: (UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) throws(E) -> R
-    ) throws(E) -> R {
-        var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-        defer { for p in cargs { free(p) } }
-        return try cargs.withUnsafeMutableBufferPointer { (buffer) throws(E) -> R in try body(buffer.baseAddress!) }
-    }
-
     /// Starts `executable` (argv[0] included in `argv`) with this process's stdio; `fd3` becomes
     /// its fd 3 (-1: none). The caller waits for it.
     package static func spawn(_ executable: String, argv: [String], fd3: Int32 = -1) throws(SystemError) -> pid_t {
         var pid: pid_t = 0
-        let r = withCArguments(argv) { cvduse_spawn(executable, $0, fd3, &pid) }
+        let r = withCStringArray(argv) { cvduse_spawn(executable, $0, fd3, &pid) }
         try negErrno("spawn \(executable)", r)
         return pid
     }
@@ -48,14 +39,14 @@ package enum Subprocess {
     package static func spawnDaemon(_ executable: String, argv: [String], fd3: Int32, log: String,
                                     directory: String?) throws(SystemError) -> pid_t {
         var pid: pid_t = 0
-        let r = withCArguments(argv) { cvduse_spawn_daemon(executable, $0, fd3, log, directory, &pid) }
+        let r = withCStringArray(argv) { cvduse_spawn_daemon(executable, $0, fd3, log, directory, &pid) }
         try negErrno("spawn \(executable)", r)
         return pid
     }
 
     /// Runs a helper program (modprobe) with stdio on /dev/null and waits: its exit status.
     package static func runQuietly(_ path: String, _ arguments: [String]) throws(SystemError) -> Int32 {
-        let r = withCArguments([path] + arguments) { cvduse_run_quietly(path, $0) }
+        let r = withCStringArray([path] + arguments) { cvduse_run_quietly(path, $0) }
         return try negErrno("run \(path)", r)
     }
 
@@ -71,7 +62,7 @@ package enum Subprocess {
         posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, pipe.write.rawValue, 2)
         var pid: pid_t = 0
-        let r = withCArguments([path] + arguments) { posix_spawn(&pid, path, &actions, nil, $0, environ) }
+        let r = withCStringArray([path] + arguments) { posix_spawn(&pid, path, &actions, nil, $0, environ) }
         let reader = pipe.readEnd()  // the child's stderr is the only writer left
         guard r == 0 else { throw SystemError("posix_spawn(\(path))", errno: r) }
         let output = readToEOF(reader.rawValue)

@@ -37,8 +37,7 @@ public struct AddRequest: Sendable, Equatable {
         if let n = try? nbdSpec { return n.uri }
         if let r = try? rbdSpec { return r.uri }
         if isURI { return image }
-        let url = URL(fileURLWithPath: image)
-        return url.standardizedFileURL.resolvingSymlinksInPath().path
+        return canonicalPath(image)
     }
 
     /// `--name`, or the image's file name without its extension, with every character outside

@@ -1,4 +1,5 @@
 import Foundation
+import Kernel
 
 extension Provisioner {
     /// Whether the state record of export `name` names `image` as the image it serves. A
@@ -6,7 +7,6 @@ extension Provisioner {
     /// verb whose server went away must leave that image alone (and may remove it otherwise).
     func recordNames(_ name: String, image: String) -> Bool {
         guard let recorded = state.read(name)?.image else { return false }
-        func resolved(_ p: String) -> String { URL(fileURLWithPath: p).standardizedFileURL.resolvingSymlinksInPath().path }
-        return recorded == image || resolved(recorded) == resolved(image)
+        return recorded == image || canonicalPath(recorded) == canonicalPath(image)
     }
 }

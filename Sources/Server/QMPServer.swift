@@ -127,21 +127,23 @@ public final class QMPServer: Sendable {
 
     private func acceptLoop() {
         while true {
-            let client = accept(listener, nil, nil)
-            if client < 0 {
+            let accepted = accept(listener, nil, nil)
+            if accepted < 0 {
                 if errno == EINTR || errno == ECONNABORTED { continue }
                 return  // listener shut down
             }
-            _ = fcntl(client, F_SETFD, FD_CLOEXEC)
+            // Owned here; `stop()` may shut the number down (never close it) while it is recorded.
+            let client = UniqueFD(taking: accepted)
+            _ = fcntl(client.rawValue, F_SETFD, FD_CLOEXEC)
             let admitted = session.withLock { state -> Bool in
                 guard !state.stopping else { return false }
-                state.client = client
+                state.client = client.rawValue
                 return true
             }
-            if admitted { serve(client) }
+            if admitted { serve(client.rawValue) }
             output.withLock { $0 = nil }
             session.withLock { $0.client = nil }
-            close(client)
+            client.close()
             if !admitted { return }
         }
     }

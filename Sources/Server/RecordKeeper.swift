@@ -28,7 +28,7 @@ package final class RecordKeeper: ExportObserver {
         if !image.hasPrefix("/"), case .file = plan.backend.kind {
             image = FileManager.default.currentDirectoryPath + "/" + image
         }
-        if !plan.backend.isNetwork { image = URL(fileURLWithPath: image).standardizedFileURL.resolvingSymlinksInPath().path }
+        if !plan.backend.isNetwork { image = canonicalPath(image) }
         return image
     }
 
@@ -67,7 +67,7 @@ package final class RecordKeeper: ExportObserver {
     /// `resuming` then gives the export that image.
     package static func switchedProbe(state: StateDirectory) -> @Sendable (String, Bool) -> ServeConfiguration.OpenResult {
         { path, writable in
-            let resolved = URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
+            let resolved = canonicalPath(path)
             if let s = state.all().lazy.compactMap(\.switched).first(where: { $0.origin == resolved }) {
                 // Moved to a network image: the file node only has to pass for the file it was.
                 if NetworkURI.isURI(s.image) {

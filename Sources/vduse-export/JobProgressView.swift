@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Kernel
 import Provisioning
 
 /// SIGINT and SIGTERM while a job runs: noted here, and the job is cancelled (the verb then
@@ -21,8 +22,8 @@ final class JobProgressView {
     private let json: Bool
     private let bar: Bool
     private let label: String
-    private let started = Date()
-    private var lastDraw = Date.distantPast
+    private let started = Deadline.now
+    private var lastDraw: Deadline?
 
     init(label: String, json: Bool) {
         self.label = label
@@ -35,12 +36,13 @@ final class JobProgressView {
             Console.out(Console.jsonLine(p))
             return
         }
-        guard bar, Date().timeIntervalSince(lastDraw) >= 0.1 || p.status != "running" else { return }
-        lastDraw = Date()
+        let now = Deadline.now
+        guard bar, lastDraw.map({ now.seconds(since: $0) >= 0.1 }) ?? true || p.status != "running" else { return }
+        lastDraw = now
         let fraction = p.length == 0 ? 1 : min(1, Double(p.offset) / Double(p.length))
         let width = 30
         let filled = Int(fraction * Double(width))
-        let elapsed = max(Date().timeIntervalSince(started), 0.001)
+        let elapsed = max(now.seconds(since: started), 0.001)
         let rate = Double(p.offset) / elapsed
         let eta = rate > 0 && p.length > p.offset ? String(format: " ETA %.0fs", Double(p.length - p.offset) / rate) : ""
         let line = String(format: "\r%@ [%@%@] %3.0f%% %@/%@ %@/s%@ %@\u{1b}[K", label,
