@@ -29,9 +29,15 @@ public final class ExportManager: Sendable {
     private let control: VDUSEControl
     private let logger: Logger
     private let mainLoop: IOThread
-    /// The `--object iothread` threads, and those QMP `object-add` started since.
-    private let iothreads: Mutex<[String: IOThread]>
-    private let state = Mutex<[String: Entry]>([:])
+    private struct State {
+        /// The `--object iothread` threads, and those QMP `object-add` started since.
+        var iothreads: [String: IOThread]
+        /// The exports by id.
+        var entries: [String: Entry] = [:]
+        /// The last insertion number given out.
+        var sequence = 0
+    }
+    private let state: Mutex<State>
     /// Held for the whole of each add/delete/resize (they must not interleave).
     private let commandLock = NSLock()
 
@@ -41,7 +47,6 @@ public final class ExportManager: Sendable {
         /// Insertion order (query output is newest first, as QEMU's).
         package var sequence: Int
     }
-    private let sequence = Mutex(0)
     /// Where each export's reconnect log lives (`NAME.inflight`).
     private let logDirectory: String
 
@@ -60,7 +65,7 @@ public final class ExportManager: Sendable {
         mainLoop = try IOThread(name: "main-loop")
         var threads: [String: IOThread] = [:]
         for name in names { threads[name] = try IOThread(name: name) }
-        iothreads = Mutex(threads)
+        state = Mutex(State(iothreads: threads))
         mainLoop.start()
         for t in threads.values { t.start() }
     }
@@ -68,25 +73,25 @@ public final class ExportManager: Sendable {
     /// Starts an iothread added at run time (QMP `object-add`).
     public func addIOThread(_ name: String) throws {
         let thread = try IOThread(name: name)
-        iothreads.withLock { $0[name] = thread }
+        state.withLock { $0.iothreads[name] = thread }
         thread.start()
     }
 
     /// Stops an iothread no export uses any more (QMP `object-del`; the caller checked).
     public func removeIOThread(_ name: String) {
-        iothreads.withLock { $0.removeValue(forKey: name) }?.stop()
+        state.withLock { $0.iothreads.removeValue(forKey: name) }?.stop()
     }
 
     public var exports: [ExportStatus] {
-        state.withLock { $0.values.sorted { $0.sequence > $1.sequence }.map(\.status) }
+        state.withLock { $0.entries.values.sorted { $0.sequence > $1.sequence }.map(\.status) }
     }
 
-    public func status(id: String) -> ExportStatus? { state.withLock { $0[id]?.status } }
+    public func status(id: String) -> ExportStatus? { state.withLock { $0.entries[id]?.status } }
 
     /// Every export's counters (or one export's), newest first. Reads the queues' counters
     /// without stopping or locking them; safe from any thread.
     public func statistics(id: String? = nil) -> [ExportStatistics] {
-        let entries = state.withLock { s in s.values.filter { id == nil || $0.status.id == id }.sorted { $0.sequence > $1.sequence } }
+        let entries = state.withLock { s in s.entries.values.filter { id == nil || $0.status.id == id }.sorted { $0.sequence > $1.sequence } }
         let now = monotonicSeconds()
         return entries.map { e in
             ExportStatistics(id: e.status.id, name: e.status.name, nodeName: e.status.nodeName, device: e.status.device,
@@ -100,7 +105,7 @@ public final class ExportManager: Sendable {
     public func add(_ plan: ExportPlan) throws -> ExportStatus {
         commandLock.lock()
         defer { commandLock.unlock() }
-        let iothread = plan.iothread.flatMap { name in iothreads.withLock { $0[name] } } ?? mainLoop
+        let iothread = plan.iothread.flatMap { name in state.withLock { $0.iothreads[name] } } ?? mainLoop
         let control = self.control
         let logger = self.logger
         let logPath = ReconnectLogFile.path(for: plan.deviceName, in: logDirectory)
@@ -165,8 +170,10 @@ public final class ExportManager: Sendable {
         let status = ExportStatus(id: plan.id, name: plan.deviceName, nodeName: plan.nodeName, device: disk,
                                   sizeBytes: export.sizeBytes, numQueues: plan.numQueues,
                                   serial: plan.serial, shuttingDown: false, restarts: export.restarts)
-        let n = sequence.withLock { $0 += 1; return $0 }
-        state.withLock { $0[plan.id] = Entry(export: export, status: status, sequence: n) }
+        state.withLock {
+            $0.sequence += 1
+            $0.entries[plan.id] = Entry(export: export, status: status, sequence: $0.sequence)
+        }
         logger.info("export \(plan.id) ready: \(disk)")
         return status
     }
@@ -210,7 +217,7 @@ public final class ExportManager: Sendable {
     public func handOver() {
         commandLock.lock()
         defer { commandLock.unlock() }
-        let entries = state.withLock { s in defer { s.removeAll() }; return Array(s.values) }
+        let entries = state.withLock { s in defer { s.entries.removeAll() }; return Array(s.entries.values) }
         for entry in entries {
             try? entry.export.run { $0.detach() }
         }
@@ -223,23 +230,23 @@ public final class ExportManager: Sendable {
         commandLock.lock()
         defer { commandLock.unlock() }
         guard let entry = state.withLock({ s -> Entry? in
-            s[id]?.status.shuttingDown = true
-            return s[id]
+            s.entries[id]?.status.shuttingDown = true
+            return s.entries[id]
         }) else { throw ExportError("Export '\(id)' is not found") }
         teardown(entry.export)
-        _ = state.withLock { $0.removeValue(forKey: id) }
+        _ = state.withLock { $0.entries.removeValue(forKey: id) }
     }
 
     /// QEMU's block_resize on the node an export serves.
     public func resize(nodeName: String, to bytes: UInt64) throws {
         commandLock.lock()
         defer { commandLock.unlock() }
-        guard let entry = state.withLock({ s in s.values.first { $0.status.nodeName == nodeName } }) else {
+        guard let entry = state.withLock({ s in s.entries.values.first { $0.status.nodeName == nodeName } }) else {
             throw ExportError("Cannot find device='' nor node-name='\(nodeName)'")
         }
         let export = entry.export
         try export.run { try $0.resize(to: bytes) }
-        state.withLock { $0[entry.status.id]?.status.sizeBytes = bytes / 512 * 512 }
+        state.withLock { $0.entries[entry.status.id]?.status.sizeBytes = bytes / 512 * 512 }
     }
 
     /// Runs `body` with the export whose id or node name is `name`, under the command lock (a
@@ -247,7 +254,7 @@ public final class ExportManager: Sendable {
     func withExport<T>(named name: String, _ body: (ExportHandle, ExportStatus) throws -> T) throws -> T {
         commandLock.lock()
         defer { commandLock.unlock() }
-        guard let entry = state.withLock({ s in s[name] ?? s.values.first { $0.status.nodeName == name } }) else {
+        guard let entry = state.withLock({ s in s.entries[name] ?? s.entries.values.first { $0.status.nodeName == name } }) else {
             throw ExportError("Cannot find device='\(name)' nor node-name='\(name)'", code: .notFound)
         }
         return try body(entry.export, entry.status)
@@ -283,7 +290,7 @@ public final class ExportManager: Sendable {
     /// Deletes every export (newest first) and stops the iothreads.
     public func shutdown() {
         for status in exports { try? remove(id: status.id) }
-        for t in iothreads.withLock({ Array($0.values) }) { t.stop() }
+        for t in state.withLock({ Array($0.iothreads.values) }) { t.stop() }
         mainLoop.stop()
     }
 

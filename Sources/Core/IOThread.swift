@@ -13,7 +13,7 @@ import Synchronization
 /// the loop with an eventfd.
 ///
 /// Thread confinement: the handlers, pollers and the running flag are `LoopBound` to this loop
-/// (every access checks the thread-local loop id); the queued work is behind its `Mutex`;
+/// (every access checks the thread-local loop id); the queued work and the thread flag are behind one `Mutex`;
 /// everything else is immutable. So the class is `Sendable` as the compiler sees it.
 public final class IOThread: EventLoop, Sendable {
     public let name: String
@@ -22,8 +22,14 @@ public final class IOThread: EventLoop, Sendable {
     private let epoll: UniqueFD
     private var epollFD: Int32 { epoll.rawValue }
     private let wakeup: EventFD
-    /// Work for the loop; nil once the loop has stopped taking work.
-    private let pending = Mutex<[@Sendable () -> Void]?>([])
+    /// What other threads share with the loop, behind one lock.
+    private struct Shared {
+        /// Work for the loop; nil once the loop has stopped taking work.
+        var pending: [@Sendable () -> Void]? = []
+        /// Whether an OS thread runs the loop, between `start` and `stop` (not when a caller drives it).
+        var threadRunning = false
+    }
+    private let shared = Mutex(Shared())
     /// What only the loop thread touches.
     private final class LoopState {
         var handlers: [Int32: () -> Void] = [:]
@@ -35,8 +41,6 @@ public final class IOThread: EventLoop, Sendable {
     /// How long to spin on `pollers` before sleeping in epoll (0: never; DataPathTuning).
     private let pollBudgetNs = UInt64(DataPathTuning.current.pollMicroseconds) * 1000
     private let finished = DispatchSemaphore(value: 0)
-    /// Whether an OS thread runs the loop, between `start` and `stop` (not when a caller drives it).
-    private let threadRunning = Mutex(false)
 
     public init(name: String) throws(SystemError) {
         self.name = name
@@ -59,7 +63,7 @@ public final class IOThread: EventLoop, Sendable {
     public func start() {
         let t = Thread { [self] in self.loop() }
         t.name = name
-        threadRunning.withLock { $0 = true }
+        shared.withLock { $0.threadRunning = true }
         t.start()
     }
 
@@ -125,9 +129,9 @@ public final class IOThread: EventLoop, Sendable {
     package var watchedCount: Int { state.value.handlers.count }
 
     private func runPending() {
-        let tasks = pending.withLock { tasks in
-            defer { if tasks != nil { tasks!.removeAll() } }
-            return tasks ?? []
+        let tasks = shared.withLock { shared in
+            defer { if shared.pending != nil { shared.pending!.removeAll() } }
+            return shared.pending ?? []
         }
         for task in tasks { task() }
     }
@@ -136,9 +140,9 @@ public final class IOThread: EventLoop, Sendable {
     /// has stopped: nothing would ever run it.
     @discardableResult
     public func execute(_ task: @escaping @Sendable () -> Void) -> Bool {
-        let queued = pending.withLock { tasks in
-            guard tasks != nil else { return false }
-            tasks!.append(task)
+        let queued = shared.withLock { shared in
+            guard shared.pending != nil else { return false }
+            shared.pending!.append(task)
             return true
         }
         if queued { wakeup.signal() }
@@ -203,18 +207,19 @@ public final class IOThread: EventLoop, Sendable {
     /// Ends the loop after the work queued so far, and waits for the thread to exit. Work
     /// posted after this fails (`execute` returns false, `run` throws).
     public func stop() {
-        guard threadRunning.withLock({ $0 }) else {
-            pending.withLock { $0 = nil }
-            return
+        let threadRuns = shared.withLock { shared in
+            if !shared.threadRunning { shared.pending = nil }
+            return shared.threadRunning
         }
+        guard threadRuns else { return }
         execute { [state] in state.value.running = false }
         finished.wait()
         // Whatever slipped in after the stop request still runs (its callers are waiting).
-        let late = pending.withLock { tasks in
-            defer { tasks = nil }
-            return tasks ?? []
+        let late = shared.withLock { shared in
+            defer { shared.pending = nil }
+            return shared.pending ?? []
         }
         for task in late { task() }
-        threadRunning.withLock { $0 = false }
+        shared.withLock { $0.threadRunning = false }
     }
 }

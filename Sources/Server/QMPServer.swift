@@ -82,14 +82,21 @@ public final class QMPServer: Sendable {
 
     deinit { stop() }
 
-    private let stopped = Mutex(false)
+    /// Whether stop() has been called and whether the accept thread runs: short state, never
+    /// held across a command or a send. (`session` is held for a whole command, `output` for a
+    /// whole line: three locks because each is held for a different length.)
+    private struct Lifecycle {
+        var stopRequested = false
+        var acceptLoopActive = false
+    }
+    private let lifecycle = Mutex(Lifecycle())
 
     /// Stops accepting (the accept loop ends) and removes the socket file.
     /// Stops accepting, waits for a command that is running (so that what it creates is seen by
     /// the shutdown that follows), ends the client's session, joins the accept thread, and only
     /// then closes the listening fd (its number cannot be reused under a running `accept`).
     public func stop() {
-        guard stopped.withLock({ s in defer { s = true }; return !s }) else { return }
+        guard lifecycle.withLock({ s in defer { s.stopRequested = true }; return !s.stopRequested }) else { return }
         shutdown(listener, Int32(SHUT_RDWR))
         session.withLock { state in
             // A command in progress holds the session lock: this waits for it.
@@ -109,16 +116,15 @@ public final class QMPServer: Sendable {
     }
     private let session = Mutex(Session())
     private let acceptLoopEnded = DispatchSemaphore(value: 0)
-    private let acceptLoopActive = Mutex(false)
 
     /// The accept thread is running (tests: stop() must end it).
-    package var acceptLoopRunning: Bool { acceptLoopActive.withLock { $0 } }
+    package var acceptLoopRunning: Bool { lifecycle.withLock { $0.acceptLoopActive } }
 
     public func start() {
-        acceptLoopActive.withLock { $0 = true }
+        lifecycle.withLock { $0.acceptLoopActive = true }
         let t = Thread { [self] in
             self.acceptLoop()
-            self.acceptLoopActive.withLock { $0 = false }
+            self.lifecycle.withLock { $0.acceptLoopActive = false }
             self.acceptLoopEnded.signal()
         }
         t.name = "qmp"

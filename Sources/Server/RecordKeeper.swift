@@ -11,9 +11,14 @@ import Wire
 /// Keeps the state-directory records of this server's exports in step with them.
 package final class RecordKeeper: ExportObserver {
     private let settings: ServeSettings
-    private let names = Mutex<Set<String>>([])
-    /// Export id -> VDUSE name (the record's), for what the manager reports by id.
-    private let idNames = Mutex<[String: String]>([:])
+    private struct Kept {
+        /// The VDUSE names (the records') of this server's exports.
+        var names: Set<String> = []
+        /// Export id -> VDUSE name, for what the manager reports by id.
+        var idNames: [String: String] = [:]
+    }
+
+    private let kept = Mutex(Kept())
     private let logger: Logger?
 
     package init(settings: ServeSettings, logger: Logger? = nil) {
@@ -123,15 +128,17 @@ package final class RecordKeeper: ExportObserver {
                                   restarts: status.restarts, supervisor: Supervisor.ofThisProcess)
         record.version = VDUSEExportVersion.string
         try settings.state.write(record.keepingCreation(from: settings.state.read(plan.deviceName)))
-        names.withLock { _ = $0.insert(plan.deviceName) }
-        idNames.withLock { $0[plan.id] = plan.deviceName }
+        kept.withLock {
+            $0.names.insert(plan.deviceName)
+            $0.idNames[plan.id] = plan.deviceName
+        }
         // A job file left by a server that is gone (its jobs went with it).
         settings.state.writeJob(nil, name: plan.deviceName)
     }
 
     /// The job on export `id` (nil: gone), beside its record.
     package func job(export id: String, _ info: JobInfo?) {
-        guard settings.record, let name = idNames.withLock({ $0[id] }) else { return }
+        guard settings.record, let name = kept.withLock({ $0.idNames[id] }) else { return }
         settings.state.writeJob(info.map { JobRecord($0, pid: getpid()) }, name: name)
     }
 
@@ -143,8 +150,12 @@ package final class RecordKeeper: ExportObserver {
     }
 
     package func remove(name: String) {
-        guard names.withLock({ $0.remove(name) }) != nil else { return }
-        idNames.withLock { $0 = $0.filter { $0.value != name } }
+        let wasKept = kept.withLock { kept in
+            guard kept.names.remove(name) != nil else { return false }
+            kept.idNames = kept.idNames.filter { $0.value != name }
+            return true
+        }
+        guard wasKept else { return }
         unlink(settings.state.recordPath(name))
         settings.state.writeJob(nil, name: name)
     }
@@ -152,7 +163,7 @@ package final class RecordKeeper: ExportObserver {
     package func removeAll() {
         // The QMP socket is removed by its server, and only if it is still its own: a server
         // that failed to start must not remove the socket of the one that owns the name.
-        for name in names.withLock({ $0 }) { remove(name: name) }
+        for name in kept.withLock({ $0.names }) { remove(name: name) }
     }
 }
 

@@ -42,55 +42,60 @@ public struct JobError: Error, CustomStringConvertible, Sendable {
 
 /// The jobs of one server: ids unique, at most one job per export; commands act on them by id.
 public final class JobRegistry: Sendable {
-    private let jobs = Mutex<[CopyJob]>([])
-    private let sink = Mutex<JobEventSink?>(nil)
-    private let observer = Mutex<JobProgressObserver?>(nil)
+    private struct State {
+        var jobs: [CopyJob] = []
+        var sink: JobEventSink?
+        var observer: JobProgressObserver?
+    }
+
+    /// Callbacks are taken out under the lock and called outside it.
+    private let state = Mutex(State())
 
     init() {}
 
     /// Sends every job event from now on to `events`.
-    public func setEventSink(_ events: JobEventSink?) { sink.withLock { $0 = events } }
+    public func setEventSink(_ events: JobEventSink?) { state.withLock { $0.sink = events } }
 
     /// Tells `progress` from now on how each job is doing (status changes, and its copy at most
     /// every `JobRegistry.progressInterval` seconds), and nil once a job is gone.
-    public func setProgressObserver(_ progress: JobProgressObserver?) { observer.withLock { $0 = progress } }
+    public func setProgressObserver(_ progress: JobProgressObserver?) { state.withLock { $0.observer = progress } }
 
     /// How often a copying job reports its progress (seconds).
     static let progressInterval = 0.5
 
     func report(_ job: CopyJob, _ info: JobInfo?) {
-        observer.withLock { $0 }?(job.exportID, info)
+        state.withLock { $0.observer }?(job.exportID, info)
     }
 
     func emit(_ event: String, _ data: OptionValue) {
-        sink.withLock { $0 }?(event, data)
+        state.withLock { $0.sink }?(event, data)
     }
 
-    public var all: [JobInfo] { jobs.withLock { $0 }.map(\.info) }
+    public var all: [JobInfo] { state.withLock { $0.jobs }.map(\.info) }
 
     func add(_ job: CopyJob) throws(JobError) {
-        try jobs.withLock { (list: inout [CopyJob]) throws(JobError) in
-            if list.contains(where: { $0.id == job.id }) { throw JobError("Job ID '\(job.id)' already in use") }
-            if let other = list.first(where: { $0.exportID == job.exportID }) {
+        try state.withLock { (state: inout State) throws(JobError) in
+            if state.jobs.contains(where: { $0.id == job.id }) { throw JobError("Job ID '\(job.id)' already in use") }
+            if let other = state.jobs.first(where: { $0.exportID == job.exportID }) {
                 throw JobError("Node '\(job.exportID)' is busy: block device is in use by block job: \(other.type.rawValue)")
             }
-            list.append(job)
+            state.jobs.append(job)
         }
     }
 
     func remove(_ job: CopyJob) {
-        let removed = jobs.withLock { list in
-            defer { list.removeAll { $0 === job } }
-            return list.contains { $0 === job }
+        let removed = state.withLock { state in
+            defer { state.jobs.removeAll { $0 === job } }
+            return state.jobs.contains { $0 === job }
         }
         if removed { report(job, nil) }
     }
 
     /// The job working on export `id`, if any.
-    func job(onExport id: String) -> CopyJob? { jobs.withLock { $0.first { $0.exportID == id } } }
+    func job(onExport id: String) -> CopyJob? { state.withLock { $0.jobs.first { $0.exportID == id } } }
 
     private func find(_ id: String) throws(JobError) -> CopyJob {
-        guard let job = jobs.withLock({ $0.first { $0.id == id } }) else { throw JobError("Job not found") }
+        guard let job = state.withLock({ $0.jobs.first { $0.id == id } }) else { throw JobError("Job not found") }
         return job
     }
 
