@@ -25,6 +25,11 @@ public enum JobEnd: Sendable, Equatable {
 /// dismissed on its own, so its end can be read), completes it once ready, cancels it when
 /// `interrupted` says so, reads how it concluded and dismisses it.
 enum JobRunner {
+    /// QMP's `speed` member for a job command: bytes per second, left out when there is no limit.
+    static func speedArgument(_ speed: UInt64) -> [(key: String, value: OptionValue)] {
+        speed == 0 ? [] : [("speed", .integer(Int(clamping: speed)))]
+    }
+
     static func run(session: QMPSession, jobID: String, start: (QMPSession) throws -> Void,
                     interrupted: () -> Bool, progress: (JobProgress) -> Void) throws -> JobEnd {
         try start(session)

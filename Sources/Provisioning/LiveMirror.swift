@@ -32,7 +32,7 @@ extension Provisioner {
     /// RBD URI (it must exist with the disk's size; one whose first MiB is not zeros is
     /// overwritten only with `force`). `interrupted` cancels: the disk stays on its source and a
     /// target created here is removed.
-    public func mirror(name: String, target: String, format: AddRequest.Format?, keepSource: Bool, force: Bool,
+    public func mirror(name: String, target: String, format: AddRequest.Format?, keepSource: Bool, force: Bool, speed: UInt64 = 0,
                        interrupted: @escaping () -> Bool, progress: (JobProgress) -> Void) throws(ProvisioningError) -> MirrorResult {
         let (record, socket) = try runningExport(name, verb: "mirror")
         if record.readOnly {
@@ -62,7 +62,7 @@ extension Provisioner {
                 }
                 _ = try s.execute("blockdev-mirror", .object([("job-id", .string(jobID)), ("device", .string(record.id)),
                                                               ("target", .string(node)), ("sync", .string("full")),
-                                                              ("auto-dismiss", .bool(false))]))
+                                                              ("auto-dismiss", .bool(false))] + JobRunner.speedArgument(speed)))
             }, interrupted: interrupted, progress: progress)
         } catch {
             // A server that died after recording the switch comes back on the target: keep it.

@@ -74,7 +74,7 @@ extension Provisioner {
     /// Merges the overlays of export `name` into the base of its chain while the disk runs
     /// (QMP block-commit, completed once ready), then deletes them unless `keep`. `interrupted`
     /// cancels: the disk stays on its overlay, nothing is deleted.
-    public func commit(name: String, keep: Bool, interrupted: @escaping () -> Bool,
+    public func commit(name: String, keep: Bool, speed: UInt64 = 0, interrupted: @escaping () -> Bool,
                        progress: (JobProgress) -> Void) throws(ProvisioningError) -> CommitResult {
         let (record, socket) = try runningExport(name, verb: "commit")
         if record.readOnly {
@@ -95,7 +95,7 @@ extension Provisioner {
             let session = try QMPSession(socket: socket)
             end = try JobRunner.run(session: session, jobID: jobID, start: { s in
                 _ = try s.execute("block-commit", .object([("job-id", .string(jobID)), ("device", .string(record.id)),
-                                                           ("auto-dismiss", .bool(false))]))
+                                                           ("auto-dismiss", .bool(false))] + JobRunner.speedArgument(speed)))
             }, interrupted: interrupted, progress: progress)
         } catch let e as ProvisioningError {
             throw e

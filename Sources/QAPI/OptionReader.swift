@@ -73,6 +73,23 @@ package struct OptionReader {
         return value
     }
 
+    /// A signed 64-bit integer (QAPI `int`): a JSON number that is an integer in range, or
+    /// keyval's decimal text; QEMU's messages otherwise.
+    package mutating func signed(_ name: String) throws(OptionError) -> Int64? {
+        switch raw(name) {
+        case nil: return nil
+        case let .number(n)? where syntax == .json:
+            guard let v = Int64(n) else { throw OptionError("Invalid parameter type for '\(full(name))', expected: integer") }
+            return v
+        case let .string(s)? where syntax == .keyval:
+            guard let v = Int64(s) else { throw OptionError("Parameter '\(full(name))' expects integer") }
+            return v
+        default:
+            if syntax == .keyval { throw OptionError("Parameter '\(full(name))' expects integer") }
+            throw OptionError("Invalid parameter type for '\(full(name))', expected: integer")
+        }
+    }
+
     /// QAPI `size`: keyval accepts suffixes (k, M, G, T, P, E; powers of 1024).
     package mutating func size(_ name: String) throws(OptionError) -> UInt64? {
         switch raw(name) {

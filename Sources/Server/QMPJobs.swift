@@ -6,7 +6,7 @@ import QAPI
 extension QMPCommands {
     static let jobCommands = [
         "block-commit", "blockdev-mirror", "query-jobs", "query-block-jobs", "job-cancel", "job-complete", "job-dismiss", "job-finalize",
-        "block-job-cancel", "block-job-complete",
+        "block-job-cancel", "block-job-complete", "block-job-set-speed",
     ]
 
     func handleJob(_ command: String, _ arguments: OptionValue) throws -> OptionValue {
@@ -70,7 +70,7 @@ extension QMPCommands {
                     var o: [(key: String, value: OptionValue)] = [
                         ("type", .string(j.type.rawValue)), ("device", .string(j.id)), ("len", .integer(j.length)),
                         ("offset", .integer(j.offset)), ("busy", .bool(j.status == .running)), ("paused", .bool(false)),
-                        ("speed", .integer(0)), ("io-status", .string("ok")), ("ready", .bool(j.ready)),
+                        ("speed", .integer(Int(j.speed))), ("io-status", .string("ok")), ("ready", .bool(j.ready)),
                         ("status", .string(j.status.rawValue)), ("auto-finalize", .bool(j.autoFinalize)),
                         ("auto-dismiss", .bool(j.autoDismiss)),
                     ]
@@ -98,12 +98,31 @@ extension QMPCommands {
                 }
                 if command == "block-job-cancel" { try jobs.cancel(id: device) } else { try jobs.complete(id: device) }
                 return .object([])
+            case "block-job-set-speed":
+                let device = try r.requiredString("device")
+                let speed = try Self.speed(&r, required: true)
+                try r.finish()
+                guard jobs.all.contains(where: { $0.id == device && $0.status != .null }) else {
+                    throw QMPServer.CommandError("Block job '\(device)' not found", errorClass: "DeviceNotActive")
+                }
+                try jobs.setSpeed(id: device, speed: speed)
+                return .object([])
             default:
                 throw QMPServer.CommandError("The command \(command) has not been found", errorClass: "CommandNotFound")
             }
         } catch let e as JobError {
             throw QMPServer.CommandError(e.description)
         }
+    }
+
+    /// QEMU's `speed` (bytes per second, 0: no limit): an int64 that must not be negative.
+    static func speed(_ r: inout OptionReader, required: Bool = false) throws -> UInt64 {
+        guard let speed = try r.signed("speed") else {
+            if required { throw QMPServer.CommandError("Parameter 'speed' is missing") }
+            return 0
+        }
+        guard speed >= 0 else { throw QMPServer.CommandError("Invalid parameter 'speed'") }
+        return UInt64(speed)
     }
 
     /// job-id, auto-finalize, auto-dismiss and speed, as every block job command takes them.
@@ -114,9 +133,7 @@ extension QMPCommands {
             throw QMPServer.CommandError("auto-finalize=false is not supported: jobs finalize on their own")
         }
         o.autoDismiss = try r.bool("auto-dismiss") ?? true
-        if let speed = try r.unsigned("speed", max: UInt64(Int64.max), typeName: "int64_t"), speed != 0 {
-            throw QMPServer.CommandError("Parameter 'speed' is not supported: jobs copy as fast as they can")
-        }
+        o.speed = try speed(&r)
         return o
     }
 }

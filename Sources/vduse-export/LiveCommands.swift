@@ -1,5 +1,6 @@
 import ArgumentParser
 import Provisioning
+import QAPI
 import Wire
 
 struct SnapshotCommand: ParsableCommand {
@@ -74,6 +75,9 @@ struct CommitCommand: ParsableCommand {
     @Flag(help: "Keep the merged overlays (they are no longer used).")
     var keep = false
 
+    @Option(help: .init("Copy at most RATE bytes per second (k, M, G suffixes: powers of 1024); the disk's own I/O is not limited. Default: no limit.", valueName: "rate"))
+    var speed: CopyRate?
+
     @Flag(help: "Print one JSON object per progress step, then the result {name, image, merged, deleted}.")
     var json = false
 
@@ -87,7 +91,7 @@ struct CommitCommand: ParsableCommand {
         let view = JobProgressView(label: "commit \(name)", json: json)
         do {
             let result = try Provisioner(logger: Console.logger(verbose: verbose))
-                .commit(name: name, keep: keep, interrupted: { JobInterrupt.requested }, progress: view.show)
+                .commit(name: name, keep: keep, speed: speed?.bytesPerSecond ?? 0, interrupted: { JobInterrupt.requested }, progress: view.show)
             view.finish()
             Console.out(json ? Console.jsonLine(result) : result.image)
         } catch {
@@ -139,6 +143,9 @@ struct MirrorCommand: ParsableCommand {
     @Flag(help: "Keep the source image file (it is no longer used).")
     var keepSource = false
 
+    @Option(help: .init("Copy at most RATE bytes per second (k, M, G suffixes: powers of 1024); the disk's own I/O is not limited. Default: no limit.", valueName: "rate"))
+    var speed: CopyRate?
+
     @Flag(help: "Overwrite a TARGET that holds data (for a network TARGET: whose first MiB is not all zeros).")
     var force = false
 
@@ -159,6 +166,7 @@ struct MirrorCommand: ParsableCommand {
         do {
             let result = try Provisioner.forCommands(logger: Console.logger(verbose: verbose))
                 .mirror(name: name, target: target, format: format, keepSource: keepSource, force: force,
+                        speed: speed?.bytesPerSecond ?? 0,
                         interrupted: { JobInterrupt.requested }, progress: view.show)
             view.finish()
             Console.out(json ? Console.jsonLine(result) : result.image)
@@ -166,5 +174,15 @@ struct MirrorCommand: ParsableCommand {
             view.finish()
             throw fail(error)
         }
+    }
+}
+
+/// `--speed`: a job's copy rate, bytes per second with QEMU's size suffixes; 0 is no limit.
+struct CopyRate: ExpressibleByArgument {
+    let bytesPerSecond: UInt64
+
+    init?(argument: String) {
+        guard let bytes = OptionReader.parseSize(argument), bytes <= UInt64(Int64.max) else { return nil }
+        bytesPerSecond = bytes
     }
 }

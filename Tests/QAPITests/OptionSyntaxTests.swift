@@ -42,4 +42,18 @@ import Testing
         while case let .object(m) = v { v = m[0].value; depth += 1 }
         #expect(depth == KeyvalParser.maxDepth && v == .string("1"))
     }
+
+    /// QAPI `int` members (a job's speed): integers only, negative ones too (the command refuses those).
+    @Test func signedIntegers() throws {
+        func read(_ json: String) throws(OptionError) -> Int64? {
+            var r = try OptionReader(try JSONParser.parse(json), syntax: .json)
+            return try r.signed("speed")
+        }
+        #expect(try read(#"{"speed": -1}"#) == -1)
+        #expect(try read(#"{"speed": 9223372036854775807}"#) == Int64.max)
+        #expect(try read("{}") == nil)
+        for bad in [#"{"speed": 1.5}"#, #"{"speed": "1"}"#, #"{"speed": 9223372036854775808}"#] {
+            #expect(throws: OptionError("Invalid parameter type for 'speed', expected: integer")) { try read(bad) }
+        }
+    }
 }

@@ -257,21 +257,31 @@ _vduse-export_commit() {
     repeating_flags=()
     non_repeating_flags=(--keep --json --verbose -v --version -h --help)
     repeating_options=()
-    non_repeating_options=()
+    non_repeating_options=(--speed)
     __vduse-export_offer_flags_options 1
+
+    # Offer option value completions
+    case "${prev}" in
+    '--speed')
+        return
+        ;;
+    esac
 }
 
 _vduse-export_mirror() {
     repeating_flags=()
     non_repeating_flags=(--keep-source --force --json --verbose -v --version -h --help)
     repeating_options=()
-    non_repeating_options=(--format)
+    non_repeating_options=(--format --speed)
     __vduse-export_offer_flags_options 2
 
     # Offer option value completions
     case "${prev}" in
     '--format')
         __vduse-export_add_completions -W 'raw'$'\n''qcow2'
+        return
+        ;;
+    '--speed')
         return
         ;;
     esac

@@ -25,6 +25,8 @@ public struct JobInfo: Sendable, Equatable {
     public var error: String?
     /// The export the job works on (its id).
     public var export: String
+    /// The copy's rate limit in bytes per second (0: none).
+    public var speed: UInt64 = 0
 }
 
 /// Where a job's events go (the QMP server's connected client): name and `data`.
@@ -101,6 +103,7 @@ public final class JobRegistry: Sendable {
 
     public func cancel(id: String) throws(JobError) { try find(id).cancel() }
     public func complete(id: String) throws(JobError) { try find(id).complete() }
+    public func setSpeed(id: String, speed: UInt64) throws(JobError) { try find(id).setSpeed(speed) }
     public func dismiss(id: String) throws(JobError) {
         let job = try find(id)
         try job.dismiss()

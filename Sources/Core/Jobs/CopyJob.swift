@@ -41,13 +41,17 @@ final class CopyJob: Sendable {
         var error: String?
         var cancelRequested = false
         var completeRequested = false
+        /// The copy's rate limit in bytes per second (0: none), QEMU's `speed`.
+        var speed: UInt64 = 0
+        /// When the observer last heard of the copy (`reportProgress`).
+        var lastReport: Deadline?
     }
     private let state = Mutex(State())
     private let finished = DispatchSemaphore(value: 0)
 
     init(id: String, type: JobType, exportID: String, manager: ExportManager, registry: JobRegistry,
          source: any BlockBackend, sourcePlan: ExportPlan, target: any BlockBackend, targetPlan: ExportPlan,
-         bitmap: DirtyBitmap, autoFinalize: Bool, autoDismiss: Bool,
+         bitmap: DirtyBitmap, autoFinalize: Bool, autoDismiss: Bool, speed: UInt64 = 0,
          record: @escaping @Sendable (BackendSwitch) throws -> Void, onAbort: @escaping @Sendable () -> Void) {
         self.id = id
         self.type = type
@@ -62,13 +66,14 @@ final class CopyJob: Sendable {
         self.autoDismiss = autoDismiss
         self.record = record
         self.onAbort = onAbort
+        state.withLock { $0.speed = speed }
     }
 
     var info: JobInfo {
         let s = state.withLock { $0 }
         let remaining = UInt64(bitmap.dirtyCount) * bitmap.chunkSize
         return JobInfo(id: id, type: type, status: s.status, offset: s.offset, length: s.offset + remaining, ready: s.ready,
-                       autoFinalize: autoFinalize, autoDismiss: autoDismiss, error: s.error, export: exportID)
+                       autoFinalize: autoFinalize, autoDismiss: autoDismiss, error: s.error, export: exportID, speed: s.speed)
     }
 
     // MARK: commands (any thread)
@@ -81,6 +86,14 @@ final class CopyJob: Sendable {
         try state.withLock { (s: inout State) throws(JobError) in
             guard [.created, .running, .ready, .paused, .standby].contains(s.status) else { throw refuse("cancel", s.status) }
             s.cancelRequested = true
+        }
+    }
+
+    /// QEMU's block-job-set-speed: the new limit holds from the next chunk on (0: none).
+    func setSpeed(_ speed: UInt64) throws(JobError) {
+        try state.withLock { (s: inout State) throws(JobError) in
+            guard [.created, .running, .ready, .paused, .standby].contains(s.status) else { throw refuse("set-speed", s.status) }
+            s.speed = speed
         }
     }
 
@@ -169,11 +182,17 @@ final class CopyJob: Sendable {
         }
         var cursor = 0
         var stalled = TestCrash.reached(.jobStarted)
+        var limit = RateLimit()
         while true {
-            let (cancel, completeNow) = state.withLock { ($0.cancelRequested, $0.completeRequested) }
+            let (cancel, completeNow, speed) = state.withLock { ($0.cancelRequested, $0.completeRequested, $0.speed) }
             if cancel { return .cancel }
             if stalled {  // test only: held here until cancelled
                 usleep(10_000)
+                continue
+            }
+            // Under a speed limit, wait in short steps so that cancel and a new speed are seen.
+            if let wait = limit.wait(speed: speed), wait > 0 {
+                usleep(useconds_t(min(wait, 0.05) * 1e6))
                 continue
             }
             if let run = bitmap.takeRun(from: cursor, limit: runLimit) {
@@ -182,6 +201,7 @@ final class CopyJob: Sendable {
                     bitmap.mark(run: run)
                     return .failed("I/O error copying \(length) bytes at offset \(offset)")
                 }
+                limit.copied(length, speed: speed)
                 state.withLock { $0.offset += length }
                 reportProgress()
                 let next = run.first + run.count
@@ -249,7 +269,7 @@ final class CopyJob: Sendable {
     private var progress: [(key: String, value: OptionValue)] {
         let i = info
         return [("type", .string(type.rawValue)), ("device", .string(id)), ("len", .integer(Int(i.length))),
-                ("offset", .integer(Int(i.offset))), ("speed", .integer(0))]
+                ("offset", .integer(Int(i.offset))), ("speed", .integer(Int(i.speed)))]
     }
 
     private func conclude() {
@@ -267,18 +287,13 @@ final class CopyJob: Sendable {
         if status != .null { reportProgress(force: true) }
     }
 
-    /// When the observer last heard of the copy (CLOCK_MONOTONIC seconds; the thread running the job).
-    private let reported = Mutex<Double>(0)
-
     /// Tells the registry's observer how far the copy is: always on a status change, else at
     /// most every `JobRegistry.progressInterval`.
     private func reportProgress(force: Bool = false) {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        let t = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
-        let due = reported.withLock { last in
-            guard force || t - last >= JobRegistry.progressInterval else { return false }
-            last = t
+        let now = Deadline.now
+        let due = state.withLock { s in
+            guard force || s.lastReport.map({ now.seconds(since: $0) >= JobRegistry.progressInterval }) ?? true else { return false }
+            s.lastReport = now
             return true
         }
         guard due else { return }

@@ -11,10 +11,13 @@ public struct JobOptions: Sendable {
     public var id: String?
     public var autoFinalize = true
     public var autoDismiss = true
-    public init(id: String? = nil, autoFinalize: Bool = true, autoDismiss: Bool = true) {
+    /// The copy's rate limit in bytes per second (0: none).
+    public var speed: UInt64 = 0
+    public init(id: String? = nil, autoFinalize: Bool = true, autoDismiss: Bool = true, speed: UInt64 = 0) {
         self.id = id
         self.autoFinalize = autoFinalize
         self.autoDismiss = autoDismiss
+        self.speed = speed
     }
 }
 
@@ -109,7 +112,8 @@ extension ExportManager {
         let bitmap = DirtyBitmap(size: source.size)
         let job = CopyJob(id: id, type: type, exportID: status.id, manager: self, registry: jobs, source: source,
                           sourcePlan: sourcePlan, target: target, targetPlan: targetPlan, bitmap: bitmap,
-                          autoFinalize: options.autoFinalize, autoDismiss: options.autoDismiss, record: record, onAbort: onAbort)
+                          autoFinalize: options.autoFinalize, autoDismiss: options.autoDismiss, speed: options.speed,
+                          record: record, onAbort: onAbort)
         try jobs.add(job)
         do {
             // Tracking first, then the initial marks: a write in between is marked either way.

@@ -8,10 +8,10 @@
 # (its events; the disk stays put); `commit` under fio load merges the chain into the base and
 # deletes the overlays (fio verify clean, fsck clean, disk = base). Bad input: read-only export,
 # existing PATH, no export, nothing to commit. `mirror` raw -> qcow2 under fio load (source deleted),
-# then qemu.qmp blockdev-mirror qcow2 -> raw completed on BLOCK_JOB_READY (fio clean, fsck clean,
-# disk = target); kill -9 with a mirror ready: the new server serves the source; mirror refusals:
-# too small, holds data, locked by another writer, unreachable NBD server; del with a mirror job
-# running. Network targets and --persist: live-ops-net.
+# then qemu.qmp blockdev-mirror qcow2 -> raw at 1 MiB/s, freed by block-job-set-speed, completed
+# on BLOCK_JOB_READY (fio clean, fsck clean, disk = target); kill -9 with a mirror ready: the new
+# server serves the source; mirror refusals: too small, holds data, locked by another writer,
+# unreachable NBD server; del with a mirror job running. Network targets and --persist: live-ops-net.
 # timeout: 600
 source "$PROJECT/Tests/testbed/scenario-lib.sh"
 command -v qemu-img >/dev/null || fail "qemu-img missing: scripts/install-deps testbed"
@@ -178,7 +178,7 @@ step "refused: existing PATH (3), no export (6), read-only export (1); nothing c
 mount "$dev" mnt
 fio_loop_start mirror
 sleep 1; fio_loop_running mirror
-$X mirror live moved.qcow2 --json >mirror.json || { cat mirror.json; fail "mirror to qcow2"; }
+$X mirror live moved.qcow2 --speed 1G --json >mirror.json || { cat mirror.json; fail "mirror to qcow2"; }
 fio_loop_running "the end of the mirror"
 fio_loop_stop mirror
 tail -1 mirror.json | py 'd=json.loads(sys.stdin.read()); assert d["image"] == sys.argv[1] and d["sourceDeleted"], d' "$PWD/moved.qcow2" \
@@ -193,7 +193,7 @@ truncate -s 32M back.raw
 fio_loop_start qmpmirror
 python3 - "$(record socket)" "$PWD/back.raw" >mirror.log <<'PY' || { cat mirror.log; fail "qemu.qmp blockdev-mirror"; }
 import asyncio, sys
-from qemu.qmp import QMPClient
+from qemu.qmp import QMPClient, ExecuteError
 async def main():
     q = QMPClient("live-ops")
     await q.connect(sys.argv[1])
@@ -207,7 +207,21 @@ async def main():
                 return d
     await q.execute("blockdev-add", {"driver": "file", "node-name": "back-file", "filename": sys.argv[2]})
     await q.execute("blockdev-add", {"driver": "raw", "node-name": "back", "file": "back-file"})
-    await q.execute("blockdev-mirror", {"job-id": "m1", "device": "live", "target": "back", "sync": "full"})
+    # At 1 MiB/s the 32 MiB copy crawls (unlimited it ends within a second here); speed 0 frees it.
+    await q.execute("blockdev-mirror", {"job-id": "m1", "device": "live", "target": "back", "sync": "full",
+                                        "speed": 1 << 20})
+    await asyncio.sleep(1.5)
+    [job] = await q.execute("query-block-jobs")
+    assert job["speed"] == 1 << 20 and not job["ready"] and job["offset"] < 8 << 20, job
+    for bad, cls, text in [({"device": "m1", "speed": -1}, "GenericError", "Invalid parameter 'speed'"),
+                           ({"device": "nope", "speed": 0}, "DeviceNotActive", "Block job 'nope' not found")]:
+        try:
+            await q.execute("block-job-set-speed", bad)
+            raise AssertionError(f"block-job-set-speed {bad} accepted")
+        except ExecuteError as e:
+            assert (e.error_class, str(e)) == (cls, text), (e.error_class, str(e))
+    await q.execute("block-job-set-speed", {"device": "m1", "speed": 0})
+    print("limited: offset", job["offset"], "after 1.5 s at 1 MiB/s")
     ready = await until("BLOCK_JOB_READY", device="m1")
     assert ready["type"] == "mirror" and ready["offset"] >= 32 << 20, ready
     await q.execute("job-complete", {"id": "m1"})
@@ -226,7 +240,7 @@ fio_loop_stop qmpmirror
 umount mnt
 fsck.ext4 -fn "$dev" >fsck.log 2>&1 || { cat fsck.log; fail "fsck after the mirrors"; }
 cmp "$dev" back.raw || fail "the disk differs from back.raw"
-step "qemu.qmp blockdev-mirror moved.qcow2 -> back.raw under fio load, job-complete on READY: fio clean, fsck clean, disk = back.raw"
+step "qemu.qmp blockdev-mirror moved.qcow2 -> back.raw under fio load, speed 1 MiB/s then block-job-set-speed 0, job-complete on READY: fio clean, fsck clean, disk = back.raw"
 
 # kill -9 with a mirror job ready but not completed: the new server serves the source.
 truncate -s 32M killed.raw
