@@ -5,7 +5,8 @@
 # persistent configuration (and its drop-in) name the NBD URI, the source is deleted; `restart` serves the export.
 # The server SIGKILLed during mirrors to NBD, under fio (the test-only crash points of live-crash):
 # mid-copy, the supervisor's new server serves the source and the configuration still names it;
-# after the switch is recorded, both name the target; fio verify clean, the disk equals the target's file.
+# after the switch is recorded (before the configuration follows), the new server serves the target
+# and the configuration names it; fio verify clean, the disk equals the target's file.
 # Then QEMU's qemu.qmp client: blockdev-add driver=nbd + blockdev-mirror to a second export, `list`
 # shows the job ready at 100 %, job-complete; the disk equals that export. A "reboot": the server
 # stopped, `serve` started as the unit starts it from the configuration: it serves the second
@@ -105,8 +106,8 @@ step "restart: pid $(record pid) serves $uri1; files intact, writable"
 
 # 2b. The server SIGKILLed during a mirror to NBD (the test-only crash points, as in live-crash),
 # under fio: killed mid-copy, the supervisor's new server serves the source and net.conf still
-# names it (k1 is left half-written, never served); killed once the switch is recorded, it serves
-# the target, which net.conf names too (it follows before the record is written).
+# names it (k1 is left half-written, never served); killed once the switch is recorded, before
+# net.conf follows, the new server serves the target and makes net.conf name it.
 truncate -s 32M exports/k1 exports/k2
 uri_k1="nbd+unix:///k1?socket=$sock" uri_k2="nbd+unix:///k2?socket=$sock"
 fio_loop_start crash
