@@ -14,7 +14,9 @@ extension TestCrash {
         case midCopy = "mid-copy"
         /// The target holds everything and is flushed; the switch is not recorded yet.
         case beforeSwitch = "before-switch"
-        /// The switch is recorded in the state record; the export does not serve the target yet.
+        /// The switch is recorded in the state record; a persistent export's configuration has
+        /// not followed yet, and the export does not serve the target yet. (Reached in the
+        /// record keeper right after the record is written, else after the job's record step.)
         case afterSwitch = "after-switch"
 
         /// `POINT` (kill) or `stall-POINT`.

@@ -46,34 +46,34 @@ extension PersistentExports {
     /// After a live snapshot, commit or mirror of persistent export `name`: its configuration
     /// names `image` (a path or network URI; `format` for a file) instead, so that the unit, at
     /// boot or `systemctl restart`, serves what the disk is on now. The server calls this before
-    /// the switch takes effect, as it writes its record (a new file renamed over the old one).
+    /// the switch takes effect, once its record names the new image (a new file renamed over the
+    /// old one), and again when a server resumes from such a record (its predecessor may have died
+    /// in between).
     /// Only a configuration of one export is rewritten (`add --persist` writes such): its
-    /// `--blockdev` nodes are replaced by the new image's, `--object` and `--export` kept.
-    /// Returns the previous text, to put back if the switch does not happen after all. The
+    /// `--blockdev` nodes are replaced by the new image's, `--object` and `--export` kept. The
     /// drop-in follows too (new mounts to wait for), but is not needed for the switch: failing
     /// to write it is only reported (systemd reads it at its next reload).
-    @discardableResult
     public func follow(name: String, image: String, format: AddRequest.Format,
-                       warn: (String) -> Void = { _ in }) throws(ProvisioningError) -> String {
-        let path = configPath(name)
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw ProvisioningError(.kernel, "cannot read \(path), which makes '\(name)' persistent")
-        }
-        let arguments = try Self.followedArguments(Self.serveArguments(in: text), name: name, image: image, format: format)
-        let config = try Self.configText(name: name, serveArguments: arguments)
-        _ = try Self.writeIfChanged(path, config, directory: configDirectory, directoryMode: 0o755)
+                       warn: (String) -> Void = { _ in }) throws(ProvisioningError) {
+        let config = try followedText(name: name, image: image, format: format)
+        _ = try Self.writeIfChanged(configPath(name), config, directory: configDirectory, directoryMode: 0o755)
         do {
             _ = try Self.writeIfChanged(dropInPath(name), Self.dropInText(name: name, image: image),
                                         directory: dropInDirectory(name), directoryMode: 0o755)
         } catch {
             warn("\(error) (the unit keeps waiting for the mounts it waited for)")
         }
-        return text
     }
 
-    /// Puts back what `follow` replaced.
-    public func restore(name: String, text: String) {
-        _ = try? Self.writeIfChanged(configPath(name), text, directory: configDirectory, directoryMode: 0o755)
+    /// The configuration of `name` as `follow` would write it (nothing written): one that cannot
+    /// follow is refused here.
+    public func followedText(name: String, image: String, format: AddRequest.Format) throws(ProvisioningError) -> String {
+        let path = configPath(name)
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ProvisioningError(.kernel, "cannot read \(path), which makes '\(name)' persistent")
+        }
+        let arguments = try Self.followedArguments(Self.serveArguments(in: text), name: name, image: image, format: format)
+        return try Self.configText(name: name, serveArguments: arguments)
     }
 
     /// The `serve` arguments of a configuration file (`VDUSE_EXPORT_ARGS=`, split as systemd does).

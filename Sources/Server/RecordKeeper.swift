@@ -20,10 +20,13 @@ package final class RecordKeeper: ExportObserver {
 
     private let kept = Mutex(Kept())
     private let logger: Logger?
+    /// Where `add --persist` configurations are, which follow a switch.
+    private let persistent: PersistentExports
 
-    package init(settings: ServeSettings, logger: Logger? = nil) {
+    package init(settings: ServeSettings, logger: Logger? = nil, persistent: PersistentExports = .standard) {
         self.settings = settings
         self.logger = logger
+        self.persistent = persistent
     }
 
     /// The image a record names for `plan`: paths resolved; a network export's URI (no secrets
@@ -39,6 +42,7 @@ package final class RecordKeeper: ExportObserver {
 
     /// `plan`, or the same export over the image a live switch moved it to, when the record of
     /// its previous server (gone: killed, crashed or handed over) says so for this configuration.
+    /// A persistent export's configuration is made to name that image too.
     package func resuming(_ plan: ExportPlan) -> ExportPlan {
         guard settings.record, let r = settings.state.read(plan.deviceName), r.id == plan.id, let s = r.switched,
               !StateDirectory.processAlive(r.pid), s.origin == Self.recordedImage(plan) else { return plan }
@@ -63,6 +67,16 @@ package final class RecordKeeper: ExportObserver {
         if p.backend.isNetwork {
             p.backend.direct = false
             p.backend.forceShare = false
+        }
+        // The previous server may have died between recording the switch and rewriting the
+        // configuration: finish that, or the unit would start the old image at the next boot.
+        if persistent.isPersistent(plan.deviceName) {
+            do {
+                try persistent.follow(name: plan.deviceName, image: s.image, format: s.driver == .qcow2 ? .qcow2 : .raw,
+                                      warn: { self.logger?.warning("\($0)") })
+            } catch {
+                logger?.warning("export \(plan.deviceName) is on \(s.image), but its configuration cannot follow: \(error)")
+            }
         }
         return p
     }
@@ -94,27 +108,39 @@ package final class RecordKeeper: ExportObserver {
         case .rbd: driver = .rbd
         case .null: throw ExportError("the record cannot name \(change.to.pathDescription)", code: .invalidOptions)
         }
-        // At boot the unit starts the image its configuration names, with no record to say
-        // otherwise: the configuration follows first, and is put back if the record cannot be.
-        let persistent = PersistentExports.standard
-        var previous: String?
-        if persistent.isPersistent(change.name) {
-            previous = try persistent.follow(name: change.name, image: change.to.pathDescription,
-                                             format: driver == .qcow2 ? .qcow2 : .raw,
-                                             warn: { self.logger?.warning("\($0)") })
+        // A configuration that cannot follow refuses the switch before anything is written.
+        let follows = persistent.isPersistent(change.name)
+        let format: AddRequest.Format = driver == .qcow2 ? .qcow2 : .raw
+        if follows { _ = try persistent.followedText(name: change.name, image: change.to.pathDescription, format: format) }
+        func follow() throws {
+            try persistent.follow(name: change.name, image: change.to.pathDescription, format: format,
+                                  warn: { self.logger?.warning("\($0)") })
         }
-        guard settings.record, var r = settings.state.read(change.name) else { return }
+        guard settings.record, var r = settings.state.read(change.name) else {
+            if follows { try follow() }
+            return
+        }
+        let previous = r
         let origin = r.switched?.origin ?? r.image
         r.image = change.to.pathDescription
         r.switched = r.image == origin ? nil : SwitchedImage(origin: origin, image: r.image, driver: driver)
         // `add --overlay`'s overlay is now under the new image (or merged): `del` must leave it.
         r.overlay = nil
         r.base = nil
-        do {
-            try settings.state.write(r)
-        } catch {
-            if let previous { persistent.restore(name: change.name, text: previous) }
-            throw error
+        // The record first, then the configuration: a server that dies between the two comes back
+        // (`resuming`) on the new image and makes the configuration follow then. The other order
+        // would leave a window where the restarted server serves the old image and writes to it
+        // while the configuration names the new one, which the unit would start at the next boot.
+        try settings.state.write(r)
+        _ = TestCrash.reached(.afterSwitch)
+        if follows {
+            do {
+                try follow()
+            } catch {
+                // The switch does not happen: the record names the image served again.
+                try? settings.state.write(previous)
+                throw error
+            }
         }
     }
 

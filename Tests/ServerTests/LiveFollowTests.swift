@@ -86,16 +86,14 @@ import Wire
         }
     }
 
-    /// `follow` replaces the file (and drop-in) and hands back what was there; `restore` puts it back.
-    @Test func followWritesAndRestores() throws {
+    /// `follow` replaces the file and the drop-in, through a temporary file.
+    @Test func followWritesTheConfiguration() throws {
         let root = NSTemporaryDirectory() + "follow-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: root) }
         try FileManager.default.createDirectory(atPath: root + "/systemd", withIntermediateDirectories: true)
         let p = PersistentExports(configDirectory: root + "/etc", unitDirectory: root + "/systemd")
         try p.persist(name: "db", serveArguments: Self.persisted, image: "/srv/db.img", systemctl: { _ in })
-        let before = try String(contentsOfFile: p.configPath("db"), encoding: .utf8)
-        let previous = try p.follow(name: "db", image: "nbd+unix:///db?socket=/run/n.sock", format: .raw)
-        #expect(previous == before)
+        try p.follow(name: "db", image: "nbd+unix:///db?socket=/run/n.sock", format: .raw)
         let after = try String(contentsOfFile: p.configPath("db"), encoding: .utf8)
         #expect(after.contains("--blockdev driver=nbd,node-name=disk0,server.type=unix,server.path=/run/n.sock,export=db --export"))
         #expect(!after.contains("/srv/db.img"))
@@ -103,8 +101,55 @@ import Wire
         let dropIn = try String(contentsOfFile: p.dropInPath("db"), encoding: .utf8)
         #expect(dropIn.contains("After=network-online.target") && !dropIn.contains("RequiresMountsFor"))
         #expect(access(p.configPath("db") + ".tmp", F_OK) != 0)
-        p.restore(name: "db", text: previous)
-        #expect(try String(contentsOfFile: p.configPath("db"), encoding: .utf8) == before)
+    }
+
+    /// A persistent export's switch: the record, then the configuration. A server killed between
+    /// the two comes back on the new image, and makes the configuration follow then (the other
+    /// order left a window where the restarted server wrote to the old image while the
+    /// configuration, read at the next boot, named the new one). A configuration that cannot
+    /// follow, or cannot be written, refuses the switch with the record as it was.
+    @Test func recordFirstThenTheConfiguration() throws {
+        let state = SwitchRecordTests.state()
+        defer { try? FileManager.default.removeItem(atPath: state.path) }
+        try FileManager.default.createDirectory(atPath: state.path + "/systemd", withIntermediateDirectories: true)
+        let p = PersistentExports(configDirectory: state.path + "/etc", unitDirectory: state.path + "/systemd")
+        let source = state.path + "/disk.raw", moved = state.path + "/moved.raw"
+        let arguments = Self.persisted.map { $0.replacingOccurrences(of: "/srv/db.img", with: source) }
+        try p.persist(name: "live", serveArguments: arguments, image: source, systemctl: { _ in })
+        let original = try String(contentsOfFile: p.configPath("live"), encoding: .utf8)
+        let keeper = RecordKeeper(settings: ServeSettings(record: true, state: state), persistent: p)
+        let file = BackendSpec(kind: .file(path: source))
+        let plan = ExportPlan(id: "live", deviceName: "live", backend: file, writable: true)
+
+        // Killed after the record, before the configuration: the next server follows.
+        try state.write(SwitchRecordTests.record(moved, switched: SwitchedImage(origin: source, image: moved, driver: .file)))
+        #expect(keeper.resuming(plan).backend.kind == .file(path: moved))
+        let followed = try String(contentsOfFile: p.configPath("live"), encoding: .utf8)
+        #expect(followed.contains("filename=\(moved) ") && !followed.contains(source))
+
+        // A whole switch, from the original configuration and record.
+        _ = FileManager.default.createFile(atPath: p.configPath("live"), contents: Data(original.utf8))
+        let before = SwitchRecordTests.record(source, switched: nil)
+        try state.write(before)
+        let nbd = BackendSpec(kind: .nbd(NBDSpec(server: .unix(path: "/run/t.sock"), export: "t")))
+        try keeper.switched(BackendSwitch(name: "live", exportID: "live", from: file, to: nbd))
+        #expect(try #require(state.read("live")).image == "nbd+unix:///t?socket=/run/t.sock")
+        #expect(try String(contentsOfFile: p.configPath("live"), encoding: .utf8).contains("driver=nbd,node-name=disk0"))
+
+        // The configuration cannot be written (its temporary file's name is taken by a directory).
+        _ = FileManager.default.createFile(atPath: p.configPath("live"), contents: Data(original.utf8))
+        try state.write(before)
+        try FileManager.default.createDirectory(atPath: p.configPath("live") + ".tmp", withIntermediateDirectories: false)
+        #expect(throws: (any Error).self) { try keeper.switched(BackendSwitch(name: "live", exportID: "live", from: file, to: nbd)) }
+        #expect(try #require(state.read("live")) == before)
+        #expect(try String(contentsOfFile: p.configPath("live"), encoding: .utf8) == original)
+        rmdir(p.configPath("live") + ".tmp")
+
+        // Not what add --persist writes: refused before the record is touched.
+        let two = try PersistentExports.configText(name: "live", serveArguments: arguments + ["--export", "type=vduse-blk,id=b,node-name=disk0,name=b"])
+        _ = FileManager.default.createFile(atPath: p.configPath("live"), contents: Data(two.utf8))
+        #expect(throws: ProvisioningError.self) { try keeper.switched(BackendSwitch(name: "live", exportID: "live", from: file, to: nbd)) }
+        #expect(try #require(state.read("live")) == before)
     }
 
     /// `list`: the job and its progress beside the record's fields.

@@ -112,3 +112,64 @@ expect_confined() {
     done
     CONFINED_TASKS=$tasks
 }
+
+# --- Test-only crash points of live jobs (live-crash, live-ops-net). crash_points_enable, before
+# the export's server starts (`add`), lets its server read ./point on SIGUSR1 (VDUSE_EXPORT_TEST_CRASH).
+crash_points_enable() {
+    echo none >point
+    export VDUSE_EXPORT_TEST_CRASH=$PWD/point
+}
+step() { note "[${SECONDS}s] $*"; }
+# rec NAME FIELD: a top-level string or number of NAME's state record ("" when there is none),
+# read from the file (`list --json` says the same, but each run of the debug binary costs
+# seconds under TCG). The record is pretty-printed with sorted keys: "image" precedes the
+# nested one in "switched".
+rec() { grep -o "\"$2\" : [^,]*" "/run/vduse-export/$1.json" 2>/dev/null | head -1 | sed -e 's/^[^:]*: //' -e 's/"//g' -e 's|\\/|/|g'; }
+log_of() { echo "/run/vduse-export/$1.log"; }
+# arm NAME WHAT: the server of NAME arms the test switch with WHAT (a job point, kill or stall).
+arm() {
+    local log lines pid
+    log=$(log_of "$1"); lines=$(wc -l <"$log"); pid=$(rec "$1" pid)
+    local want="kill at $2"; [[ $2 == stall-* ]] && want="stall at ${2#stall-}"
+    echo "$2" >point
+    kill -USR1 "$pid"
+    for _ in $(seq 1 100); do
+        tail -n +"$((lines + 1))" "$log" | grep -qF "crash ($want) armed" && return
+        sleep 0.05
+    done
+    tail -5 "$log"; fail "server $pid of $1 did not arm $2"
+}
+# new_server NAME OLD: waits until a server other than OLD runs NAME; sets NEW.
+new_server() {
+    for _ in $(seq 1 300); do
+        NEW=$(rec "$1" pid)
+        [ "${NEW:-0}" -gt 0 ] && [ "$NEW" != "$2" ] && kill -0 "$NEW" 2>/dev/null && return
+        sleep 0.1
+    done
+    tail -20 "$(log_of "$1")"; fail "no new server for $1 after server $2 was killed"
+}
+# The supervisor gives up after more than 5 crashes within 30 s: kills at least 6.5 s apart.
+LAST_KILL=0
+spaced() {
+    local wait_ms=$(( LAST_KILL + 6500 - $(date +%s%3N) ))
+    [ "$wait_ms" -le 0 ] || sleep "$(awk -v m="$wait_ms" 'BEGIN { print m / 1000 }')"
+    LAST_KILL=$(date +%s%3N)
+}
+# crash NAME POINT EXPECTED VERB...: arms a kill at POINT, runs `vduse-export VERB...` (which must
+# fail, as its server dies under it), waits for the supervisor's new server, which must serve
+# EXPECTED (the record names it). Its output stays in verb.out and verb.err.
+crash() {
+    local name=$1 point=$2 expected=$3; shift 3
+    local old log lines rc=0
+    spaced
+    old=$(rec "$name" pid); log=$(log_of "$name"); lines=$(wc -l <"$log")
+    arm "$name" "$point"
+    timeout 60 "$VDUSE_EXPORT" "$@" >verb.out 2>verb.err || rc=$?
+    [ "$rc" != 0 ] && [ "$rc" != 130 ] && [ "$rc" != 124 ] || { cat verb.out verb.err; fail "$* with a kill at $point: exit $rc"; }
+    new_server "$name" "$old"
+    tail -n +"$((lines + 1))" "$log" | grep -q "ended (signal 9)" || { tail -20 "$log"; fail "$point: the log does not say the server was killed"; }
+    local served; served=$(rec "$name" image)
+    [ "$served" = "$expected" ] || { cat verb.err; fail "$* killed at $point: the new server serves $served, not $expected"; }
+    local shown=$served; [[ $served == /* ]] && shown=$(basename "$served")
+    step "$name: $1 killed at $point: exit $rc ($(head -c 160 verb.err)); server $old -> $NEW serves $shown"
+}

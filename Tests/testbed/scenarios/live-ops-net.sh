@@ -3,6 +3,10 @@
 # file to an NBD export (nbdkit's file plugin over tmpfs, unix socket) while `list` shows the job
 # and its progress; 0 fio errors, fsck clean, the disk equals the export's file, the record and the
 # persistent configuration (and its drop-in) name the NBD URI, the source is deleted; `restart` serves the export.
+# The server SIGKILLed during mirrors to NBD, under fio (the test-only crash points of live-crash):
+# mid-copy, the supervisor's new server serves the source and the configuration still names it;
+# after the switch is recorded (before the configuration follows), the new server serves the target
+# and the configuration names it; fio verify clean, the disk equals the target's file.
 # Then QEMU's qemu.qmp client: blockdev-add driver=nbd + blockdev-mirror to a second export, `list`
 # shows the job ready at 100 %, job-complete; the disk equals that export. A "reboot": the server
 # stopped, `serve` started as the unit starts it from the configuration: it serves the second
@@ -15,6 +19,7 @@ export PYTHONPATH=$PROJECT/.testbed/python
 X=$VDUSE_EXPORT
 T0=$SECONDS
 step() { note "[$((SECONDS - T0))s] $*"; }
+crash_points_enable
 py() { local code=$1; shift; python3 -c "import json,sys; $code" "$@"; }
 record() { $X list --json | py 'print([e for e in json.load(sys.stdin) if e["name"] == "net"][0][sys.argv[1]])' "$1"; }
 
@@ -37,6 +42,7 @@ sock=$PWD/nbd.sock
 nbdkit -f -U "$sock" file dir="$PWD/exports" >nbdkit.log 2>&1 &
 nbdkit_pid=$!
 cleanup() {
+    cp /run/vduse-export/*.log "$RESULTS/" 2>/dev/null || true
     kill "$nbdkit_pid" 2>/dev/null || true
     umount /etc/systemd/system 2>/dev/null || true
 }
@@ -97,6 +103,26 @@ mount "$dev" mnt
 head -c 1M /dev/urandom >mnt/after && sync
 after=$(sha256sum <mnt/after)
 step "restart: pid $(record pid) serves $uri1; files intact, writable"
+
+# 2b. The server SIGKILLed during a mirror to NBD (the test-only crash points, as in live-crash),
+# under fio: killed mid-copy, the supervisor's new server serves the source and net.conf still
+# names it (k1 is left half-written, never served); killed once the switch is recorded, before
+# net.conf follows, the new server serves the target and makes net.conf name it.
+truncate -s 32M exports/k1 exports/k2
+uri_k1="nbd+unix:///k1?socket=$sock" uri_k2="nbd+unix:///k2?socket=$sock"
+fio_loop_start crash
+crash net mid-copy "$uri1" mirror net "$uri_k1"
+grep -q "export=t1 " "$conf" || fail "net.conf after the kill mid-copy: $(cat "$conf")"
+crash net after-switch "$uri_k2" mirror net "$uri_k2"
+grep -q "the switch to $uri_k2 was recorded" verb.err || fail "mirror killed after its switch said: $(cat verb.err)"
+grep -q "export=k2 " "$conf" || fail "net.conf after the kill after the switch: $(cat "$conf")"
+fio_loop_running "the end of the kills"
+fio_loop_stop crash
+umount mnt
+cmp "$dev" exports/k2 || fail "the disk differs from exports/k2"
+mount "$dev" mnt
+[ "$(sha256sum <mnt/before)" = "$before" ] && [ "$(sha256sum <mnt/after)" = "$after" ] || fail "files changed across the kills"
+step "kills during mirrors to NBD: fio verify clean ($FIO_ROUNDS rounds); net.conf named t1, then k2; the disk equals exports/k2"
 
 # 3. QEMU's client: blockdev-add driver=nbd + blockdev-mirror; list shows the job ready; job-complete.
 python3 - "$(record socket)" "$sock" "$X" >qmp.log <<'PY' || { cat qmp.log; fail "qemu.qmp blockdev-mirror to NBD"; }

@@ -7,7 +7,8 @@
 # Then a real boot: that root under systemd as PID 1 of a container (systemd-nspawn --boot), where
 # systemd's boot transaction starts vduse-export@db.service from the link --persist wrote and the
 # export comes back with its name, serial and by-vduse link; a live snapshot there rewrites the
-# configuration (through the unit's sandbox) and the restarted unit serves the overlay; del in the
+# configuration (through the unit's sandbox) and the restarted unit serves the overlay, then a live
+# mirror of that chain to a raw file does the same (the data of both layers intact); del in the
 # booted system stops and disables the unit. Not proven here: an fstab mount at boot. systemd-fstab-generator ignores
 # device entries in a container and device units do not exist there, so the fstab line is checked
 # by systemd-analyze verify on the generator's output, not by watching a boot. Also in the
@@ -218,6 +219,8 @@ note "systemd-nspawn --boot: systemd (PID 1) started vduse-export@db.service fro
 
 # A live snapshot under the unit's sandbox (ProtectSystem=full; its ReadWritePaths= let the server
 # rewrite db.conf and the drop-in before the switch): the restarted unit serves the overlay.
+head -c 1M /dev/urandom >base.pattern
+dd if=base.pattern of="$newdev" bs=1M oflag=direct status=none  # in db.img, under the overlay to come
 in_ct $X snapshot db /srv/images/db-1.qcow2 >/dev/null || { ct_log; fail "snapshot of the unit's export"; }
 grep -q '^VDUSE_EXPORT_ARGS=.*filename=/srv/images/db-1.qcow2 --blockdev driver=qcow2,node-name=disk0,file=file0 --export .*serial=DB-0001' "$conf" \
     || fail "db.conf after the snapshot: $(cat "$conf")"
@@ -228,6 +231,29 @@ image=$(in_ct $X list --json | python3 -c 'import json,sys; print([e["image"] fo
 [ "$image" = /srv/images/db-1.qcow2 ] && [ "$(in_ct systemctl show -P MainPID vduse-export@db.service)" != "$unit_main" ] \
     || { ct_log; fail "after systemctl restart the unit serves $image"; }
 note "snapshot under the unit: db.conf and drop-in name db-1.qcow2; systemctl restart: the unit serves /srv/images/db-1.qcow2"
+
+# A live mirror of that chain to a new raw file under the unit: db.conf and the drop-in follow,
+# the overlay is deleted, and the restarted unit serves the mirror with the data of both layers.
+db_dev() { in_ct $X list --json | python3 -c 'import json,sys; print([e["device"] for e in json.load(sys.stdin) if e["name"] == "db"][0])'; }
+head -c 1M /dev/urandom >top.pattern
+dd if=top.pattern of="$(db_dev)" bs=1M seek=8 oflag=direct status=none  # in db-1.qcow2
+in_ct $X mirror db /srv/images/db-2.img >/dev/null || { ct_log; fail "mirror of the unit's export"; }
+grep -q '^VDUSE_EXPORT_ARGS=.*filename=/srv/images/db-2.img --blockdev driver=raw,node-name=disk0,file=file0 --export .*serial=DB-0001' "$conf" \
+    || fail "db.conf after the mirror: $(cat "$conf")"
+grep -qx 'RequiresMountsFor=/srv/images/db-2.img' "$dropin" || fail "drop-in after the mirror: $(cat "$dropin")"
+[ ! -e "$R/srv/images/db-1.qcow2" ] || fail "the mirror kept its source db-1.qcow2"
+unit_main=$(in_ct systemctl show -P MainPID vduse-export@db.service)
+in_ct systemctl daemon-reload
+in_ct systemctl restart vduse-export@db.service || { ct_log; fail "systemctl restart after the mirror"; }
+image=$(in_ct $X list --json | python3 -c 'import json,sys; print([e["image"] for e in json.load(sys.stdin) if e["name"] == "db"][0])')
+[ "$image" = /srv/images/db-2.img ] && [ "$(in_ct systemctl show -P MainPID vduse-export@db.service)" != "$unit_main" ] \
+    || { ct_log; fail "after systemctl restart the unit serves $image"; }
+mdev=$(db_dev)
+cmp <(dd if="$mdev" bs=1M count=1 iflag=direct status=none) base.pattern && cmp <(dd if="$mdev" bs=1M skip=8 count=1 iflag=direct status=none) top.pattern \
+    || fail "the restarted unit's disk lacks the data written before the mirror"
+cmp <(head -c 1M "$R/srv/images/db-2.img") base.pattern && cmp <(dd if="$R/srv/images/db-2.img" bs=1M skip=8 count=1 status=none) top.pattern \
+    || fail "db-2.img lacks the data of the chain"
+note "mirror under the unit: db.conf and drop-in name db-2.img (raw), db-1.qcow2 deleted; systemctl restart: the unit serves /srv/images/db-2.img with the data of both layers"
 
 # del in the booted system: the unit's server stops with exit 0 (no restart), the unit is disabled
 # by the running systemd, and the files go.
