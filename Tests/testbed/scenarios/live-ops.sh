@@ -18,7 +18,6 @@ command -v qemu-img >/dev/null || fail "qemu-img missing: scripts/install-deps t
 export PYTHONPATH=$PROJECT/.testbed/python
 X=$VDUSE_EXPORT
 export VDUSE_EXPORT_OVERLAY_DIR=$PWD/overlays
-step() { note "[${SECONDS}s] $*"; }
 py() { local code=$1; shift; python3 -c "import json,sys; $code" "$@"; }
 record() { $X list --json | py 'print([e for e in json.load(sys.stdin) if e["name"] == "live"][0][sys.argv[1]])' "$1"; }
 # sha256 of an image as the disk would read it (a qcow2 chain converted to raw).
