@@ -190,8 +190,9 @@ final class CopyJob: Sendable {
                 usleep(10_000)
                 continue
             }
-            // Under a speed limit, wait in short steps so that cancel and a new speed are seen.
-            if let wait = limit.wait(speed: speed), wait > 0 {
+            // Under a speed limit, wait in short steps so that cancel and a new speed are seen
+            // (only when there is something to copy: a ready job completes at once).
+            if bitmap.dirtyCount > 0, let wait = limit.wait(speed: speed), wait > 0 {
                 usleep(useconds_t(min(wait, 0.05) * 1e6))
                 continue
             }
