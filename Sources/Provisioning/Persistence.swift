@@ -55,7 +55,12 @@ extension PersistentExports {
     /// to write it is only reported (systemd reads it at its next reload).
     public func follow(name: String, image: String, format: AddRequest.Format,
                        warn: (String) -> Void = { _ in }) throws(ProvisioningError) {
-        let config = try followedText(name: name, image: image, format: format)
+        try write(followed: try followedText(name: name, image: image, format: format), name: name, image: image, warn: warn)
+    }
+
+    /// Writes `config`, which `followedText` made for `image`, and the drop-in for `image`.
+    public func write(followed config: String, name: String, image: String,
+                      warn: (String) -> Void = { _ in }) throws(ProvisioningError) {
         _ = try Self.writeIfChanged(configPath(name), config, directory: configDirectory, directoryMode: 0o755)
         do {
             _ = try Self.writeIfChanged(dropInPath(name), Self.dropInText(name: name, image: image),

@@ -109,15 +109,16 @@ package final class RecordKeeper: ExportObserver {
         case .null: throw ExportError("the record cannot name \(change.to.pathDescription)", code: .invalidOptions)
         }
         // A configuration that cannot follow refuses the switch before anything is written.
-        let follows = persistent.isPersistent(change.name)
         let format: AddRequest.Format = driver == .qcow2 ? .qcow2 : .raw
-        if follows { _ = try persistent.followedText(name: change.name, image: change.to.pathDescription, format: format) }
+        let followed = persistent.isPersistent(change.name)
+            ? try persistent.followedText(name: change.name, image: change.to.pathDescription, format: format) : nil
         func follow() throws {
-            try persistent.follow(name: change.name, image: change.to.pathDescription, format: format,
-                                  warn: { self.logger?.warning("\($0)") })
+            guard let followed else { return }
+            try persistent.write(followed: followed, name: change.name, image: change.to.pathDescription,
+                                 warn: { self.logger?.warning("\($0)") })
         }
         guard settings.record, var r = settings.state.read(change.name) else {
-            if follows { try follow() }
+            try follow()
             return
         }
         let previous = r
@@ -133,14 +134,12 @@ package final class RecordKeeper: ExportObserver {
         // while the configuration names the new one, which the unit would start at the next boot.
         try settings.state.write(r)
         _ = TestCrash.reached(.afterSwitch)
-        if follows {
-            do {
-                try follow()
-            } catch {
-                // The switch does not happen: the record names the image served again.
-                try? settings.state.write(previous)
-                throw error
-            }
+        do {
+            try follow()
+        } catch {
+            // The switch does not happen: the record names the image served again.
+            try? settings.state.write(previous)
+            throw error
         }
     }
 

@@ -75,7 +75,7 @@ struct CommitCommand: ParsableCommand {
     @Flag(help: "Keep the merged overlays (they are no longer used).")
     var keep = false
 
-    @Option(help: .init("Copy at most RATE bytes per second (k, M, G suffixes: powers of 1024); the disk's own I/O is not limited. Default: no limit.", valueName: "rate"))
+    @Option(help: CopyRate.help)
     var speed: CopyRate?
 
     @Flag(help: "Print one JSON object per progress step, then the result {name, image, merged, deleted}.")
@@ -143,7 +143,7 @@ struct MirrorCommand: ParsableCommand {
     @Flag(help: "Keep the source image file (it is no longer used).")
     var keepSource = false
 
-    @Option(help: .init("Copy at most RATE bytes per second (k, M, G suffixes: powers of 1024); the disk's own I/O is not limited. Default: no limit.", valueName: "rate"))
+    @Option(help: CopyRate.help)
     var speed: CopyRate?
 
     @Flag(help: "Overwrite a TARGET that holds data (for a network TARGET: whose first MiB is not all zeros).")
@@ -180,6 +180,8 @@ struct MirrorCommand: ParsableCommand {
 /// `--speed`: a job's copy rate, bytes per second with QEMU's size suffixes; 0 is no limit.
 struct CopyRate: ExpressibleByArgument {
     let bytesPerSecond: UInt64
+
+    static let help = ArgumentHelp("Copy at most RATE bytes per second (k, M, G suffixes: powers of 1024); the disk's own I/O is not limited. Default: no limit.", valueName: "rate")
 
     init?(argument: String) {
         guard let bytes = OptionReader.parseSize(argument), bytes <= UInt64(Int64.max) else { return nil }

@@ -46,7 +46,7 @@ final class CopyJob: Sendable {
         /// When the observer last heard of the copy (`reportProgress`).
         var lastReport: Deadline?
     }
-    private let state = Mutex(State())
+    private let state: Mutex<State>
     private let finished = DispatchSemaphore(value: 0)
 
     init(id: String, type: JobType, exportID: String, manager: ExportManager, registry: JobRegistry,
@@ -66,7 +66,7 @@ final class CopyJob: Sendable {
         self.autoDismiss = autoDismiss
         self.record = record
         self.onAbort = onAbort
-        state.withLock { $0.speed = speed }
+        state = Mutex(State(speed: speed))
     }
 
     var info: JobInfo {
@@ -78,13 +78,16 @@ final class CopyJob: Sendable {
 
     // MARK: commands (any thread)
 
+    /// The states in which a job still takes cancel and set-speed (QEMU's verb table).
+    private static let active: Set<JobStatus> = [.created, .running, .ready, .paused, .standby]
+
     private func refuse(_ verb: String, _ status: JobStatus) -> JobError {
         JobError("Job '\(id)' in state '\(status.rawValue)' cannot accept command verb '\(verb)'")
     }
 
     func cancel() throws(JobError) {
         try state.withLock { (s: inout State) throws(JobError) in
-            guard [.created, .running, .ready, .paused, .standby].contains(s.status) else { throw refuse("cancel", s.status) }
+            guard Self.active.contains(s.status) else { throw refuse("cancel", s.status) }
             s.cancelRequested = true
         }
     }
@@ -92,7 +95,7 @@ final class CopyJob: Sendable {
     /// QEMU's block-job-set-speed: the new limit holds from the next chunk on (0: none).
     func setSpeed(_ speed: UInt64) throws(JobError) {
         try state.withLock { (s: inout State) throws(JobError) in
-            guard [.created, .running, .ready, .paused, .standby].contains(s.status) else { throw refuse("set-speed", s.status) }
+            guard Self.active.contains(s.status) else { throw refuse("set-speed", s.status) }
             s.speed = speed
         }
     }
